@@ -1,0 +1,45 @@
+"""billing-pipeline: cloud billing exports to trustworthy FOCUS cost data, as Dagster assets."""
+
+from setuptools import find_packages, setup
+
+DAGSTER_VERSION = "1.13.27"
+DAGSTER_LIBRARY_VERSION = "0.29.27"
+
+setup(
+    name="billing_pipeline",
+    version="0.1.0",
+    description="Dagster assets that turn AWS, GCP, Azure and FOCUS billing exports into FOCUS cost data",
+    packages=find_packages(exclude=["billing_pipeline_tests", "billing_pipeline_tests.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        f"dagster=={DAGSTER_VERSION}",
+        f"dagster-webserver=={DAGSTER_VERSION}",
+        f"dagster-aws=={DAGSTER_LIBRARY_VERSION}",
+        f"dagster-gcp=={DAGSTER_LIBRARY_VERSION}",
+        f"dagster-pandera=={DAGSTER_LIBRARY_VERSION}",
+        "polars>=2.1,<3",
+        "pandera[polars]>=0.35,<0.36",
+        "pyarrow>=20",
+        "duckdb>=2.0,<3",
+        "s3fs>=2026.9",
+        "fsspec>=2026.9",
+        "boto3",
+        "numpy",
+        "pyyaml",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout",
+            "hypothesis>=6.100",
+            "moto[server]>=5.1",
+            "ruff",
+            "requests",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "billing-generate=billing_pipeline.generator.__main__:main",
+        ],
+    },
+)
