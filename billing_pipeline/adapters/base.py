@@ -1,0 +1,301 @@
+"""What every provider adapter shares: deliveries, file problems, and reading one export file.
+
+An adapter is two pure steps: `discover` (which deliveries of a billing period exist, and which
+files each one lists) and `to_focus` (raw rows as delivered -> FOCUS columns). Everything with side
+effects (staging, writing, quarantining) lives in `billing_pipeline.ingest`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import polars as pl
+
+from billing_pipeline.storage import Store, join
+
+NULL_LITERALS = ("", "None", "NULL", "null", "NaN", "nan")
+DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%MZ",
+    "%Y%m%dT%H%M%S%.fZ",
+    "%Y-%m-%d",
+)
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file of a delivery that cannot be used, and why (named in errors and in quarantine)."""
+
+    file_uri: str
+    reason: str
+    kind: str  # missing | outside_prefix | unreadable | empty | bad_manifest
+
+    def describe(self, source: str) -> str:
+        return f"source {source!r}: file {self.file_uri}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivered version of a billing period: the files to read together, and its problems."""
+
+    source: str
+    billing_period: str  # YYYY-MM
+    version: str
+    delivered_at: dt.datetime
+    files: tuple[str, ...]
+    manifest_uri: str | None = None
+    problems: tuple[FileProblem, ...] = ()
+    file_format: str = "auto"
+    fingerprint: str = ""
+
+    @property
+    def incomplete(self) -> bool:
+        """A delivery with a missing file or unreadable manifest must never be published."""
+        return any(p.kind in ("missing", "bad_manifest") for p in self.problems)
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not self.incomplete
+
+
+@dataclass
+class DeliveryChoice:
+    """The current version of a billing period, and what was passed over on the way."""
+
+    current: Delivery | None
+    passed_over: list[Delivery] = field(default_factory=list)
+
+    @property
+    def held_back(self) -> bool:
+        """True when deliveries exist but none is complete: the period must not be published."""
+        return self.current is None and any(d.incomplete for d in self.passed_over)
+
+
+def choose_current(deliveries: list[Delivery]) -> DeliveryChoice:
+    """The latest complete, non-empty delivery wins; newer incomplete ones are passed over."""
+    ordered = sorted(deliveries, key=lambda d: (d.delivered_at, d.version), reverse=True)
+    passed: list[Delivery] = []
+    for delivery in ordered:
+        if delivery.incomplete or delivery.empty:
+            passed.append(delivery)
+            continue
+        return DeliveryChoice(current=delivery, passed_over=passed)
+    return DeliveryChoice(current=None, passed_over=passed)
+
+
+class Adapter(Protocol):
+    """One export format. `discover` lists deliveries; `read`/`usage_start`/`to_focus` are pure."""
+
+    provider: str
+
+    def discover(self, store: Store, source: str, root: str, billing_period: str, file_format: str) -> list[Delivery]:
+        ...
+
+    def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
+        ...
+
+    def usage_start(self, schema: pl.Schema) -> pl.Expr:
+        ...
+
+    def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        ...
+
+    def dedup_key(self, schema: pl.Schema) -> list[str]:
+        ...
+
+    def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        ...
+
+
+def detect_format(uri: str, configured: str = "auto") -> str:
+    if configured != "auto":
+        return configured
+    name = uri.lower()
+    if name.endswith((".parquet", ".snappy.parquet", ".gz.parquet")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".csv.zip", ".gz")):
+        return "csv"
+    raise ValueError(f"cannot tell the format of {uri} from its name (set `format` on the source)")
+
+
+def read_export_file(local_file: Path, file_format: str) -> pl.LazyFrame:
+    """Scan one delivered file as it is: CSV with every column as text, Parquet with its own types.
+
+    CSV is read as text on purpose: real exports carry empty strings and literals like `None` in
+    numeric columns, and a value must never change on the way into `raw_line_items`.
+    """
+    if local_file.stat().st_size == 0:
+        raise ValueError("the file is empty (0 bytes)")
+    if detect_format(local_file.name, file_format) == "parquet":
+        pl.read_parquet_schema(local_file)  # fails fast on a truncated file (no footer)
+        return pl.scan_parquet(local_file)
+    return pl.scan_csv(local_file, infer_schema=False, encoding="utf8-lossy", missing_utf8_is_empty_string=True)
+
+
+def text(name: str) -> pl.Expr:
+    """A text column with the placeholder literals of real exports turned into nulls."""
+    value = pl.col(name).cast(pl.String).str.strip_chars()
+    return pl.when(value.is_in(NULL_LITERALS)).then(None).otherwise(value)
+
+
+def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """UTC datetime from a text or temporal column; unparseable text becomes null (and is quarantined)."""
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return expr.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if isinstance(dtype, pl.Date):
+        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    value = expr.cast(pl.String).str.strip_chars()
+    candidates = []
+    for fmt in DATETIME_FORMATS:
+        parsed = value.str.to_datetime(fmt, strict=False, time_unit="us")
+        if "%:z" in fmt:
+            parsed = value.str.to_datetime(fmt, strict=False, time_unit="us").dt.convert_time_zone("UTC")
+        else:
+            parsed = parsed.dt.replace_time_zone("UTC")
+        candidates.append(parsed)
+    return pl.coalesce(candidates)
+
+
+def parse_money(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Decimal(38,10) from text or float, converted once; placeholders become null."""
+    from billing_pipeline.focus import MONEY
+
+    if dtype == pl.String:
+        value = expr.str.strip_chars()
+        value = pl.when(value.is_in(NULL_LITERALS)).then(None).otherwise(value)
+        return value.cast(MONEY, strict=False)
+    return expr.cast(MONEY, strict=False)
+
+
+def money_is_unparseable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """True where a cost cell holds text that is not a number (a null or placeholder is not)."""
+    if dtype != pl.String:
+        return pl.lit(False)
+    value = expr.str.strip_chars()
+    present = value.is_not_null() & ~value.is_in(NULL_LITERALS)
+    return present & value.cast(pl.Decimal(38, 10), strict=False).is_null()
+
+
+def column_or_null(schema: pl.Schema, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    return pl.col(name) if name in schema else pl.lit(None, dtype=dtype)
+
+
+def relative_to_anchor(uri: str, anchor_pattern: str) -> str | None:
+    """The part of `uri` from the first match of `anchor_pattern` on (None if it never matches).
+
+    Manifests name files by the bucket AWS wrote to; replicated or mirrored exports must be resolved
+    against the configured root instead, by their path below a known anchor.
+    """
+    match = re.search(anchor_pattern, uri)
+    return uri[match.start() :] if match else None
+
+
+def is_inside(relative: str, prefix: str) -> bool:
+    """True when `relative` stays inside `prefix` (no `..` escapes, no absolute paths)."""
+    parts = PurePosixPath(relative).parts
+    if ".." in parts or relative.startswith("/"):
+        return False
+    return relative.startswith(prefix.rstrip("/") + "/")
+
+
+def load_manifest(store: Store, url: str) -> tuple[dict | None, FileProblem | None]:
+    try:
+        document = json.loads(store.read_bytes(url))
+    except Exception as error:  # noqa: BLE001 - any unreadable manifest is reported, not raised
+        return None, FileProblem(url, f"manifest is not readable JSON ({error})", "bad_manifest")
+    if not isinstance(document, dict):
+        return None, FileProblem(url, "manifest is not a JSON object", "bad_manifest")
+    return document, None
+
+
+def parse_timestamp(value: str | None, fallback: dt.datetime) -> dt.datetime:
+    if not value:
+        return fallback
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return fallback
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def modified_at(modified: str) -> dt.datetime:
+    """A listing's modification time (ISO string or epoch seconds) as an aware UTC datetime."""
+    try:
+        return dt.datetime.fromtimestamp(float(modified), tz=dt.UTC)
+    except ValueError:
+        return parse_timestamp(modified, dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+
+
+def discover_data_exports(
+    store: Store, source: str, root: str, billing_period: str, file_format: str
+) -> list[Delivery]:
+    """Deliveries of an AWS Data Exports layout (CUR 2.0, FOCUS): one per manifest.
+
+    `<root>/metadata/BILLING_PERIOD=YYYY-MM/[<executionId>/]<export>-Manifest.json` lists `dataFiles`
+    as full URIs; each is resolved below `<root>/data/BILLING_PERIOD=YYYY-MM/` and refused if it
+    points anywhere else.
+    """
+    period_dir = f"BILLING_PERIOD={billing_period}"
+    metadata = join(root, "metadata", period_dir)
+    manifests = [f for f in store.find(metadata) if f.url.endswith("Manifest.json")]
+    present = {f.url: f for f in store.find(join(root, "data", period_dir))}
+    deliveries: list[Delivery] = []
+    for manifest in manifests:
+        document, problem = load_manifest(store, manifest.url)
+        fallback_time = modified_at(manifest.modified)
+        if document is None:
+            deliveries.append(
+                Delivery(source, billing_period, manifest.url, fallback_time, (), manifest.url, (problem,))
+            )
+            continue
+        version = str(document.get("executionId") or manifest.url)
+        problems: list[FileProblem] = []
+        files: list[str] = []
+        for uri in document.get("dataFiles") or []:
+            relative = relative_to_anchor(str(uri), r"data/BILLING_PERIOD=")
+            if relative is None or not is_inside(relative, f"data/{period_dir}"):
+                problems.append(
+                    FileProblem(
+                        str(uri),
+                        f"manifest {manifest.url} lists a file outside its export's data/{period_dir}/ prefix",
+                        "outside_prefix",
+                    )
+                )
+                continue
+            local = join(root, relative)
+            if local not in present:
+                problems.append(FileProblem(local, f"listed in manifest {manifest.url} but not delivered", "missing"))
+                continue
+            if local in files:
+                problems.append(FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
+                continue
+            files.append(local)
+        fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)
+        deliveries.append(
+            Delivery(
+                source=source,
+                billing_period=billing_period,
+                version=version,
+                delivered_at=parse_timestamp(document.get("exportTime"), fallback_time),
+                files=tuple(files),
+                manifest_uri=manifest.url,
+                problems=tuple(problems),
+                file_format=file_format,
+                fingerprint=fingerprint,
+            )
+        )
+    return deliveries

@@ -1,0 +1,153 @@
+"""Native FOCUS 1.x exports (CSV or Parquet) to the project's FOCUS 1.2 contract.
+
+Native exports are already FOCUS, but with the gaps providers are known for: text placeholders
+(`NULL`), `YYYY-MM-DD HH:MM:SS` datetimes, float money, 1.0 files without the 1.2 columns. Values are
+typed, never changed; columns 1.2 added are derived only where the row itself determines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+
+from billing_pipeline.adapters.base import (
+    Delivery,
+    discover_data_exports,
+    modified_at,
+    money_is_unparseable,
+    parse_datetime,
+    parse_money,
+    read_export_file,
+    text,
+)
+from billing_pipeline.adapters.tags import TAG, TAG_LIST, tags_json
+from billing_pipeline.focus import FOCUS_COLUMNS, LINEAGE_COLUMNS, MONEY, TIMESTAMP
+from billing_pipeline.storage import Store, join
+
+_PAIR = r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9.eE+]+|true|false|null)'
+
+
+def _unquote(expr: pl.Expr) -> pl.Expr:
+    stripped = pl.when(expr.str.starts_with('"')).then(expr.str.slice(1, expr.str.len_chars() - 2)).otherwise(expr)
+    return stripped.str.replace_all(r'\\"', '"').str.replace_all(r"\\\\", r"\\")
+
+
+def tags_from_json(column: pl.Expr) -> pl.Expr:
+    """A flat JSON object string -> list of {key, value}; invalid or empty JSON gives no tags."""
+    pairs = column.str.extract_all(_PAIR)
+    return pairs.list.eval(
+        pl.struct(
+            _unquote(pl.element().str.extract(_PAIR, 1)).alias("key"),
+            _unquote(pl.element().str.extract(_PAIR, 2)).alias("value"),
+        )
+    ).fill_null(pl.lit([], dtype=TAG_LIST)).cast(pl.List(TAG))
+
+
+class FocusAdapter:
+    """FOCUS exports: the AWS Data Exports layout when it has manifests, else every file under the root."""
+
+    provider = "focus"
+
+    def discover(self, store: Store, source: str, root: str, billing_period: str, file_format: str) -> list[Delivery]:
+        if store.find(join(root, "metadata")):
+            return discover_data_exports(store, source, root, billing_period, file_format)
+        files = [
+            f
+            for f in store.find(root)
+            if f.url.lower().endswith((".csv", ".csv.gz", ".parquet", ".gz")) and "/_" not in f.url
+        ]
+        if not files:
+            return []
+        fingerprint = "|".join(f"{f.url}:{f.size}:{f.etag or f.modified}" for f in files)
+        return [
+            Delivery(
+                source=source,
+                billing_period=billing_period,
+                version="files-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+                delivered_at=max(modified_at(f.modified) for f in files),
+                files=tuple(f.url for f in files),
+                file_format=file_format,
+                fingerprint=fingerprint,
+            )
+        ]
+
+    def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
+        return read_export_file(local_file, file_format)
+
+    def usage_start(self, schema: pl.Schema) -> pl.Expr:
+        if "ChargePeriodStart" not in schema:
+            raise ValueError("not a FOCUS export: no ChargePeriodStart column")
+        return parse_datetime(pl.col("ChargePeriodStart"), schema["ChargePeriodStart"])
+
+    def dedup_key(self, schema: pl.Schema) -> list[str]:
+        """FOCUS has no row id: a duplicate is a row equal in every delivered column (lineage aside)."""
+        derived = ("x_RawRow", "x_TagList")
+        return [c for c in schema if c not in LINEAGE_COLUMNS and c not in derived and not c.startswith("_")]
+
+    def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        schema = raw.collect_schema()
+        return raw.select(
+            text("BillingAccountId").alias("BillingAccountId"),
+            text("BillingCurrency").alias("BillingCurrency"),
+            parse_money(pl.col("BilledCost"), schema["BilledCost"]).alias("cost"),
+        )
+
+    def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        schema = raw.collect_schema()
+        exprs: list[pl.Expr] = []
+        present = set(schema)
+        for column in FOCUS_COLUMNS:
+            if column.name not in present:
+                continue
+            if column.dtype == MONEY:
+                exprs.append(parse_money(pl.col(column.name), schema[column.name]).alias(column.name))
+            elif column.dtype == TIMESTAMP:
+                exprs.append(parse_datetime(pl.col(column.name), schema[column.name]).alias(column.name))
+            else:
+                exprs.append(text(column.name).alias(column.name))
+        tag_list = tags_from_json(text("Tags")) if "Tags" in present else pl.lit([], dtype=TAG_LIST)
+        extras = [
+            pl.col(c).alias(c if c.startswith("x_") else f"x_{c}")
+            for c in schema
+            if c not in {f.name for f in FOCUS_COLUMNS} and c not in LINEAGE_COLUMNS
+        ]
+        lineage = [pl.col(c) for c in LINEAGE_COLUMNS if c in present]
+        bad = pl.concat_str(
+            [
+                pl.when(money_is_unparseable(pl.col(c.name), schema[c.name])).then(
+                    pl.format("unparseable number {} in {}", pl.col(c.name).cast(pl.String), pl.lit(c.name))
+                )
+                for c in FOCUS_COLUMNS
+                if c.dtype == MONEY and c.name in present
+            ]
+            + [pl.when(parse_money(pl.col("BilledCost"), schema["BilledCost"]).is_null()).then(
+                pl.lit("missing cost in BilledCost"))],
+            separator="; ",
+            ignore_nulls=True,
+        )
+        frame = raw.select(*exprs, tag_list.alias("x_TagList"), *extras, *lineage,
+                           pl.when(bad != "").then(bad).alias("_bad_reason"))
+        return derive_focus_12_columns(frame)
+
+
+def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Fill the columns FOCUS 1.1/1.2 added where a 1.0 row determines them, and nowhere else.
+
+    A 1.0 export has no separate pricing currency, so pricing-currency amounts equal the billing
+    currency ones; money is never recomputed.
+    """
+    schema = frame.collect_schema()
+    additions: list[pl.Expr] = []
+    if "PricingCurrency" not in schema and "BillingCurrency" in schema:
+        additions.append(pl.col("BillingCurrency").alias("PricingCurrency"))
+    pairs = {
+        "PricingCurrencyEffectiveCost": "EffectiveCost",
+        "PricingCurrencyContractedUnitPrice": "ContractedUnitPrice",
+        "PricingCurrencyListUnitPrice": "ListUnitPrice",
+    }
+    for target, origin in pairs.items():
+        if target not in schema and origin in schema:
+            additions.append(pl.col(origin).alias(target))
+    return frame.with_columns(additions) if additions else frame

@@ -1,0 +1,260 @@
+"""The daily billing spine as Dagster assets. Thin: each asset loops over sources, calls the slice
+builder for its layer, refreshes the DuckDB views, and reports what it did as metadata."""
+
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+
+from billing_pipeline.config import BillingConfig
+from billing_pipeline.focus import table_schema
+from billing_pipeline.ingest import (
+    DeliveryIncompleteError,
+    build_enriched_slice,
+    build_normalized_slice,
+    build_raw_slice,
+)
+from billing_pipeline.lake import refresh_views, slice_url
+from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, build_reconciliation, read_invoices
+from billing_pipeline.storage import scratch_dir
+from resources import BillingResource
+
+GROUP = "billing_spine"
+OWNERS = ["team:finops-platform"]
+
+
+def _money(value: Decimal) -> float:
+    """Numeric metadata must be a float for the UI to plot it; the exact value goes in the preview."""
+    return float(value)
+
+
+def _markdown(rows: Sequence[dict[str, object]]) -> str:
+    if not rows:
+        return "_no export delivered for this day_"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _day(context: AssetExecutionContext) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def _refresh(config: BillingConfig, billing: BillingResource) -> None:
+    refresh_views(config.lake_url, config.duckdb_file, billing.store())
+
+
+def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition]:
+    """The four spine assets over the given daily partitions."""
+
+    @asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        description=(
+            "The day's rows of the current (latest complete) delivery of every export source, values untouched, "
+            "plus lineage columns (x_Source, x_FileUri, x_ExportVersion, x_DeliveredAt, x_IngestedAt). "
+            "Unreadable files are copied to the lake's quarantine; a delivery missing files holds the day back."
+        ),
+    )
+    def raw_line_items(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        config = billing.config
+        store = billing.store()
+        day = _day(context)
+        slices, held_back = [], []
+        with scratch_dir() as workdir:
+            for source in config.sources:
+                try:
+                    slices.append(build_raw_slice(source, day, store, config.lake_url, workdir))
+                except DeliveryIncompleteError as error:
+                    context.log.error(str(error))
+                    held_back.append(str(error))
+        for result in slices:
+            for problem in result.problems:
+                context.log.warning(problem.describe(result.source))
+        _refresh(config, billing)
+        if held_back:
+            raise Failure(description="; ".join(held_back), metadata={"held_back_sources": len(held_back)})
+        rows = sum(s.rows for s in slices)
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "files_read": sum(s.files_read for s in slices),
+                "quarantined_files": sum(s.quarantined_files for s in slices),
+                "bad_date_rows": sum(s.bad_date_rows for s in slices),
+                "problems": len([p for s in slices for p in s.problems]),
+                "export_latency_hours": max(
+                    ((dt.datetime.now(dt.UTC) - s.delivered_at).total_seconds() / 3600 for s in slices
+                     if s.delivered_at), default=0.0,
+                ),
+                "preview": MetadataValue.md(_markdown([
+                    {"source": s.source, "version": s.version, "rows": s.rows, "files": s.files_read,
+                     "quarantined files": s.quarantined_files, "passed over": ", ".join(s.passed_over_versions)}
+                    for s in slices
+                ])),
+                "delivery_fingerprints": MetadataValue.json({s.source: s.fingerprint for s in slices}),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"polars", "parquet", "pandera"},
+        owners=OWNERS,
+        deps=[raw_line_items],
+        description=(
+            "FOCUS 1.2 line items: every Mandatory column and the Conditional ones the provider fills, money as "
+            "Decimal(38,10), EffectiveCost amortized by the provider's rules, provider extras as x_ columns. "
+            "Deduplicated (dropped copies kept in quarantine/duplicates), rows with unparseable values in "
+            "quarantine/rows, validated by the pandera FOCUS schema before publishing."
+        ),
+    )
+    def normalized_line_items(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        config = billing.config
+        store = billing.store()
+        day = _day(context)
+        with scratch_dir() as workdir:
+            slices = [build_normalized_slice(s, day, store, config.lake_url, workdir) for s in config.sources]
+        _refresh(config, billing)
+        for result in slices:
+            for reason, count in result.reasons.items():
+                context.log.warning(f"source {result.source!r}, {day}: {count} rows quarantined: {reason}")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(s.rows for s in slices),
+                "raw_rows": sum(s.raw_rows for s in slices),
+                "billed_cost": _money(sum((s.billed_cost for s in slices), Decimal(0))),
+                "effective_cost": _money(sum((s.effective_cost for s in slices), Decimal(0))),
+                "duplicate_rows": sum(s.duplicate_rows for s in slices),
+                "duplicate_cost": _money(sum((s.duplicate_cost for s in slices), Decimal(0))),
+                "quarantined_rows": sum(s.quarantined_rows for s in slices),
+                "preview": MetadataValue.md(_markdown([
+                    {"source": s.source, "rows": s.rows, "billed": s.billed_cost, "effective": s.effective_cost,
+                     "duplicates": s.duplicate_rows, "quarantined": s.quarantined_rows}
+                    for s in slices
+                ])),
+                "dagster/column_schema": table_schema({"x_TagList": pl.List(pl.Struct({"key": pl.String,
+                                                                                        "value": pl.String}))}),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[normalized_line_items],
+        description=(
+            "Normalized rows allocated by the tag policy of billing.yaml: one column per dimension (owner/team, "
+            "cost center, product, environment), the rule that decided each (tag:<key> or account:<id>), "
+            "allocation_rule and an unallocated flag."
+        ),
+    )
+    def tag_enriched_costs(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        config = billing.config
+        store = billing.store()
+        day = _day(context)
+        with scratch_dir() as workdir:
+            slices = [
+                build_enriched_slice(s, day, store, config.lake_url, config.tag_policy, workdir)
+                for s in config.sources
+            ]
+        _refresh(config, billing)
+        billed = sum((s.billed_cost for s in slices), Decimal(0))
+        unallocated = sum((s.unallocated_cost for s in slices), Decimal(0))
+        dimension_columns = [
+            TableColumn(name=name, type="String", description=f"allocation {kind}")
+            for dim in config.tag_policy.dimensions
+            for name, kind in ((dim, "value"), (f"{dim}_rule", "rule"))
+        ]
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(s.rows for s in slices),
+                "billed_cost": _money(billed),
+                "unallocated_cost": _money(unallocated),
+                "unallocated_percent": float(unallocated / billed * 100) if billed else 0.0,
+                "preview": MetadataValue.md(_markdown([
+                    {"source": s.source, "rows": s.rows, "billed": s.billed_cost, "unallocated": s.unallocated_cost,
+                     "rules": ", ".join(f"{k}: {v}" for k, v in s.by_rule.items())}
+                    for s in slices
+                ])),
+                "dagster/column_schema": TableSchema(
+                    columns=list(table_schema().columns) + dimension_columns + [
+                        TableColumn(name="allocation_rule", type="String"),
+                        TableColumn(name="unallocated", type="Boolean"),
+                    ]
+                ),
+            }
+        )
+
+    @asset(
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[tag_enriched_costs],
+        description=(
+            "Per source, billing account and currency: raw, quarantined, duplicate, normalized, enriched and "
+            "allocated totals for the day, the conservation delta (must be 0), and month-to-date against the "
+            "provider's invoice once it exists, with absolute and relative deltas and a status."
+        ),
+    )
+    def reconciliation_deltas(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        config = billing.config
+        store = billing.store()
+        day = _day(context)
+        frames = []
+        with scratch_dir() as workdir:
+            invoices = read_invoices(store, config.invoices_url, workdir)
+            for source in config.sources:
+                frame = build_reconciliation(source, day, store, config.lake_url, invoices,
+                                             config.reconciliation, workdir)
+                target = slice_url(config.lake_url, "reconciliation_deltas", day, source.name)
+                if frame.height:
+                    store.write_parquet(frame, target, workdir)
+                else:
+                    store.remove(target)
+                frames.append(frame)
+        _refresh(config, billing)
+        table = pl.concat(frames) if frames else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
+        statuses = dict(table.group_by("status").len().iter_rows()) if table.height else {}
+        worst = table.select(pl.col("invoice_delta_relative").abs().max()).item() if table.height else None
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": table.height,
+                "conservation_breaks": int(statuses.get("conservation_break", 0)),
+                "mismatches": int(statuses.get("mismatch", 0)),
+                "matched": int(statuses.get("matched", 0)),
+                "max_abs_relative_invoice_delta": float(worst or 0.0),
+                "max_abs_conservation_delta": _money(
+                    Decimal(table.select(pl.col("conservation_delta").abs().max()).item() or 0)
+                ) if table.height else 0.0,
+                "preview": MetadataValue.md(_markdown(
+                    table.select("source", "BillingAccountId", "BillingCurrency", "normalized_total",
+                                 "month_to_date_total", "invoice_amount", "invoice_delta", "status").to_dicts()
+                )),
+                "dagster/column_schema": TableSchema(
+                    columns=[TableColumn(name=n, type=str(t)) for n, t in RECONCILIATION_SCHEMA.items()]
+                ),
+            }
+        )
+
+    return [raw_line_items, normalized_line_items, tag_enriched_costs, reconciliation_deltas]
+
+
+SPINE_ASSET_NAMES = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")

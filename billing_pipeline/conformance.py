@@ -1,0 +1,533 @@
+"""Run the FinOps Foundation `focus-validator` on normalized FOCUS output and read its verdict.
+
+Why a wrapper: the validator (2.2.1, FOCUS 1.2 rules) needs Python 3.12 and `pyarrow<21`, so it
+lives in its own venv (`<repo>/.fv-venv`, made by the Makefile) and is run as a subprocess. It
+exits 0 even when rules fail, reads `focus_validator/rules/currency_codes.csv` relative to its
+working directory and writes a log file there, so every run gets a fresh temp working dir and
+its console report is parsed for the totals and the failed rule ids.
+
+CLI::
+
+    python -m billing_pipeline.conformance --input FILE_OR_DIR [--fail-on-failures]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VALIDATOR_ENV_VAR = "FOCUS_VALIDATOR"
+DEFAULT_VALIDATOR = REPO_ROOT / ".fv-venv" / "bin" / "focus-validator"
+DEFAULT_TIMEOUT_S = 900.0
+INSTALL_HINT = (
+    "create it with: /root/.pyenv/versions/3.12.1/bin/python -m venv .fv-venv && "
+    ".fv-venv/bin/pip install 'focus-validator==2.2.1' 'pyarrow<21' "
+    f"(or point {VALIDATOR_ENV_VAR} at a focus-validator executable)"
+)
+
+# Applicability criteria describe what the provider supports; a rule gated by a criterion that is
+# not passed is reported SKIPPED ("rule not applicable"). With none passed, 131 of the 578 rules
+# are skipped, among them every presence check for SkuId/SkuPriceId/ListUnitPrice/SubAccountId/
+# RegionId/Tags/ResourceId and all commitment-discount rules. The cloud providers we ingest
+# (AWS, GCP, Azure) support all of these; only VIRTUAL_CURRENCY_SUPPORTED (credits/tokens
+# pricing) does not apply, and passing it would demand PricingCurrency* columns for nothing.
+CLOUD_APPLICABILITY_CRITERIA: tuple[str, ...] = (
+    "ACCOUNT_NAMING_SUPPORTED",
+    "AVAILABILITY_ZONE_SUPPORTED",
+    "BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED",
+    "CAPACITY_RESERVATION_SUPPORTED",
+    "COMMITMENT_DISCOUNT_SUPPORTED",
+    "MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED",
+    "MULTIPLE_PRICING_CATEGORIES_SUPPORTED",
+    "MULTIPLE_SUB_ACCOUNT_TYPES_SUPPORTED",
+    "NEGOTIATED_PRICING_SUPPORTED",
+    "PRICING_BILLING_CURRENCY_DIFFERENCES_SUPPORTED",
+    "PUBLIC_PRICE_LIST_SUPPORTED",
+    "REGION_SUPPORTED",
+    "RESOURCE_TYPE_ASSIGNMENT_SUPPORTED",
+    "SUB_ACCOUNT_SUPPORTED",
+    "TAGGING_SUPPORTED",
+    "UNIT_PRICING_SUPPORTED",
+    "USAGE_MEASUREMENT_SUPPORTED",
+)
+
+# FOCUS 1.2 CostAndUsage columns, by the type the validator checks them against.
+FOCUS_DECIMAL_COLUMNS: frozenset[str] = frozenset(
+    {
+        "BilledCost",
+        "CommitmentDiscountQuantity",
+        "ConsumedQuantity",
+        "ContractedCost",
+        "ContractedUnitPrice",
+        "EffectiveCost",
+        "ListCost",
+        "ListUnitPrice",
+        "PricingCurrencyContractedUnitPrice",
+        "PricingCurrencyEffectiveCost",
+        "PricingCurrencyListUnitPrice",
+        "PricingQuantity",
+    }
+)
+FOCUS_DATETIME_COLUMNS: frozenset[str] = frozenset(
+    {"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"}
+)
+FOCUS_STRING_COLUMNS: frozenset[str] = frozenset(
+    {
+        "AvailabilityZone",
+        "BillingAccountId",
+        "BillingAccountName",
+        "BillingAccountType",
+        "BillingCurrency",
+        "CapacityReservationId",
+        "CapacityReservationStatus",
+        "ChargeCategory",
+        "ChargeClass",
+        "ChargeDescription",
+        "ChargeFrequency",
+        "CommitmentDiscountCategory",
+        "CommitmentDiscountId",
+        "CommitmentDiscountName",
+        "CommitmentDiscountStatus",
+        "CommitmentDiscountType",
+        "CommitmentDiscountUnit",
+        "ConsumedUnit",
+        "InvoiceId",
+        "InvoiceIssuerName",
+        "PricingCategory",
+        "PricingCurrency",
+        "PricingUnit",
+        "ProviderName",
+        "PublisherName",
+        "RegionId",
+        "RegionName",
+        "ResourceId",
+        "ResourceName",
+        "ResourceType",
+        "ServiceCategory",
+        "ServiceName",
+        "ServiceSubcategory",
+        "SkuId",
+        "SkuMeter",
+        "SkuPriceDetails",
+        "SkuPriceId",
+        "SubAccountId",
+        "SubAccountName",
+        "SubAccountType",
+        "Tags",
+    }
+)
+FOCUS_COLUMNS: frozenset[str] = FOCUS_DECIMAL_COLUMNS | FOCUS_DATETIME_COLUMNS | FOCUS_STRING_COLUMNS
+JSON_OBJECT_COLUMNS: frozenset[str] = frozenset({"Tags", "SkuPriceDetails"})
+
+
+class ValidatorError(RuntimeError):
+    """The validator could not be run, crashed, timed out or printed no totals."""
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One FAIL line of the validator's report; `composite` = an AND/OR parent of other rules."""
+
+    rule_id: str
+    message: str
+    violations: int | None = None
+    must_satisfy: str = ""
+
+    @property
+    def composite(self) -> bool:
+        return bool(re.match(rf"^{re.escape(self.rule_id)}: (AND|OR) failed", self.message))
+
+
+@dataclass
+class ValidatorReport:
+    """What one validator run concluded. `failed_rules` holds (rule id, message) of every FAIL."""
+
+    passed: int
+    failed: int
+    skipped: int
+    total: int
+    failed_rules: list[tuple[str, str]]
+    raw_output: str
+    failures: list[RuleFailure] = field(default_factory=list)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    validator_version: str = "unknown"
+    focus_version: str = "1.2"
+    applicability_criteria: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    @property
+    def root_failures(self) -> list[RuleFailure]:
+        """Failures that are not mere AND/OR parents of another failure (the ones to fix)."""
+        return [f for f in self.failures if not f.composite]
+
+
+# --------------------------------------------------------------------------------------------
+# Locating the validator
+# --------------------------------------------------------------------------------------------
+
+
+def find_validator() -> Path:
+    """The `focus-validator` executable: $FOCUS_VALIDATOR, else `<repo>/.fv-venv/bin/...`."""
+    override = os.environ.get(VALIDATOR_ENV_VAR)
+    candidate = Path(override).expanduser() if override else DEFAULT_VALIDATOR
+    if not candidate.is_file():
+        source = f"${VALIDATOR_ENV_VAR}" if override else "default location"
+        raise FileNotFoundError(f"focus-validator not found at {candidate} ({source}); {INSTALL_HINT}")
+    return candidate
+
+
+def _interpreter_of(validator: Path) -> Path:
+    """The Python that runs a console script, read from its shebang line."""
+    first_line = validator.read_text(encoding="utf-8", errors="replace").splitlines()[0]
+    if not first_line.startswith("#!"):
+        raise ValidatorError(f"{validator} is not a Python console script (no shebang)")
+    return Path(first_line[2:].strip().split()[0])
+
+
+def _package_info(validator: Path) -> tuple[Path, str]:
+    """(installed `focus_validator` package dir, distribution version) of this executable."""
+    venv = validator.resolve().parent.parent
+    for site in sorted(venv.glob("lib/python3*/site-packages")):
+        pkg = site / "focus_validator"
+        if (pkg / "rules" / "currency_codes.csv").is_file():
+            dists = sorted(site.glob("focus_validator-*.dist-info"))
+            version = dists[0].name.removeprefix("focus_validator-").removesuffix(".dist-info") if dists else "unknown"
+            return pkg, version
+    # Not a plain venv layout (pipx shim, system install): ask the interpreter itself.
+    python = _interpreter_of(validator)
+    probe = (
+        "import importlib.metadata as m, pathlib, focus_validator as f;"
+        "print(pathlib.Path(f.__file__).parent); print(m.version('focus-validator'))"
+    )
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise ValidatorError(f"cannot locate the focus_validator package of {validator}: {out.stderr.strip()}")
+    pkg_dir, version = out.stdout.strip().splitlines()[-2:]
+    return Path(pkg_dir), version
+
+
+def prepare_workdir(workdir: Path, package_dir: Path) -> None:
+    """Lay out `focus_validator/rules/currency_codes.csv`, which the validator opens by a cwd-relative path."""
+    rules_dir = workdir / "focus_validator" / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(package_dir / "rules" / "currency_codes.csv", rules_dir / "currency_codes.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing the console report
+# --------------------------------------------------------------------------------------------
+
+_TOTALS_RE = re.compile(r"Total:\s*(\d+)\s*\|\s*Pass:\s*(\d+)\s*\|\s*Fail:\s*(\d+)\s*\|\s*Skipped:\s*(\d+)")
+# Per-rule status lines: "❌ BilledCost-C-003-M: FAIL  (violations=1, msg=..., 1.2ms)"; the icon
+# falls back to "[FAIL]" etc. when stdout cannot encode emoji.
+_STATUS_RE = re.compile(r"^\S+\s+([A-Za-z][\w.]*-[A-Z]-\d{3}-[A-Z]):\s+(PASS|FAIL|SKIPPED)\b(?:\s+\((.*)\))?\s*$")
+_FAILURE_RE = re.compile(r"^- ([A-Za-z][\w.]*-[A-Z]-\d{3}-[A-Z]): violations=([^;]*); (.*)$")
+_MUST_RE = re.compile(r"^\s+MustSatisfy: (.*)$")
+_REASON_RE = re.compile(r"reason=(.*?)(?:, msg=|$)")
+_MSG_RE = re.compile(r"msg=(.*?)(?:, \d+(?:\.\d+)?ms)?$")
+
+
+def _to_int(text: str) -> int | None:
+    return int(text) if text.strip().isdigit() else None
+
+
+def parse_validator_output(text: str) -> ValidatorReport:
+    """Read totals, failed rules and skip reasons from the validator's console report.
+
+    Raises ValidatorError when the report holds no `Total: | Pass: | Fail: | Skipped:` line.
+    """
+    totals = _TOTALS_RE.findall(text)
+    if not totals:
+        raise ValidatorError("focus-validator printed no totals line ('Total: N | Pass: N | Fail: N | Skipped: N')")
+    total, passed, failed, skipped = (int(n) for n in totals[-1])
+
+    lines = text.splitlines()
+    failures: dict[str, RuleFailure] = {}
+    skip_reasons: dict[str, int] = {}
+    status_fail_msgs: dict[str, tuple[str, int | None]] = {}
+    for line in lines:
+        status = _STATUS_RE.match(line)
+        if not status:
+            continue
+        rule_id, verdict, extras = status.group(1), status.group(2), status.group(3) or ""
+        if verdict == "SKIPPED":
+            reason = _REASON_RE.search(extras)
+            key = reason.group(1).strip() if reason else "unknown"
+            skip_reasons[key] = skip_reasons.get(key, 0) + 1
+        elif verdict == "FAIL":
+            msg = _MSG_RE.search(extras)
+            vio = re.search(r"violations=(\d+)", extras)
+            status_fail_msgs[rule_id] = (
+                msg.group(1).strip() if msg else f"{rule_id} failed",
+                int(vio.group(1)) if vio else None,
+            )
+
+    # The "--- Failures ---" section carries the full message and the rule's MustSatisfy text.
+    if "--- Failures ---" in text:
+        section = text.split("--- Failures ---", 1)[1].splitlines()
+        for i, line in enumerate(section):
+            match = _FAILURE_RE.match(line)
+            if not match:
+                continue
+            must = _MUST_RE.match(section[i + 1]) if i + 1 < len(section) else None
+            rule_id = match.group(1)
+            failures[rule_id] = RuleFailure(
+                rule_id=rule_id,
+                message=match.group(3).strip(),
+                violations=_to_int(match.group(2)),
+                must_satisfy=must.group(1).strip() if must else "",
+            )
+    for rule_id, (msg, vio) in status_fail_msgs.items():
+        failures.setdefault(rule_id, RuleFailure(rule_id=rule_id, message=msg, violations=vio))
+
+    ordered = sorted(failures.values(), key=lambda f: (f.composite, f.rule_id))
+    if failed and len(ordered) != failed:
+        # Totals are authoritative; a mismatch means the format moved under us.
+        raise ValidatorError(f"focus-validator reported {failed} failed rules but {len(ordered)} could be parsed")
+    return ValidatorReport(
+        passed=passed,
+        failed=failed,
+        skipped=skipped,
+        total=total,
+        failed_rules=[(f.rule_id, f.message) for f in ordered],
+        raw_output=text,
+        failures=ordered,
+        skip_reasons=skip_reasons,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def run_validator(
+    data_file: Path,
+    focus_version: str = "1.2",
+    *,
+    validator: Path | None = None,
+    applicability_criteria: Sequence[str] | None = CLOUD_APPLICABILITY_CRITERIA,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ValidatorReport:
+    """Validate one `.parquet`/`.csv` FOCUS file and return the parsed report.
+
+    Runs `focus-validator --data-file F --validate-version V --block-download
+    [--applicability-criteria C1,C2,..]` in a fresh temp working dir (it needs
+    `focus_validator/rules/currency_codes.csv` there and drops its log file there).
+    `--block-download` keeps it off GitHub: the 1.2 rule model ships inside the package.
+    """
+    data_file = Path(data_file).resolve()
+    if data_file.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"focus-validator picks its reader by suffix; need .parquet or .csv, got {data_file.name}")
+    if not data_file.is_file():
+        raise FileNotFoundError(data_file)
+    exe = validator or find_validator()
+    package_dir, version = _package_info(exe)
+    criteria = tuple(applicability_criteria or ())
+    cmd = [
+        str(exe),
+        "--data-file",
+        str(data_file),
+        "--validate-version",
+        focus_version,
+        "--block-download",
+    ]
+    if criteria:
+        cmd += ["--applicability-criteria", ",".join(criteria)]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    env.pop("LOGGING_CONFIG", None)  # its own logging.yaml sends logs to a file in the workdir
+    with tempfile.TemporaryDirectory(prefix="focus-validator-") as tmp:
+        workdir = Path(tmp)
+        prepare_workdir(workdir, package_dir)
+        try:
+            proc = subprocess.run(
+                cmd, cwd=workdir, env=env, capture_output=True, text=True, encoding="utf-8", timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ValidatorError(f"focus-validator timed out after {timeout_s:.0f}s on {data_file}") from exc
+        log_tail = _tail(workdir / "focus_validator_detailed.log")
+    output = proc.stdout
+    if proc.returncode != 0:
+        raise ValidatorError(
+            f"focus-validator exited {proc.returncode} on {data_file}:\n{_last_lines(proc.stderr or output)}"
+        )
+    try:
+        report = parse_validator_output(output)
+    except ValidatorError as exc:
+        raise ValidatorError(f"{exc}\nstdout:\n{_last_lines(output)}\nstderr:\n{_last_lines(proc.stderr)}\nlog:\n{log_tail}") from exc
+    report.validator_version = version
+    report.focus_version = focus_version
+    report.applicability_criteria = criteria
+    return report
+
+
+def _last_lines(text: str, n: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return _last_lines(path.read_text(encoding="utf-8", errors="replace"), n)
+    except OSError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------------------------
+# Preparing the input file
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_focus_file(lf_or_df: pl.LazyFrame | pl.DataFrame, out_path: Path) -> Path:
+    """Write FOCUS rows as the Parquet file the validator reads without spurious failures.
+
+    Why Parquet, not CSV (found with focus-validator 2.2.1):
+    - CSV types are inferred by polars and never corrected for non-datetime columns: an all-digit
+      id (AWS account `123456789012`) becomes Int64 and fails `*-C-00x-M ... MUST be of type
+      String`; a price column with a stray text value becomes a string and fails TypeDecimal.
+      Its CSV reader also turns the literal strings `NULL`, `INVALID`, ... into nulls, and empty
+      fields into nulls, so null vs "" cannot be expressed. Parquet keeps types and nulls exactly.
+    - Datetimes: stored as `Datetime(us, UTC)` they pass TypeDateTime/FormatDateTime as
+      `TIMESTAMP WITH TIME ZONE` (CSV would need ISO 8601 `YYYY-MM-DDTHH:MM:SSZ` strings). Naive
+      datetimes are taken as UTC here, other zones converted. Either reader DROPS a datetime
+      column that holds any null, which then fails as a missing column.
+    - Decimals: the validator casts every FOCUS decimal column to Float64 itself (so
+      `Decimal(38,10)` is fine; its product checks allow a 1e-9 relative tolerance). They are
+      written as Float64 here so no Parquet decimal logical type has to survive the trip between
+      the project's polars and the validator's.
+    - `Tags`/`SkuPriceDetails` must be JSON object strings (`json_valid`); a Struct column is
+      JSON-encoded here, nulls stay null (Tags MAY be null).
+    - `x_` columns are tolerated (custom-column rules are "dynamic", never run) and kept, after
+      the FOCUS columns. Any other non-FOCUS column (internal bookkeeping) is dropped: FOCUS
+      requires custom columns to carry the `x_` prefix.
+    Values are never changed: fixing them is the normalizer's job; this only fixes encodings.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".parquet":
+        raise ValueError(f"prepare_focus_file writes Parquet; got {out_path.name}")
+    lf = lf_or_df.lazy()
+    schema = lf.collect_schema()
+    focus_cols = sorted(c for c in schema.names() if c in FOCUS_COLUMNS)
+    custom_cols = [c for c in schema.names() if c.startswith("x_")]
+    exprs: list[pl.Expr] = []
+    for name in focus_cols:
+        exprs.append(_focus_column_expr(name, schema[name]))
+    exprs.extend(pl.col(c) for c in custom_cols)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    lf.select(exprs).collect().write_parquet(out_path)
+    return out_path
+
+
+def _focus_column_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if name in FOCUS_DATETIME_COLUMNS:
+        if isinstance(dtype, pl.Datetime):
+            col = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+            return col.dt.cast_time_unit("us").alias(name)
+        if dtype == pl.Date:
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+        return col.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC").alias(name)
+    if name in FOCUS_DECIMAL_COLUMNS:
+        return col.cast(pl.Float64).alias(name)
+    if name in JSON_OBJECT_COLUMNS and isinstance(dtype, pl.Struct):
+        return col.struct.json_encode().alias(name)
+    return col.cast(pl.String).alias(name)
+
+
+def read_focus_input(path: Path) -> pl.LazyFrame:
+    """A FOCUS file (.parquet/.csv) or a folder of Parquet files (recursively, e.g. a lake partition)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"no *.parquet files under {path}")
+        return pl.scan_parquet(files, hive_partitioning=False)
+    if path.suffix == ".parquet":
+        return pl.scan_parquet(path)
+    if path.suffix == ".csv":
+        # Read everything as text so ids keep their leading zeros; prepare_focus_file types it.
+        return pl.scan_csv(path, infer_schema=False, null_values=["NULL", ""])
+    raise ValueError(f"unsupported input {path}: expected a .parquet/.csv file or a directory")
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def format_summary(report: ValidatorReport) -> str:
+    """One totals line, then one line per failed rule (root causes first)."""
+    lines = [
+        f"focus-validator {report.validator_version} FOCUS {report.focus_version}: "
+        f"{report.passed} passed, {report.failed} failed, {report.skipped} skipped"
+    ]
+    for failure in report.failures:
+        vio = f" [{failure.violations} violations]" if failure.violations is not None else ""
+        lines.append(f"  FAIL {failure.rule_id}{vio}: {failure.message}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m billing_pipeline.conformance",
+        description="Check FOCUS data with the FinOps Foundation focus-validator.",
+    )
+    parser.add_argument("--input", type=Path, required=True, help="FOCUS .parquet/.csv file or a folder of .parquet")
+    parser.add_argument("--focus-version", default="1.2")
+    parser.add_argument("--fail-on-failures", action="store_true", help="exit 1 when any rule failed")
+    parser.add_argument(
+        "--applicability-criteria",
+        default=",".join(CLOUD_APPLICABILITY_CRITERIA),
+        help="comma-separated criteria passed to the validator ('' for none, 'ALL' for all)",
+    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
+    return parser
+
+
+def check_frame(
+    frame: pl.LazyFrame | pl.DataFrame,
+    *,
+    focus_version: str = "1.2",
+    applicability_criteria: Sequence[str] | None = CLOUD_APPLICABILITY_CRITERIA,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ValidatorReport:
+    """prepare_focus_file + run_validator on a temp file (the unit other entry points reuse)."""
+    with tempfile.TemporaryDirectory(prefix="focus-conformance-") as tmp:
+        data_file = prepare_focus_file(frame, Path(tmp) / "focus.parquet")
+        return run_validator(
+            data_file, focus_version, applicability_criteria=applicability_criteria, timeout_s=timeout_s
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    criteria = [c.strip() for c in args.applicability_criteria.split(",") if c.strip()]
+    try:
+        report = check_frame(
+            read_focus_input(args.input),
+            focus_version=args.focus_version,
+            applicability_criteria=criteria,
+            timeout_s=args.timeout,
+        )
+    except (ValidatorError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(report))
+    return 1 if args.fail_on_failures and not report.ok else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The code location: everything Dagster loads, built from `billing.yaml` (`BILLING_CONFIG`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from billing_pipeline.assets import build_spine_assets
+from billing_pipeline.config import CONFIG_ENV_VAR, load_config
+from partitions import daily_usage_partitions
+from resources import BillingResource
+
+JOB_NAME = "billing_daily"
+
+
+def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Definitions:
+    """Load and validate the configuration (failing on a bad key), then wire assets, job and resources."""
+    path = Path(config_path or os.environ.get(CONFIG_ENV_VAR) or "billing.yaml").resolve()
+    config = load_config(path)
+    partitions_def = daily_usage_partitions(config.start_date)
+    assets = build_spine_assets(partitions_def)
+    billing_daily = define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.assets(*assets),
+        partitions_def=partitions_def,
+        description="Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day.",
+    )
+    return Definitions(
+        assets=assets,
+        jobs=[billing_daily],
+        resources={"billing": BillingResource(config_path=str(path))},
+    )
+
+
+defs = build_definitions()

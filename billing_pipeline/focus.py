@@ -1,0 +1,230 @@
+"""The FOCUS 1.2 contract of `normalized_line_items`: columns, types, nullability, allowed values.
+
+One table drives three things so they cannot drift apart: the polars dtypes the adapters cast to,
+the pandera schema that validates every partition, and the column schema shown in the Dagster UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+from dagster import TableColumn, TableColumnConstraints, TableSchema
+
+MONEY = pl.Decimal(38, 10)
+TIMESTAMP = pl.Datetime("us", "UTC")
+STRING = pl.String()
+
+FOCUS_VERSION = "1.2"
+
+
+@dataclass(frozen=True)
+class FocusColumn:
+    name: str
+    dtype: pl.DataType
+    feature_level: str  # Mandatory | Recommended | Conditional
+    nullable: bool
+    description: str = ""
+
+
+_C = FocusColumn
+FOCUS_COLUMNS: tuple[FocusColumn, ...] = (
+    _C("BilledCost", MONEY, "Mandatory", False, "Cost invoiced for the charge"),
+    _C("BillingAccountId", STRING, "Mandatory", False),
+    _C("BillingAccountName", STRING, "Mandatory", True),
+    _C("BillingCurrency", STRING, "Mandatory", False),
+    _C("BillingPeriodEnd", TIMESTAMP, "Mandatory", False),
+    _C("BillingPeriodStart", TIMESTAMP, "Mandatory", False),
+    _C("ChargeCategory", STRING, "Mandatory", False),
+    _C("ChargeClass", STRING, "Mandatory", True),
+    _C("ChargeDescription", STRING, "Mandatory", True),
+    _C("ChargePeriodEnd", TIMESTAMP, "Mandatory", False),
+    _C("ChargePeriodStart", TIMESTAMP, "Mandatory", False, "Usage day = its UTC date"),
+    _C("ContractedCost", MONEY, "Mandatory", False),
+    _C("EffectiveCost", MONEY, "Mandatory", False, "Amortized cost (commitments spread over usage)"),
+    _C("InvoiceIssuerName", STRING, "Mandatory", False),
+    _C("ListCost", MONEY, "Mandatory", False),
+    _C("PricingQuantity", MONEY, "Mandatory", True),
+    _C("PricingUnit", STRING, "Mandatory", True),
+    _C("ProviderName", STRING, "Mandatory", False),
+    _C("PublisherName", STRING, "Mandatory", False),
+    _C("ServiceCategory", STRING, "Mandatory", False),
+    _C("ServiceName", STRING, "Mandatory", False),
+    _C("AvailabilityZone", STRING, "Recommended", True),
+    _C("ChargeFrequency", STRING, "Recommended", False),
+    _C("InvoiceId", STRING, "Recommended", True),
+    _C("ServiceSubcategory", STRING, "Recommended", True),
+    _C("BillingAccountType", STRING, "Conditional", True),
+    _C("CapacityReservationId", STRING, "Conditional", True),
+    _C("CapacityReservationStatus", STRING, "Conditional", True),
+    _C("CommitmentDiscountCategory", STRING, "Conditional", True),
+    _C("CommitmentDiscountId", STRING, "Conditional", True),
+    _C("CommitmentDiscountName", STRING, "Conditional", True),
+    _C("CommitmentDiscountQuantity", MONEY, "Conditional", True),
+    _C("CommitmentDiscountStatus", STRING, "Conditional", True),
+    _C("CommitmentDiscountType", STRING, "Conditional", True),
+    _C("CommitmentDiscountUnit", STRING, "Conditional", True),
+    _C("ConsumedQuantity", MONEY, "Conditional", True),
+    _C("ConsumedUnit", STRING, "Conditional", True),
+    _C("ContractedUnitPrice", MONEY, "Conditional", True),
+    _C("ListUnitPrice", MONEY, "Conditional", True),
+    _C("PricingCategory", STRING, "Conditional", True),
+    _C("PricingCurrency", STRING, "Conditional", True),
+    _C("PricingCurrencyContractedUnitPrice", MONEY, "Conditional", True),
+    _C("PricingCurrencyEffectiveCost", MONEY, "Conditional", True),
+    _C("PricingCurrencyListUnitPrice", MONEY, "Conditional", True),
+    _C("RegionId", STRING, "Conditional", True),
+    _C("RegionName", STRING, "Conditional", True),
+    _C("ResourceId", STRING, "Conditional", True),
+    _C("ResourceName", STRING, "Conditional", True),
+    _C("ResourceType", STRING, "Conditional", True),
+    _C("SkuId", STRING, "Conditional", True),
+    _C("SkuMeter", STRING, "Conditional", True),
+    _C("SkuPriceDetails", STRING, "Conditional", True),
+    _C("SkuPriceId", STRING, "Conditional", True),
+    _C("SubAccountId", STRING, "Conditional", True),
+    _C("SubAccountName", STRING, "Conditional", True),
+    _C("SubAccountType", STRING, "Conditional", True),
+    _C("Tags", STRING, "Conditional", True, "Flat JSON object of the resource's tags as delivered"),
+)
+FOCUS_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in FOCUS_COLUMNS)
+MANDATORY_COLUMNS: tuple[str, ...] = tuple(c.name for c in FOCUS_COLUMNS if c.feature_level == "Mandatory")
+MONEY_COLUMNS: tuple[str, ...] = tuple(c.name for c in FOCUS_COLUMNS if c.dtype == MONEY)
+
+# Lineage and bookkeeping columns every normalized row carries (the `x_` prefix is FOCUS's own
+# convention for provider- or tool-specific columns).
+LINEAGE_COLUMNS: dict[str, pl.DataType] = {
+    "x_Source": STRING,
+    "x_Provider": STRING,
+    "x_FileUri": STRING,
+    "x_ExportVersion": STRING,
+    "x_DeliveredAt": TIMESTAMP,
+    "x_IngestedAt": TIMESTAMP,
+    "x_UsageDate": pl.Date(),
+}
+
+CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+CHARGE_FREQUENCIES = ("One-Time", "Recurring", "Usage-Based")
+CHARGE_CLASSES = ("Correction",)
+SERVICE_CATEGORIES = (
+    "AI and Machine Learning",
+    "Analytics",
+    "Business Applications",
+    "Compute",
+    "Databases",
+    "Developer Tools",
+    "Multicloud",
+    "Identity",
+    "Integration",
+    "Internet of Things",
+    "Management and Governance",
+    "Media",
+    "Migration",
+    "Mobile",
+    "Networking",
+    "Security",
+    "Storage",
+    "Web",
+    "Other",
+)
+
+
+def focus_dataframe_schema() -> pa.DataFrameSchema:
+    """The pandera (polars) schema every `normalized_line_items` slice must satisfy."""
+    columns: dict[str, pa.Column] = {}
+    for column in FOCUS_COLUMNS:
+        checks: list[pa.Check] = []
+        if column.name == "ChargeCategory":
+            checks.append(pa.Check.isin(CHARGE_CATEGORIES))
+        elif column.name == "ChargeFrequency":
+            checks.append(pa.Check.isin(CHARGE_FREQUENCIES))
+        elif column.name == "ChargeClass":
+            checks.append(pa.Check.isin(CHARGE_CLASSES))
+        elif column.name == "ServiceCategory":
+            checks.append(pa.Check.isin(SERVICE_CATEGORIES))
+        elif column.name in ("BillingCurrency", "PricingCurrency"):
+            checks.append(pa.Check.str_matches(r"^[A-Z]{3}$"))
+        columns[column.name] = pa.Column(
+            column.dtype,
+            nullable=column.nullable,
+            required=column.feature_level == "Mandatory",
+            checks=checks,
+            description=column.description or None,
+        )
+    for name, dtype in LINEAGE_COLUMNS.items():
+        columns[name] = pa.Column(dtype, nullable=name not in ("x_Source", "x_UsageDate"))
+    return pa.DataFrameSchema(columns, strict=False, name="FocusLineItems", ordered=False)
+
+
+def table_schema(extra: dict[str, pl.DataType] | None = None) -> TableSchema:
+    """The column schema the Dagster UI shows, derived from the same column table."""
+    columns = [
+        TableColumn(
+            name=c.name,
+            type=str(c.dtype),
+            description=f"FOCUS {FOCUS_VERSION} {c.feature_level}. {c.description}".strip(),
+            constraints=TableColumnConstraints(nullable=c.nullable),
+        )
+        for c in FOCUS_COLUMNS
+    ]
+    for name, dtype in {**LINEAGE_COLUMNS, **(extra or {})}.items():
+        columns.append(TableColumn(name=name, type=str(dtype), description="billing-pipeline extension"))
+    return TableSchema(columns=columns)
+
+
+def conform(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Add every FOCUS column the adapter could not fill (as typed nulls) and cast to the contract.
+
+    Columns are ordered FOCUS first, then lineage, then provider `x_` extras, so that every slice of
+    every source has the same leading layout.
+    """
+    schema = frame.collect_schema()
+    exprs: list[pl.Expr] = []
+    for column in FOCUS_COLUMNS:
+        if column.name in schema:
+            exprs.append(pl.col(column.name).cast(column.dtype))
+        else:
+            exprs.append(pl.lit(None, dtype=column.dtype).alias(column.name))
+    for name, dtype in LINEAGE_COLUMNS.items():
+        exprs.append(pl.col(name).cast(dtype) if name in schema else pl.lit(None, dtype=dtype).alias(name))
+    known = set(FOCUS_COLUMN_NAMES) | set(LINEAGE_COLUMNS)
+    extras = [pl.col(name) for name in schema if name not in known and name.startswith("x_")]
+    return frame.select(*exprs, *extras)
+
+
+class FocusContractError(ValueError):
+    """A normalized slice broke the FOCUS contract; it is not published."""
+
+
+def validate_focus_file(path: str, batch_rows: int = 250_000) -> int:
+    """Validate a Parquet file against the pandera schema in bounded memory; returns rows checked.
+
+    pandera validates eager frames; a day can hold tens of millions of rows, so the file is checked
+    in record batches rather than collected whole.
+    """
+    import pyarrow.parquet as pq
+
+    schema = focus_dataframe_schema()
+    checked = 0
+    parquet = pq.ParquetFile(path)
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    first = True
+    for batch in batches:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        _validate(schema, frame, path)
+        checked += frame.height
+        first = False
+    if first:  # an empty slice still has to have the right columns and types
+        _validate(schema, pl.read_parquet(path), path)
+    return checked
+
+
+def _validate(schema: pa.DataFrameSchema, frame: pl.DataFrame, path: str) -> None:
+    from pandera.errors import SchemaError, SchemaErrors
+
+    try:
+        schema.validate(frame, lazy=True)
+    except (SchemaError, SchemaErrors) as error:
+        raise FocusContractError(f"{path} breaks the FOCUS {FOCUS_VERSION} contract: {error}") from None

@@ -1,0 +1,352 @@
+"""Per (day, source) slice builders: raw rows of the current delivery, then FOCUS rows.
+
+These are plain functions (no Dagster) so that tests, the demo and the benchmark run exactly the
+code the assets run. Every row of the current delivery ends in exactly one place: the normalized
+slice, the duplicates quarantine, or the bad-row quarantine; every unusable file is copied to the
+quarantine and recorded with its source, file and reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from billing_pipeline.adapters import Delivery, adapter_for, choose_current
+from billing_pipeline.adapters.base import FileProblem
+from billing_pipeline.allocation import allocate
+from billing_pipeline.config import SourceConfig, TagPolicy
+from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
+from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
+from billing_pipeline.storage import Store
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_RECORD_SCHEMA = {
+    "source": pl.String,
+    "usage_date": pl.Date,
+    "stage": pl.String,
+    "kind": pl.String,
+    "file_uri": pl.String,
+    "export_version": pl.String,
+    "reason": pl.String,
+    "rows": pl.Int64,
+    "quarantined_copy": pl.String,
+    "detected_at": pl.Datetime("us", "UTC"),
+}
+
+
+class DeliveryIncompleteError(RuntimeError):
+    """The current delivery of a billing period misses files: the day is held back, not published short."""
+
+
+@dataclass
+class RawSlice:
+    """What building one raw slice found: counts, the version read, and every problem."""
+
+    source: str
+    day: dt.date
+    rows: int = 0
+    version: str | None = None
+    delivered_at: dt.datetime | None = None
+    files_read: int = 0
+    problems: list[FileProblem] = field(default_factory=list)
+    bad_date_rows: int = 0
+    passed_over_versions: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def quarantined_files(self) -> int:
+        return sum(1 for p in self.problems if p.kind in ("unreadable", "outside_prefix", "empty"))
+
+
+@dataclass
+class NormalizedSlice:
+    source: str
+    day: dt.date
+    rows: int = 0
+    raw_rows: int = 0
+    duplicate_rows: int = 0
+    quarantined_rows: int = 0
+    billed_cost: Decimal = Decimal(0)
+    effective_cost: Decimal = Decimal(0)
+    duplicate_cost: Decimal = Decimal(0)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _lineage(source: SourceConfig, delivery: Delivery, file_uri: str, day: dt.date, ingested_at: dt.datetime):
+    return [
+        pl.lit(source.name, dtype=pl.String).alias("x_Source"),
+        pl.lit(source.provider, dtype=pl.String).alias("x_Provider"),
+        pl.lit(file_uri, dtype=pl.String).alias("x_FileUri"),
+        pl.lit(delivery.version, dtype=pl.String).alias("x_ExportVersion"),
+        pl.lit(delivery.delivered_at, dtype=pl.Datetime("us", "UTC")).alias("x_DeliveredAt"),
+        pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias("x_IngestedAt"),
+        pl.lit(day, dtype=pl.Date).alias("x_UsageDate"),
+    ]
+
+
+def _write_records(store: Store, lake_url: str, day: dt.date, source: str, records: list[dict], workdir: Path,
+                   stage: str) -> None:
+    """Replace this stage's quarantine records for the slice (other stages' records are kept)."""
+    url = quarantine_url(lake_url, "records", day, source)
+    new = pl.DataFrame(records, schema=QUARANTINE_RECORD_SCHEMA)
+    if store.exists(url):
+        old = pl.read_parquet(store.stage(url, workdir)).filter(pl.col("stage") != stage)
+        new = pl.concat([old, new], how="vertical_relaxed")
+    if new.height:
+        store.write_parquet(new, url, workdir)
+    else:
+        store.remove(url)
+
+
+def build_raw_slice(
+    source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path,
+    ingested_at: dt.datetime | None = None,
+) -> RawSlice:
+    """Publish the day's rows of the source's current delivery, untouched, plus lineage columns.
+
+    Raises `DeliveryIncompleteError` when the only deliveries of the period miss files.
+    """
+    adapter = adapter_for(source.provider)
+    ingested_at = ingested_at or dt.datetime.now(dt.UTC)
+    period = day.strftime("%Y-%m")
+    result = RawSlice(source=source.name, day=day)
+    store.invalidate(source.url)
+    choice = choose_current(adapter.discover(store, source.name, source.url, period, source.format))
+    records: list[dict] = []
+
+    def record(problem: FileProblem, version: str, rows: int = 0, copy: str | None = None) -> None:
+        result.problems.append(problem)
+        records.append({
+            "source": source.name, "usage_date": day, "stage": "raw", "kind": problem.kind,
+            "file_uri": problem.file_uri, "export_version": version, "reason": problem.reason,
+            "rows": rows, "quarantined_copy": copy, "detected_at": ingested_at,
+        })
+
+    for passed in choice.passed_over:
+        result.passed_over_versions.append(passed.version)
+        for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
+                                                       "delivery lists no data files (empty export)", "empty"),):
+            record(problem, passed.version)
+    target = slice_url(lake_url, "raw_line_items", day, source.name)
+    if choice.current is None:
+        _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+        if choice.held_back:
+            details = "; ".join(p.describe(source.name) for d in choice.passed_over for p in d.problems)
+            raise DeliveryIncompleteError(
+                f"source {source.name!r}: no complete delivery for billing period {period}, day {day} held back: "
+                f"{details}"
+            )
+        store.remove(target)
+        return result
+
+    delivery = choice.current
+    result.version = delivery.version
+    result.delivered_at = delivery.delivered_at
+    result.fingerprint = delivery.fingerprint
+    for problem in delivery.problems:
+        copy = None
+        if problem.kind == "outside_prefix":
+            copy = None  # never read a file the manifest had no business naming
+        record(problem, delivery.version, copy=copy)
+
+    parts: list[Path] = []
+    first_day_of_period = day.day == 1
+    bad_date_frames: list[pl.LazyFrame] = []
+    for index, file_uri in enumerate(delivery.files):
+        part = workdir / f"raw-{source.name}-{index}.parquet"
+        try:
+            local = store.stage(file_uri, workdir)
+            frame = adapter.read(local, delivery.file_format)
+            schema = frame.collect_schema()
+            start = adapter.usage_start(schema)
+            frame = frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at))
+            frame.filter(start.dt.date() == day).sink_parquet(part)
+            if first_day_of_period:
+                bad = frame.filter(start.is_null())
+                bad_path = workdir / f"baddate-{source.name}-{index}.parquet"
+                bad.with_columns(
+                    pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")
+                ).sink_parquet(bad_path)
+                bad_date_frames.append(pl.scan_parquet(bad_path))
+        except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
+            part.unlink(missing_ok=True)
+            reason = f"unreadable export file: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            kind = "empty" if "empty" in str(error) else "unreadable"
+            copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
+            try:
+                store.copy_in(file_uri, copy)
+            except Exception:  # noqa: BLE001
+                copy = None
+            record(FileProblem(file_uri, reason, kind), delivery.version, copy=copy)
+            log.warning("%s", FileProblem(file_uri, reason, kind).describe(source.name))
+            continue
+        parts.append(part)
+        result.files_read += 1
+
+    if bad_date_frames:
+        bad_rows = pl.concat(bad_date_frames, how="diagonal_relaxed")
+        count = bad_rows.select(pl.len()).collect().item()
+        result.bad_date_rows = count
+        if count:
+            store.write_parquet(
+                bad_rows.select(pl.all().cast(pl.String)), quarantine_url(lake_url, "bad_dates", day, source.name),
+                workdir,
+            )
+            record(FileProblem(source.url, f"{count} rows with an unparseable usage start date", "bad_date"),
+                   delivery.version, rows=count)
+
+    _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+    if not parts:
+        store.remove(target)
+        return result
+    combined = pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
+    store.write_parquet(combined, target, workdir)
+    result.rows = pl.scan_parquet(parts[0]).select(pl.len()).collect().item() if len(parts) == 1 else (
+        combined.select(pl.len()).collect().item()
+    )
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return result
+
+
+def _sum(frame: pl.LazyFrame, column: str) -> Decimal:
+    value = frame.select(pl.col(column).cast(MONEY).sum()).collect().item()
+    return Decimal(value) if value is not None else Decimal(0)
+
+
+def duplicate_row_ids(frame: pl.LazyFrame, key: list[str]) -> pl.Series:
+    """`x_RawRow` of every row whose key repeats an earlier row's key (the first copy is kept).
+
+    Exact, and light on memory at tens of millions of rows: keys are first hashed to 64 bits, and
+    only rows whose hash repeats are compared on their real key values.
+    """
+    keyed = frame.filter(pl.all_horizontal([pl.col(c).is_not_null() for c in key]))
+    hashes = keyed.select("x_RawRow", pl.struct(key).hash(seed=0).alias("_h")).collect(engine="streaming")
+    candidates = hashes.filter(pl.col("_h").is_duplicated()).get_column("x_RawRow")
+    if candidates.is_empty():
+        return pl.Series("x_RawRow", [], dtype=pl.UInt32)
+    rows = (
+        keyed.filter(pl.col("x_RawRow").is_in(candidates.implode()))
+        .select("x_RawRow", *key)
+        .collect()
+        .sort("x_RawRow")
+    )
+    return rows.filter(~pl.struct(key).is_first_distinct()).get_column("x_RawRow")
+
+
+def build_normalized_slice(
+    source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path
+) -> NormalizedSlice:
+    """FOCUS rows from the day's raw slice: typed, deduplicated, conformed; the rest quarantined."""
+    adapter = adapter_for(source.provider)
+    result = NormalizedSlice(source=source.name, day=day)
+    raw_url = slice_url(lake_url, "raw_line_items", day, source.name)
+    target = slice_url(lake_url, "normalized_line_items", day, source.name)
+    rows_url = quarantine_url(lake_url, "rows", day, source.name)
+    dups_url = quarantine_url(lake_url, "duplicates", day, source.name)
+    if not store.exists(raw_url):
+        for url in (target, rows_url, dups_url):
+            store.remove(url)
+        return result
+    raw = pl.scan_parquet(store.stage(raw_url, workdir)).with_row_index("x_RawRow")
+    mapped = workdir / f"mapped-{source.name}.parquet"
+    adapter.to_focus(raw).sink_parquet(mapped)
+    focus = pl.scan_parquet(mapped)
+    result.raw_rows = focus.select(pl.len()).collect().item()
+
+    bad = focus.filter(pl.col("_bad_reason").is_not_null())
+    bad_ids = bad.select("x_RawRow", "_bad_reason").collect()
+    result.quarantined_rows = bad_ids.height
+    if bad_ids.height:
+        result.reasons = dict(
+            bad_ids.group_by("_bad_reason").len().sort("_bad_reason").iter_rows()
+        )
+        raw_bad = raw.join(bad_ids.lazy(), on="x_RawRow").select(pl.all().cast(pl.String))
+        store.write_parquet(raw_bad.rename({"_bad_reason": "reason"}), rows_url, workdir)
+    else:
+        store.remove(rows_url)
+
+    good = focus.filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
+    key = adapter.dedup_key(good.collect_schema())
+    duplicate_ids = duplicate_row_ids(good, key).implode()
+    kept = good.filter(~pl.col("x_RawRow").is_in(duplicate_ids))
+    dropped = good.filter(pl.col("x_RawRow").is_in(duplicate_ids))
+    result.duplicate_rows = int(duplicate_ids.list.len().item())
+    if result.duplicate_rows:
+        store.write_parquet(conform(dropped.with_columns(pl.col("x_RawRow").alias("x_RawRow"))), dups_url, workdir)
+        result.duplicate_cost = _sum(dropped, "BilledCost")
+    else:
+        store.remove(dups_url)
+    publishable = workdir / f"normalized-{source.name}.parquet"
+    conform(kept).sink_parquet(publishable)
+    validate_focus_file(str(publishable))
+    store.publish_file(publishable, target)
+    totals = kept.select(
+        pl.len().alias("rows"),
+        pl.col("BilledCost").cast(MONEY).sum().alias("billed"),
+        pl.col("EffectiveCost").cast(MONEY).sum().alias("effective"),
+    ).collect()
+    result.rows = totals["rows"].item()
+    result.billed_cost = Decimal(totals["billed"].item() or 0)
+    result.effective_cost = Decimal(totals["effective"].item() or 0)
+    mapped.unlink(missing_ok=True)
+    return result
+
+
+__all__ = [
+    "LINEAGE_COLUMNS",
+    "DeliveryIncompleteError",
+    "NormalizedSlice",
+    "RawSlice",
+    "EnrichedSlice",
+    "build_enriched_slice",
+    "build_normalized_slice",
+    "build_raw_slice",
+    "duplicate_row_ids",
+]
+
+
+@dataclass
+class EnrichedSlice:
+    source: str
+    day: dt.date
+    rows: int = 0
+    billed_cost: Decimal = Decimal(0)
+    unallocated_cost: Decimal = Decimal(0)
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def build_enriched_slice(
+    source: SourceConfig, day: dt.date, store: Store, lake_url: str, policy: TagPolicy, workdir: Path
+) -> EnrichedSlice:
+    """Normalized rows plus the tag policy's allocation, published atomically."""
+    result = EnrichedSlice(source=source.name, day=day)
+    normalized_url = slice_url(lake_url, "normalized_line_items", day, source.name)
+    target = slice_url(lake_url, "tag_enriched_costs", day, source.name)
+    if not store.exists(normalized_url):
+        store.remove(target)
+        return result
+    enriched = allocate(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
+    local = workdir / f"enriched-{source.name}.parquet"
+    enriched.sink_parquet(local)
+    frame = pl.scan_parquet(local)
+    totals = frame.select(
+        pl.len().alias("rows"),
+        pl.col("BilledCost").sum().alias("billed"),
+        pl.col("BilledCost").filter(pl.col("unallocated")).sum().alias("unallocated"),
+    ).collect()
+    result.rows = totals["rows"].item()
+    result.billed_cost = Decimal(totals["billed"].item() or 0)
+    result.unallocated_cost = Decimal(totals["unallocated"].item() or 0)
+    result.by_rule = dict(
+        frame.select(pl.col("allocation_rule").str.extract(r"^([a-z]+)", 1).fill_null("unallocated"))
+        .group_by("allocation_rule").len().sort("allocation_rule").collect().iter_rows()
+    )
+    store.publish_file(local, target)
+    return result
