@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.adapters import Delivery, adapter_for, choose_current
-from billing_pipeline.adapters.base import FileProblem
+from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
 from billing_pipeline.allocation import allocate
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
@@ -177,7 +177,7 @@ def build_raw_slice(
         except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
             part.unlink(missing_ok=True)
             reason = f"unreadable export file: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
-            kind = "empty" if "empty" in str(error) else "unreadable"
+            kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
             copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
             try:
                 store.copy_in(file_uri, copy)

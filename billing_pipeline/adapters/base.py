@@ -34,6 +34,10 @@ DATETIME_FORMATS = (
 )
 
 
+class EmptyExportFileError(ValueError):
+    """A delivered file with no bytes at all (an interrupted upload, or an empty export)."""
+
+
 @dataclass(frozen=True)
 class FileProblem:
     """A file of a delivery that cannot be used, and why (named in errors and in quarantine)."""
@@ -137,11 +141,11 @@ def read_export_file(local_file: Path, file_format: str) -> pl.LazyFrame:
     numeric columns, and a value must never change on the way into `raw_line_items`.
     """
     if local_file.stat().st_size == 0:
-        raise ValueError("the file is empty (0 bytes)")
+        raise EmptyExportFileError("the file is empty (0 bytes)")
     if detect_format(local_file.name, file_format) == "parquet":
         pl.read_parquet_schema(local_file)  # fails fast on a truncated file (no footer)
         return pl.scan_parquet(local_file)
-    return pl.scan_csv(local_file, infer_schema=False, encoding="utf8-lossy", missing_utf8_is_empty_string=True)
+    return pl.scan_csv(local_file, infer_schema=False, encoding="utf8-lossy")
 
 
 def text(name: str) -> pl.Expr:

@@ -1,0 +1,42 @@
+# Two commands for a new user: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_QUIET := --quiet --disable-pip-version-check
+# focus-validator 2.2.1 needs Python 3.12 and pyarrow<21, so it lives in its own venv.
+PYTHON312 ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | head -1 || command -v python3.12)
+FV_VENV := .fv-venv
+
+.PHONY: install demo test lint bench conformance validator clean
+
+$(VENV)/.installed: setup.py pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import billing_pipeline, dagster, polars, pandera, moto, hypothesis"
+	@touch $@
+
+install: $(VENV)/.installed
+
+$(FV_VENV)/bin/focus-validator:
+	@test -n "$(PYTHON312)" || (echo "Python 3.12 is needed for focus-validator (pyenv install 3.12)" && exit 1)
+	$(PYTHON312) -m venv $(FV_VENV)
+	$(FV_VENV)/bin/pip install $(PIP_QUIET) 'focus-validator==2.2.1' 'pyarrow<21' 2>&1 | grep -v "^WARNING: Location" || true
+	@test -x $@
+
+validator: $(FV_VENV)/bin/focus-validator
+
+demo: install
+	$(PY) -m billing_pipeline.demo
+
+test: install validator
+	FOCUS_VALIDATOR=$(CURDIR)/$(FV_VENV)/bin/focus-validator $(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+conformance: install validator
+	FOCUS_VALIDATOR=$(CURDIR)/$(FV_VENV)/bin/focus-validator $(PY) -m billing_pipeline.conformance --all-fixtures
+
+clean:
+	rm -rf data .dagster_home bench_results
