@@ -24,7 +24,6 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     billing_daily = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.assets(*assets),
-        partitions_def=partitions_def,
         description="Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day.",
     )
     return Definitions(

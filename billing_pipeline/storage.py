@@ -175,7 +175,7 @@ class Store:
         else:
             tmp_dir = Path(dest_url).parent
             tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f".tmp-{uuid.uuid4().hex}.parquet"
+        tmp = tmp_dir / f".tmp-{uuid.uuid4().hex}.partial"  # never matches a reader's *.parquet glob
         try:
             if isinstance(frame, pl.DataFrame):
                 frame.write_parquet(tmp, statistics=True)

@@ -1,0 +1,124 @@
+"""Shared fixtures: configs written to disk, landing zones built from the public samples, and a
+one-call way to run the whole spine for a day through the same functions the assets call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from billing_pipeline.config import BillingConfig, load_config
+from billing_pipeline.ingest import (
+    EnrichedSlice,
+    NormalizedSlice,
+    RawSlice,
+    build_enriched_slice,
+    build_normalized_slice,
+    build_raw_slice,
+)
+from billing_pipeline.reconciliation import build_reconciliation, read_invoices
+from billing_pipeline.storage import Store, scratch_dir
+
+SAMPLES = Path(__file__).parent / "fixtures" / "samples"
+AWS_SAMPLE = SAMPLES / "focus_converters_sample-anonymous-aws-export-dataset.csv"
+ATHENA_SAMPLE = SAMPLES / "koku_aws_2022-07-01-alt-columns.csv"
+FOCUS_SAMPLE = SAMPLES / "focus-sample-data_FOCUS-1.0_focus_sample.csv"
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "owner_dimension": "team",
+    "dimensions": {
+        "team": {"keys": ["team", "owner", "squad", "team_name"]},
+        "cost_center": {"keys": ["cost_center", "costcenter"]},
+        "product": {"keys": ["product", "app", "application"]},
+        "environment": {"keys": ["environment", "env", "stage"], "values": {"production": "prod", "prd": "prod"}},
+    },
+    "account_owners": {"222222222201": {"team": "platform", "cost_center": "CC-100"}},
+}
+
+
+def write_config(
+    folder: Path,
+    sources: list[dict[str, str]],
+    lake_url: str | None = None,
+    invoices_url: str | None = None,
+    start_date: str = "2020-01-01",
+    **extra: Any,
+) -> Path:
+    document = {
+        "lake_url": lake_url or str(folder / "lake"),
+        "start_date": start_date,
+        "invoices_url": invoices_url or str(folder / "invoices"),
+        "sources": sources,
+        "tag_policy": extra.pop("tag_policy", DEFAULT_POLICY),
+        **extra,
+    }
+    path = folder / "billing.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@dataclass
+class DayRun:
+    raw: list[RawSlice]
+    normalized: list[NormalizedSlice]
+    enriched: list[EnrichedSlice]
+    reconciliation: Any
+
+
+def run_spine(config: BillingConfig, day: dt.date, store: Store | None = None) -> DayRun:
+    """raw -> normalized -> enriched -> reconciliation for every source, like `billing_daily` does."""
+    store = store or Store(config.storage_options)
+    import polars as pl
+
+    with scratch_dir() as workdir:
+        raw = [build_raw_slice(s, day, store, config.lake_url, workdir) for s in config.sources]
+        normalized = [build_normalized_slice(s, day, store, config.lake_url, workdir) for s in config.sources]
+        enriched = [
+            build_enriched_slice(s, day, store, config.lake_url, config.tag_policy, workdir) for s in config.sources
+        ]
+        invoices = read_invoices(store, config.invoices_url, workdir)
+        reconciliation = pl.concat(
+            [build_reconciliation(s, day, store, config.lake_url, invoices, config.reconciliation, workdir)
+             for s in config.sources]
+        )
+    return DayRun(raw, normalized, enriched, reconciliation)
+
+
+def legacy_cur_landing(root: Path, sample: Path = AWS_SAMPLE, assembly: str = "a1") -> Path:
+    """A legacy CUR report root (create-new-version mode) holding one delivery of the public sample."""
+    report = root / "cur" / "sample"
+    delivery = report / "20231101-20231201" / assembly
+    delivery.mkdir(parents=True, exist_ok=True)
+    with open(sample, "rb") as src, gzip.open(delivery / "sample-1.csv.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    manifest = {
+        "assemblyId": assembly,
+        "reportKeys": [f"cur/sample/20231101-20231201/{assembly}/sample-1.csv.gz"],
+        "billingPeriod": {"start": "20231101T000000.000Z", "end": "20231201T000000.000Z"},
+    }
+    (report / "20231101-20231201" / "sample-Manifest.json").write_text(json.dumps(manifest))
+    (delivery / "sample-Manifest.json").write_text(json.dumps(manifest))
+    return report
+
+
+@pytest.fixture
+def sample_cur_config(tmp_path: Path) -> BillingConfig:
+    report = legacy_cur_landing(tmp_path / "landing")
+    return load_config(write_config(tmp_path, [{"name": "sample_cur", "provider": "aws_cur", "url": str(report)}],
+                                    start_date="2023-11-01"))
+
+
+@pytest.fixture
+def sample_focus_config(tmp_path: Path) -> BillingConfig:
+    landing = tmp_path / "landing" / "focus"
+    landing.mkdir(parents=True)
+    shutil.copy(FOCUS_SAMPLE, landing / FOCUS_SAMPLE.name)
+    return load_config(write_config(tmp_path, [{"name": "sample_focus", "provider": "focus", "url": str(landing)}],
+                                    start_date="2024-09-01"))
