@@ -119,7 +119,7 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         deps=[raw_line_items],
         description=(
             "FOCUS 1.2 line items: every Mandatory column and the Conditional ones the provider fills, money as "
-            "Decimal(38,10), EffectiveCost amortized by the provider's rules, provider extras as x_ columns. "
+            "Decimal(38,18), EffectiveCost amortized by the provider's rules, provider extras as x_ columns. "
             "Deduplicated (dropped copies kept in quarantine/duplicates), rows with unparseable values in "
             "quarantine/rows, validated by the pandera FOCUS schema before publishing."
         ),

@@ -12,7 +12,9 @@ import pandera.polars as pa
 import polars as pl
 from dagster import TableColumn, TableColumnConstraints, TableSchema
 
-MONEY = pl.Decimal(38, 10)
+# 18 decimals hold every digit real exports carry (the FOCUS sample has 11); 20 integer digits
+# hold any bill. Floats are converted through their shortest decimal repr, once.
+MONEY = pl.Decimal(38, 18)
 TIMESTAMP = pl.Datetime("us", "UTC")
 STRING = pl.String()
 
@@ -104,6 +106,20 @@ LINEAGE_COLUMNS: dict[str, pl.DataType] = {
     "x_UsageDate": pl.Date(),
 }
 
+# Columns the pipeline itself relies on (partitioning, conservation, reconciliation): a null here is a
+# contract break. Other non-nullable FOCUS columns are the provider's to fill; a native export that
+# leaves one empty is reported by the FOCUS validator, never fabricated here.
+CORE_NON_NULL = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargeCategory",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+)
+
 CHARGE_CATEGORIES = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
 CHARGE_FREQUENCIES = ("One-Time", "Recurring", "Usage-Based")
 CHARGE_CLASSES = ("Correction",)
@@ -147,7 +163,7 @@ def focus_dataframe_schema() -> pa.DataFrameSchema:
             checks.append(pa.Check.str_matches(r"^[A-Z]{3}$"))
         columns[column.name] = pa.Column(
             column.dtype,
-            nullable=column.nullable,
+            nullable=column.name not in CORE_NON_NULL,
             required=column.feature_level == "Mandatory",
             checks=checks,
             description=column.description or None,

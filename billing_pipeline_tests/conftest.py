@@ -122,3 +122,54 @@ def sample_focus_config(tmp_path: Path) -> BillingConfig:
     shutil.copy(FOCUS_SAMPLE, landing / FOCUS_SAMPLE.name)
     return load_config(write_config(tmp_path, [{"name": "sample_focus", "provider": "focus", "url": str(landing)}],
                                     start_date="2024-09-01"))
+
+
+def sample_as_cur2_frame(sample: Path = AWS_SAMPLE):
+    """The public legacy CUR sample in CUR 2.0 shape (snake_case columns), for Data Exports tests."""
+    import polars as pl
+
+    from billing_pipeline.adapters.aws import snake_case_legacy
+
+    frame = pl.read_csv(sample, infer_schema=False)
+    return frame.rename({c: snake_case_legacy(c) for c in frame.columns if not c.startswith("resourceTags/")})
+
+
+def write_data_export(
+    root: Path,
+    execution_id: str,
+    files: dict[str, Any],
+    period: str = "2023-11",
+    export_time: str = "2023-11-20T00:00:00Z",
+    extra_uris: list[str] | None = None,
+    file_format: str = "parquet",
+) -> Path:
+    """One delivery of an AWS Data Exports layout (create-new mode): data files plus their manifest.
+
+    `files` maps a file name to a polars DataFrame, or to raw bytes written as they are (to build
+    corrupt files). Manifest URIs name another bucket on purpose, like a replicated export.
+    """
+    data = root / "data" / f"BILLING_PERIOD={period}" / execution_id
+    data.mkdir(parents=True, exist_ok=True)
+    uris = []
+    for name, content in files.items():
+        target = data / name
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        elif file_format == "parquet":
+            content.write_parquet(target)
+        else:
+            with gzip.open(target, "wb") as handle:
+                content.write_csv(handle)
+        uris.append(f"s3://aws-origin-bucket/exports/{root.name}/data/BILLING_PERIOD={period}/{execution_id}/{name}")
+    manifest = {
+        "executionId": execution_id,
+        "exportArn": f"arn:aws:bcm-data-exports:us-east-1:111111111111:export/{root.name}",
+        "exportTime": export_time,
+        "billingPeriod": {"start": f"{period}-01T00:00:00.000Z"},
+        "dataFiles": uris + list(extra_uris or []),
+        "columns": [],
+    }
+    meta = root / "metadata" / f"BILLING_PERIOD={period}" / execution_id
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / f"{root.name}-Manifest.json").write_text(json.dumps(manifest))
+    return data

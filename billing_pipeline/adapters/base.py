@@ -175,13 +175,19 @@ def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def parse_money(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Decimal(38,10) from text or float, converted once; placeholders become null."""
+    """Decimal from text or float, converted once; placeholders become null.
+
+    A float goes through its shortest round-trip text (`0.1`, not 0.1000000000000000055...), which
+    is the number the provider meant; casting the binary value directly would invent digits.
+    """
     from billing_pipeline.focus import MONEY
 
     if dtype == pl.String:
         value = expr.str.strip_chars()
         value = pl.when(value.is_in(NULL_LITERALS)).then(None).otherwise(value)
         return value.cast(MONEY, strict=False)
+    if dtype.is_float():
+        return expr.cast(pl.String).cast(MONEY, strict=False)
     return expr.cast(MONEY, strict=False)
 
 
@@ -191,7 +197,7 @@ def money_is_unparseable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return pl.lit(False)
     value = expr.str.strip_chars()
     present = value.is_not_null() & ~value.is_in(NULL_LITERALS)
-    return present & value.cast(pl.Decimal(38, 10), strict=False).is_null()
+    return present & value.cast(pl.Decimal(38, 18), strict=False).is_null()
 
 
 def column_or_null(schema: pl.Schema, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:

@@ -23,8 +23,36 @@ from billing_pipeline.adapters.base import (
     text,
 )
 from billing_pipeline.adapters.tags import TAG, TAG_LIST, tags_json
-from billing_pipeline.focus import FOCUS_COLUMNS, LINEAGE_COLUMNS, MONEY, TIMESTAMP
+from billing_pipeline.focus import (
+    CHARGE_CATEGORIES,
+    CHARGE_CLASSES,
+    CHARGE_FREQUENCIES,
+    FOCUS_COLUMNS,
+    LINEAGE_COLUMNS,
+    MONEY,
+    TIMESTAMP,
+)
 from billing_pipeline.storage import Store, join
+
+ENUMERATIONS: dict[str, tuple[str, ...]] = {
+    "ChargeCategory": CHARGE_CATEGORIES,
+    "ChargeFrequency": CHARGE_FREQUENCIES,
+    "ChargeClass": CHARGE_CLASSES,
+    "CommitmentDiscountStatus": ("Used", "Unused"),
+    "CommitmentDiscountCategory": ("Spend", "Usage"),
+    "PricingCategory": ("Standard", "Dynamic", "Committed", "Other"),
+}
+
+
+def canonical_enumeration(name: str, allowed: tuple[str, ...]) -> pl.Expr:
+    """`Usage-based` -> `Usage-Based`: the spec's spelling of a value that differs only in case.
+
+    Any other value is left as delivered, so that the FOCUS contract rejects it loudly.
+    """
+    lookup = {value.lower(): value for value in allowed}
+    value = text(name)
+    return value.str.to_lowercase().replace_strict(lookup, default=value, return_dtype=pl.String)
+
 
 _PAIR = r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9.eE+]+|true|false|null)'
 
@@ -105,6 +133,8 @@ class FocusAdapter:
                 exprs.append(parse_money(pl.col(column.name), schema[column.name]).alias(column.name))
             elif column.dtype == TIMESTAMP:
                 exprs.append(parse_datetime(pl.col(column.name), schema[column.name]).alias(column.name))
+            elif column.name in ENUMERATIONS:
+                exprs.append(canonical_enumeration(column.name, ENUMERATIONS[column.name]).alias(column.name))
             else:
                 exprs.append(text(column.name).alias(column.name))
         tag_list = tags_from_json(text("Tags")) if "Tags" in present else pl.lit([], dtype=TAG_LIST)
