@@ -270,7 +270,8 @@ class AwsCurAdapter:
                 for name in MONEY_INPUTS
                 if name in schema
             ]
-            + [pl.when(billed.is_null()).then(pl.lit("missing cost in line_item_unblended_cost"))],
+            + [pl.when(string("line_item_unblended_cost").is_null()).then(
+                pl.lit("missing cost in line_item_unblended_cost"))],
             separator="; ",
             ignore_nulls=True,
         )

@@ -152,8 +152,7 @@ class FocusAdapter:
                 for c in FOCUS_COLUMNS
                 if c.dtype == MONEY and c.name in present
             ]
-            + [pl.when(parse_money(pl.col("BilledCost"), schema["BilledCost"]).is_null()).then(
-                pl.lit("missing cost in BilledCost"))],
+            + [pl.when(text("BilledCost").is_null()).then(pl.lit("missing cost in BilledCost"))],
             separator="; ",
             ignore_nulls=True,
         )
