@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+
+log = logging.getLogger(__name__)
 
 from billing_pipeline.storage import Store, is_remote, join
 
@@ -71,7 +74,11 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
         connection = duckdb.connect(duckdb_file)
         try:
             if is_remote(lake_url):
-                connection.execute("LOAD httpfs")
+                try:
+                    connection.execute("INSTALL httpfs; LOAD httpfs")
+                except duckdb.Error as error:
+                    log.warning("DuckDB views over %s skipped: httpfs extension unavailable (%s)", lake_url, error)
+                    return []
             for view, relative in tables.items():
                 if not store.find(join(lake_url, relative)):
                     connection.execute(f"DROP VIEW IF EXISTS {view}")
