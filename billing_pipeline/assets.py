@@ -27,8 +27,8 @@ from billing_pipeline.ingest import (
     build_normalized_slice,
     build_raw_slice,
 )
-from billing_pipeline.lake import refresh_views, slice_url
-from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, build_reconciliation, read_invoices
+from billing_pipeline.lake import refresh_views
+from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, publish_reconciliation, read_invoices
 from billing_pipeline.storage import scratch_dir
 from resources import BillingResource
 
@@ -222,14 +222,8 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         with scratch_dir() as workdir:
             invoices = read_invoices(store, config.invoices_url, workdir)
             for source in config.sources:
-                frame = build_reconciliation(source, day, store, config.lake_url, invoices,
-                                             config.reconciliation, workdir)
-                target = slice_url(config.lake_url, "reconciliation_deltas", day, source.name)
-                if frame.height:
-                    store.write_parquet(frame, target, workdir)
-                else:
-                    store.remove(target)
-                frames.append(frame)
+                frames.append(publish_reconciliation(source, day, store, config.lake_url, invoices,
+                                                     config.reconciliation, workdir))
         _refresh(config, billing)
         table = pl.concat(frames) if frames else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
         statuses = dict(table.group_by("status").len().iter_rows()) if table.height else {}

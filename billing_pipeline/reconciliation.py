@@ -182,3 +182,17 @@ def empty_reconciliation() -> pl.DataFrame:
 
 def decimal_or_zero(value: object) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def publish_reconciliation(
+    source: SourceConfig, day: dt.date, store: Store, lake_url: str, invoices: pl.DataFrame,
+    tolerances: ReconciliationConfig, workdir: Path,
+) -> pl.DataFrame:
+    """Build the source's reconciliation rows for the day and replace its slice atomically."""
+    frame = build_reconciliation(source, day, store, lake_url, invoices, tolerances, workdir)
+    target = slice_url(lake_url, "reconciliation_deltas", day, source.name)
+    if frame.height:
+        store.write_parquet(frame, target, workdir)
+    else:
+        store.remove(target)
+    return frame

@@ -23,7 +23,7 @@ from billing_pipeline.ingest import (
     build_normalized_slice,
     build_raw_slice,
 )
-from billing_pipeline.reconciliation import build_reconciliation, read_invoices
+from billing_pipeline.reconciliation import publish_reconciliation, read_invoices
 from billing_pipeline.storage import Store, scratch_dir
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
@@ -85,7 +85,7 @@ def run_spine(config: BillingConfig, day: dt.date, store: Store | None = None) -
         ]
         invoices = read_invoices(store, config.invoices_url, workdir)
         reconciliation = pl.concat(
-            [build_reconciliation(s, day, store, config.lake_url, invoices, config.reconciliation, workdir)
+            [publish_reconciliation(s, day, store, config.lake_url, invoices, config.reconciliation, workdir)
              for s in config.sources]
         )
     return DayRun(raw, normalized, enriched, reconciliation)
