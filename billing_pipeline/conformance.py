@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -31,17 +31,19 @@ VALIDATOR_ENV_VAR = "FOCUS_VALIDATOR"
 DEFAULT_VALIDATOR = REPO_ROOT / ".fv-venv" / "bin" / "focus-validator"
 DEFAULT_TIMEOUT_S = 900.0
 INSTALL_HINT = (
-    "create it with: /root/.pyenv/versions/3.12.1/bin/python -m venv .fv-venv && "
-    ".fv-venv/bin/pip install 'focus-validator==2.2.1' 'pyarrow<21' "
-    f"(or point {VALIDATOR_ENV_VAR} at a focus-validator executable)"
+    "install it with `make validator` (python3.12 -m venv .fv-venv && "
+    ".fv-venv/bin/pip install 'focus-validator==2.2.1' 'pyarrow<21') "
+    f"or point {VALIDATOR_ENV_VAR} at a focus-validator executable"
 )
 
 # Applicability criteria describe what the provider supports; a rule gated by a criterion that is
-# not passed is reported SKIPPED ("rule not applicable"). With none passed, 131 of the 578 rules
-# are skipped, among them every presence check for SkuId/SkuPriceId/ListUnitPrice/SubAccountId/
-# RegionId/Tags/ResourceId and all commitment-discount rules. The cloud providers we ingest
-# (AWS, GCP, Azure) support all of these; only VIRTUAL_CURRENCY_SUPPORTED (credits/tokens
-# pricing) does not apply, and passing it would demand PricingCurrency* columns for nothing.
+# not passed is reported SKIPPED ("rule not applicable"). With none passed (the validator's
+# default), 131 of the 578 rules are skipped, among them every presence check for SkuId/SkuPriceId/
+# ListUnitPrice/SubAccountId/RegionId/Tags/ResourceId and all commitment-discount rules. The cloud
+# providers we ingest support all of these except VIRTUAL_CURRENCY_SUPPORTED (credits/tokens).
+# Note: 2.2.1 applies a rule when ANY of its criteria is passed, so the PricingCurrency* presence
+# rules gated by "PUBLIC_PRICE_LIST and VIRTUAL_CURRENCY" apply anyway: leaving it out or passing
+# "ALL" gives the same verdict.
 CLOUD_APPLICABILITY_CRITERIA: tuple[str, ...] = (
     "ACCOUNT_NAMING_SUPPORTED",
     "AVAILABILITY_ZONE_SUPPORTED",
@@ -143,10 +145,17 @@ class RuleFailure:
     message: str
     violations: int | None = None
     must_satisfy: str = ""
+    note: str = ""
 
     @property
     def composite(self) -> bool:
         return bool(re.match(rf"^{re.escape(self.rule_id)}: (AND|OR) failed", self.message))
+
+    @property
+    def failed_children(self) -> tuple[str, ...]:
+        """Child rule ids an AND/OR failure names (empty for a leaf rule)."""
+        match = re.search(r"(?:failed child rules|all child rules failed): \[([^\]]*)\]", self.message)
+        return tuple(c.strip() for c in match.group(1).split(",") if c.strip()) if match else ()
 
 
 @dataclass
@@ -164,15 +173,134 @@ class ValidatorReport:
     validator_version: str = "unknown"
     focus_version: str = "1.2"
     applicability_criteria: tuple[str, ...] = ()
+    waived: list[RuleFailure] = field(default_factory=list)
+
+    @property
+    def blocking_failures(self) -> list[RuleFailure]:
+        """Failures left after waiving known validator defects whose intended rule holds."""
+        waived = {f.rule_id for f in self.waived}
+        return [f for f in self.failures if f.rule_id not in waived]
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        """True when every FAIL is a waived validator defect (the CI gate)."""
+        return not self.blocking_failures
 
     @property
     def root_failures(self) -> list[RuleFailure]:
-        """Failures that are not mere AND/OR parents of another failure (the ones to fix)."""
-        return [f for f in self.failures if not f.composite]
+        """Blocking failures that are not mere AND/OR parents of another failure (the ones to fix)."""
+        return [f for f in self.blocking_failures if not f.composite]
+
+
+@dataclass(frozen=True)
+class KnownDefect:
+    """A rule focus-validator 2.2.1 fails on spec-correct data, and how to check what FOCUS meant.
+
+    A failure of the rule is waived only when `intended` (a polars predicate selecting the rows
+    that break the rule as the spec words it) selects no row, or, for `waive_if_passed`, when
+    the validator itself passed the parent rule that expresses the intent.
+    """
+
+    reason: str
+    columns: tuple[str, ...] = ()
+    intended: Callable[[], pl.Expr] | None = None
+    waive_if_passed: str | None = None
+
+
+def _null(col: str) -> pl.Expr:
+    return pl.col(col).is_null()
+
+
+KNOWN_VALIDATOR_DEFECTS: dict[str, KnownDefect] = {
+    "InvoiceId-C-004-C": KnownDefect(
+        "the two branches of the OR InvoiceId-C-003-C ('null when not invoiced' / 'not null when "
+        "invoiced') are also run on their own, unconditionally: one of them fails on any data",
+        waive_if_passed="InvoiceId-C-003-C",
+    ),
+    "InvoiceId-C-005-C": KnownDefect(
+        "see InvoiceId-C-004-C: unconditional half of the OR InvoiceId-C-003-C",
+        waive_if_passed="InvoiceId-C-003-C",
+    ),
+    "CommitmentDiscountStatus-C-004-C": KnownDefect(
+        "model condition is 'CommitmentDiscountId IS NULL' (spec: not null and ChargeCategory "
+        "'Usage'), so it contradicts CommitmentDiscountStatus-C-003-C on every non-commitment row",
+        columns=("CommitmentDiscountId", "ChargeCategory", "CommitmentDiscountStatus"),
+        intended=lambda: (
+            ~_null("CommitmentDiscountId") & (pl.col("ChargeCategory") == "Usage") & _null("CommitmentDiscountStatus")
+        ),
+    ),
+    "CommitmentDiscountStatus-C-005-M": KnownDefect(
+        "model's allowed values are 'Active'/'Expired'/'Pending' (FOCUS 1.2: 'Used'/'Unused'); the OR "
+        "only fails when no row is null or holds one of those, e.g. a commitment-only partition",
+        columns=("CommitmentDiscountStatus",),
+        intended=lambda: (
+            ~_null("CommitmentDiscountStatus") & ~pl.col("CommitmentDiscountStatus").is_in(["Used", "Unused"])
+        ),
+    ),
+    "ConsumedQuantity-C-006-C": KnownDefect(
+        "model condition is inverted: it demands ConsumedQuantity on commitment-covered rows WITH "
+        "ChargeClass 'Correction' (where FOCUS says it MAY be null) instead of on the others",
+        columns=("ChargeCategory", "ChargeClass", "CommitmentDiscountStatus", "ConsumedQuantity"),
+        intended=lambda: (
+            (pl.col("ChargeCategory") == "Usage")
+            & (_null("ChargeClass") | (pl.col("ChargeClass") != "Correction"))
+            & (_null("CommitmentDiscountStatus") | (pl.col("CommitmentDiscountStatus") != "Unused"))
+            & _null("ConsumedQuantity")
+        ),
+    ),
+    "CapacityReservationStatus-C-003-C": KnownDefect(
+        "model condition is malformed ({'AND': ...} without a CheckFunction) and dropped: "
+        "'MUST be null' is applied to every row",
+        columns=("CapacityReservationId", "CapacityReservationStatus"),
+        intended=lambda: _null("CapacityReservationId") & ~_null("CapacityReservationStatus"),
+    ),
+    "CapacityReservationStatus-C-004-C": KnownDefect(
+        "model condition is malformed and dropped: 'MUST NOT be null' is applied to every row, "
+        "contradicting CapacityReservationStatus-C-003-C",
+        columns=("CapacityReservationId", "ChargeCategory", "CapacityReservationStatus"),
+        intended=lambda: (
+            ~_null("CapacityReservationId") & (pl.col("ChargeCategory") == "Usage") & _null("CapacityReservationStatus")
+        ),
+    ),
+}
+
+
+def apply_known_defect_waivers(report: ValidatorReport, data: pl.LazyFrame) -> ValidatorReport:
+    """Fill `report.waived`: known-defect failures whose intended rule holds on `data`, plus
+    AND/OR parents that failed only because of waived children."""
+    failed_ids = {f.rule_id for f in report.failures}
+    names = set(data.collect_schema().names())
+    checks: dict[str, pl.Expr] = {}
+    waived: set[str] = set()
+    for failure in report.failures:
+        defect = KNOWN_VALIDATOR_DEFECTS.get(failure.rule_id)
+        if defect is None:
+            continue
+        if defect.waive_if_passed is not None:
+            if defect.waive_if_passed not in failed_ids:
+                waived.add(failure.rule_id)
+        elif defect.intended is not None and set(defect.columns) <= names:
+            checks[failure.rule_id] = defect.intended().sum().alias(failure.rule_id)
+    notes: dict[str, str] = {}
+    if checks:
+        counts = data.select(list(checks.values())).collect().row(0, named=True)
+        waived |= {rule_id for rule_id, n in counts.items() if not n}
+        notes = {
+            rule_id: f"known validator defect, but the rule as FOCUS words it is broken on {n} rows too"
+            for rule_id, n in counts.items()
+            if n
+        }
+    changed = True
+    while changed:
+        changed = False
+        for failure in report.failures:
+            kids = failure.failed_children
+            if failure.rule_id not in waived and kids and all(k in waived for k in kids):
+                waived.add(failure.rule_id)
+                changed = True
+    report.failures = [replace(f, note=notes[f.rule_id]) if f.rule_id in notes else f for f in report.failures]
+    report.waived = [f for f in report.failures if f.rule_id in waived]
+    return report
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,8 +450,13 @@ def run_validator(
     validator: Path | None = None,
     applicability_criteria: Sequence[str] | None = CLOUD_APPLICABILITY_CRITERIA,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    waive_known_defects: bool = True,
 ) -> ValidatorReport:
     """Validate one `.parquet`/`.csv` FOCUS file and return the parsed report.
+
+    `failed`/`failed_rules` are the validator's raw verdict; with `waive_known_defects`,
+    `report.waived` lists the failures caused by focus-validator 2.2.1 model bugs (see
+    KNOWN_VALIDATOR_DEFECTS) and `report.ok` tells whether anything else failed.
 
     Runs `focus-validator --data-file F --validate-version V --block-download
     [--applicability-criteria C1,C2,..]` in a fresh temp working dir (it needs
@@ -368,11 +501,25 @@ def run_validator(
     try:
         report = parse_validator_output(output)
     except ValidatorError as exc:
-        raise ValidatorError(f"{exc}\nstdout:\n{_last_lines(output)}\nstderr:\n{_last_lines(proc.stderr)}\nlog:\n{log_tail}") from exc
+        raise ValidatorError(
+            f"{exc}\nstdout:\n{_last_lines(output)}\nstderr:\n{_last_lines(proc.stderr)}\nlog:\n{log_tail}"
+        ) from exc
     report.validator_version = version
     report.focus_version = focus_version
     report.applicability_criteria = criteria
+    if waive_known_defects and report.failures:
+        apply_known_defect_waivers(report, _scan_as_validator_reads(data_file))
     return report
+
+
+_VALIDATOR_NULL_STRINGS = ["INVALID", "INVALID_COST", "BAD_DATE", "INVALID_DECIMAL", "INVALID_INT", "NULL"]
+
+
+def _scan_as_validator_reads(data_file: Path) -> pl.LazyFrame:
+    """The file as the validator sees it null-wise (its CSV reader maps `NULL` etc. to null)."""
+    if data_file.suffix == ".parquet":
+        return pl.scan_parquet(data_file)
+    return pl.scan_csv(data_file, infer_schema=False, null_values=_VALIDATOR_NULL_STRINGS)
 
 
 def _last_lines(text: str, n: int = 30) -> str:
@@ -395,15 +542,17 @@ def prepare_focus_file(lf_or_df: pl.LazyFrame | pl.DataFrame, out_path: Path) ->
     """Write FOCUS rows as the Parquet file the validator reads without spurious failures.
 
     Why Parquet, not CSV (found with focus-validator 2.2.1):
-    - CSV types are inferred by polars and never corrected for non-datetime columns: an all-digit
-      id (AWS account `123456789012`) becomes Int64 and fails `*-C-00x-M ... MUST be of type
-      String`; a price column with a stray text value becomes a string and fails TypeDecimal.
-      Its CSV reader also turns the literal strings `NULL`, `INVALID`, ... into nulls, and empty
-      fields into nulls, so null vs "" cannot be expressed. Parquet keeps types and nulls exactly.
-    - Datetimes: stored as `Datetime(us, UTC)` they pass TypeDateTime/FormatDateTime as
-      `TIMESTAMP WITH TIME ZONE` (CSV would need ISO 8601 `YYYY-MM-DDTHH:MM:SSZ` strings). Naive
-      datetimes are taken as UTC here, other zones converted. Either reader DROPS a datetime
-      column that holds any null, which then fails as a missing column.
+    - From CSV, polars infers the types and the validator only re-types datetime columns: an
+      all-digit id (AWS account `123456789012`, even `012345678901`) becomes Int64 and fails
+      BillingAccountId-C-002-M / SubAccountId-C-001-M "MUST be of type String". Its CSV reader
+      also maps the literal strings `NULL`, `INVALID`, ... and empty fields to null. From
+      Parquet, every FOCUS column is cast to the spec type (String / Float64 / datetime) first,
+      and null vs "" survives.
+    - Datetimes: `Datetime(us, UTC)` passes TypeDateTime/FormatDateTime as `TIMESTAMP WITH TIME
+      ZONE`; naive or ns datetimes pass too (taken as UTC). Strings pass as `YYYY-MM-DDTHH:MM:SSZ`,
+      `...+00:00` or `YYYY-MM-DD HH:MM:SS`, but fractional seconds (`...:00.000Z`) fail to parse and
+      the column is DROPPED (then fails as missing); so does a datetime column holding any null.
+      Here naive datetimes are taken as UTC, other zones converted, all written as us/UTC.
     - Decimals: the validator casts every FOCUS decimal column to Float64 itself (so
       `Decimal(38,10)` is fine; its product checks allow a 1e-9 relative tolerance). They are
       written as Float64 here so no Parquet decimal logical type has to survive the trip between
@@ -454,12 +603,15 @@ def read_focus_input(path: Path) -> pl.LazyFrame:
         files = sorted(path.rglob("*.parquet"))
         if not files:
             raise FileNotFoundError(f"no *.parquet files under {path}")
-        return pl.scan_parquet(files, hive_partitioning=False)
+        # Files of one partition may differ in optional/x_ columns: align them by name.
+        scans = [pl.scan_parquet(f, hive_partitioning=False) for f in files]
+        return pl.concat(scans, how="diagonal_relaxed")
     if path.suffix == ".parquet":
         return pl.scan_parquet(path)
     if path.suffix == ".csv":
-        # Read everything as text so ids keep their leading zeros; prepare_focus_file types it.
-        return pl.scan_csv(path, infer_schema=False, null_values=["NULL", ""])
+        # All text, so ids keep their leading zeros (prepare_focus_file types it); `NULL` means
+        # null as in the validator's own CSV reader, a quoted "" stays an empty string.
+        return pl.scan_csv(path, infer_schema=False, null_values=_VALIDATOR_NULL_STRINGS)
     raise ValueError(f"unsupported input {path}: expected a .parquet/.csv file or a directory")
 
 
@@ -469,14 +621,22 @@ def read_focus_input(path: Path) -> pl.LazyFrame:
 
 
 def format_summary(report: ValidatorReport) -> str:
-    """One totals line, then one line per failed rule (root causes first)."""
+    """Totals line, then each blocking failed rule (root causes first), then the waived ones."""
+    blocking = report.blocking_failures
     lines = [
         f"focus-validator {report.validator_version} FOCUS {report.focus_version}: "
-        f"{report.passed} passed, {report.failed} failed, {report.skipped} skipped"
+        f"{report.passed} passed, {report.failed} failed, {report.skipped} skipped",
+        f"blocking failures: {len(blocking)} "
+        f"({len(report.waived)} failed rules waived as known focus-validator defects)",
     ]
-    for failure in report.failures:
+    for failure in blocking:
         vio = f" [{failure.violations} violations]" if failure.violations is not None else ""
-        lines.append(f"  FAIL {failure.rule_id}{vio}: {failure.message}")
+        note = f" ({failure.note})" if failure.note else ""
+        lines.append(f"  FAIL {failure.rule_id}{vio}: {failure.message}{note}")
+    for failure in report.waived:
+        defect = KNOWN_VALIDATOR_DEFECTS.get(failure.rule_id)
+        why = defect.reason if defect else "only waived child rules failed"
+        lines.append(f"  waived {failure.rule_id}: {why}")
     return "\n".join(lines)
 
 
@@ -487,7 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", type=Path, required=True, help="FOCUS .parquet/.csv file or a folder of .parquet")
     parser.add_argument("--focus-version", default="1.2")
-    parser.add_argument("--fail-on-failures", action="store_true", help="exit 1 when any rule failed")
+    parser.add_argument(
+        "--fail-on-failures", action="store_true", help="exit 1 when any rule failed (waived known defects excepted)"
+    )
+    parser.add_argument("--no-waivers", action="store_true", help="do not waive known focus-validator defects")
     parser.add_argument(
         "--applicability-criteria",
         default=",".join(CLOUD_APPLICABILITY_CRITERIA),
@@ -503,12 +666,20 @@ def check_frame(
     focus_version: str = "1.2",
     applicability_criteria: Sequence[str] | None = CLOUD_APPLICABILITY_CRITERIA,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    waive_known_defects: bool = True,
 ) -> ValidatorReport:
     """prepare_focus_file + run_validator on a temp file (the unit other entry points reuse)."""
     with tempfile.TemporaryDirectory(prefix="focus-conformance-") as tmp:
         data_file = prepare_focus_file(frame, Path(tmp) / "focus.parquet")
+        if not pl.scan_parquet(data_file).select(pl.len()).collect().item():
+            # 2.2.1 fails every allowed-value (OR) rule on an empty table: say what is wrong instead.
+            raise ValueError("no FOCUS rows to validate")
         return run_validator(
-            data_file, focus_version, applicability_criteria=applicability_criteria, timeout_s=timeout_s
+            data_file,
+            focus_version,
+            applicability_criteria=applicability_criteria,
+            timeout_s=timeout_s,
+            waive_known_defects=waive_known_defects,
         )
 
 
@@ -521,8 +692,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             focus_version=args.focus_version,
             applicability_criteria=criteria,
             timeout_s=args.timeout,
+            waive_known_defects=not args.no_waivers,
         )
-    except (ValidatorError, FileNotFoundError, ValueError) as exc:
+    except (ValidatorError, FileNotFoundError, ValueError, pl.exceptions.PolarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_summary(report))
