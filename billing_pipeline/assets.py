@@ -20,15 +20,18 @@ from dagster import (
 )
 
 from billing_pipeline.config import BillingConfig
-from billing_pipeline.focus import table_schema
-from billing_pipeline.ingest import (
-    DeliveryIncompleteError,
-    build_enriched_slice,
-    build_normalized_slice,
-    build_raw_slice,
+from billing_pipeline.fingerprints import (
+    build_enriched_slice_if_stale,
+    build_normalized_slice_if_stale,
+    build_raw_slice_if_changed,
+    invoices_digest,
+    is_reused,
+    publish_reconciliation_if_stale,
 )
+from billing_pipeline.focus import table_schema
+from billing_pipeline.ingest import DeliveryIncompleteError
 from billing_pipeline.lake import refresh_views
-from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, publish_reconciliation, read_invoices
+from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, read_invoices
 from billing_pipeline.storage import scratch_dir
 from resources import BillingResource
 
@@ -80,7 +83,7 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         with scratch_dir() as workdir:
             for source in config.sources:
                 try:
-                    slices.append(build_raw_slice(source, day, store, config.lake_url, workdir))
+                    slices.append(build_raw_slice_if_changed(source, day, store, config.lake_url, workdir))
                 except DeliveryIncompleteError as error:
                     context.log.error(str(error))
                     held_back.append(str(error))
@@ -108,6 +111,8 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
                     for s in slices
                 ])),
                 "delivery_fingerprints": MetadataValue.json({s.source: s.fingerprint for s in slices}),
+                "slices_rewritten": sum(1 for s in slices if not is_reused(s)),
+                "slices_reused": sum(1 for s in slices if is_reused(s)),
             }
         )
 
@@ -129,7 +134,7 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         store = billing.store()
         day = _day(context)
         with scratch_dir() as workdir:
-            slices = [build_normalized_slice(s, day, store, config.lake_url, workdir) for s in config.sources]
+            slices = [build_normalized_slice_if_stale(s, day, store, config.lake_url, workdir) for s in config.sources]
         _refresh(config, billing)
         for result in slices:
             for reason, count in result.reasons.items():
@@ -171,7 +176,7 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         day = _day(context)
         with scratch_dir() as workdir:
             slices = [
-                build_enriched_slice(s, day, store, config.lake_url, config.tag_policy, workdir)
+                build_enriched_slice_if_stale(s, day, store, config.lake_url, config.tag_policy, workdir)
                 for s in config.sources
             ]
         _refresh(config, billing)
@@ -221,9 +226,10 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         frames = []
         with scratch_dir() as workdir:
             invoices = read_invoices(store, config.invoices_url, workdir)
+            invoices_id = invoices_digest(store, config.invoices_url)
             for source in config.sources:
-                frames.append(publish_reconciliation(source, day, store, config.lake_url, invoices,
-                                                     config.reconciliation, workdir))
+                frames.append(publish_reconciliation_if_stale(source, day, store, config, invoices, invoices_id,
+                                                              workdir))
         _refresh(config, billing)
         table = pl.concat(frames) if frames else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
         statuses = dict(table.group_by("status").len().iter_rows()) if table.height else {}

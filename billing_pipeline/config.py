@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from billing_pipeline.ops_config import AlertsConfig, AnomalyConfig, AutomationConfig, SloConfig
+
 CONFIG_ENV_VAR = "BILLING_CONFIG"
 DEFAULT_CONFIG_FILE = "billing.yaml"
 
@@ -38,6 +40,8 @@ class SourceConfig(_Strict):
     url: str
     format: Literal["auto", "parquet", "csv"] = "auto"
     description: str = ""
+    lookback_months: int = Field(default=2, ge=1)  # billing periods still open for restatement, incl. the current
+    expected_latency_hours: float | None = Field(default=None, gt=0)  # None: the provider's documented delay
 
 
 class DimensionRule(_Strict):
@@ -86,6 +90,10 @@ class BillingConfig(_Strict):
     duckdb_path: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     reconciliation: ReconciliationConfig = ReconciliationConfig()
+    automation: AutomationConfig = AutomationConfig()
+    slo: SloConfig = SloConfig()
+    anomalies: AnomalyConfig = AnomalyConfig()
+    alerts: AlertsConfig = AlertsConfig()
     config_path: str | None = None
 
     @field_validator("sources")

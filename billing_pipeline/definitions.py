@@ -9,6 +9,8 @@ from dagster import AssetSelection, Definitions, define_asset_job
 
 from billing_pipeline.assets import build_spine_assets
 from billing_pipeline.config import CONFIG_ENV_VAR, load_config
+from billing_pipeline.schedules import build_daily_schedule
+from billing_pipeline.sensors import build_late_arrival_sensors
 from partitions import daily_usage_partitions
 from resources import BillingResource
 
@@ -29,6 +31,8 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     return Definitions(
         assets=assets,
         jobs=[billing_daily],
+        sensors=build_late_arrival_sensors(config, billing_daily, partitions_def),
+        schedules=[build_daily_schedule(config, billing_daily, partitions_def)],
         resources={"billing": BillingResource(config_path=str(path))},
     )
 

@@ -1,0 +1,140 @@
+"""The operations part of `billing.yaml`: automation, SLO targets, anomaly rules and alert routes.
+
+Kept apart from `config.py` so that the pipeline's data contract and its operations contract can
+change independently; `config.py` only adds the optional keys (`automation`, `slo`, `anomalies`,
+`alerts`, and per source `lookback_months` / `expected_latency_hours`). Every key has a default, so
+an existing `billing.yaml` keeps loading unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+
+Severity = Literal["WARN", "ERROR"]
+Route = Literal["page", "ticket", "none"]
+
+# How long after a usage day ends each provider's export is documented to hold that day (hours).
+# AWS CUR / CUR 2.0 / FOCUS (Data Exports): refreshed "at least once a day", up to 3 times -> 24 h.
+# GCP billing export: no latency guarantee, rows keep landing for a day or more; a 3-day lookback
+# is common practice -> 72 h. Azure Cost Management: data typically within 8-24 h -> 24 h.
+DEFAULT_LATENCY_HOURS: dict[str, float] = {"aws_cur2": 24.0, "aws_cur": 24.0, "focus": 24.0, "gcp": 72.0,
+                                           "azure": 24.0}
+FALLBACK_LATENCY_HOURS = 24.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutomationConfig(_Strict):
+    """Sensors and the daily schedule."""
+
+    sensor_interval_seconds: int = Field(default=300, ge=1)
+    schedule_cron: str = "0 6 * * *"
+    freshness_window_days: int = Field(default=7, ge=1)
+
+
+class SloTarget(_Strict):
+    """A resolved SLO: the threshold, the check severity on breach, and where the alert goes."""
+
+    target: float
+    severity: Severity
+    route: Route
+    blocking: bool = False
+
+
+class SloOverride(_Strict):
+    """What a user may change for one SLI in `billing.yaml` (anything left out keeps its default)."""
+
+    target: float | None = None
+    severity: Severity | None = None
+    route: Route | None = None
+
+
+# name -> (default target, severity, route, blocking). The direction of each comparison is fixed in
+# `slis.py` (a rate has a floor, everything else a ceiling).
+SLO_DEFAULTS: dict[str, SloTarget] = {
+    "export_success_rate": SloTarget(target=1.0, severity="WARN", route="ticket"),
+    "export_latency_hours": SloTarget(target=6.0, severity="WARN", route="ticket"),
+    "freshness": SloTarget(target=0.0, severity="ERROR", route="page"),
+    "unallocated_percent": SloTarget(target=20.0, severity="WARN", route="ticket"),
+    "unallocated_jump_points": SloTarget(target=10.0, severity="ERROR", route="page"),
+    "duplicate_rate": SloTarget(target=0.01, severity="WARN", route="ticket"),
+    "duplicate_rate_blocking": SloTarget(target=0.5, severity="ERROR", route="page", blocking=True),
+    "ingestion_compute_seconds": SloTarget(target=900.0, severity="WARN", route="ticket"),
+    "backfill_backlog": SloTarget(target=7.0, severity="WARN", route="ticket"),
+    "reconciliation_delta": SloTarget(target=0.01, severity="WARN", route="ticket"),
+    "cost_anomalies": SloTarget(target=0.0, severity="WARN", route="ticket"),
+    "schema_failures": SloTarget(target=0.0, severity="ERROR", route="page", blocking=True),
+    "access_violations": SloTarget(target=0.0, severity="ERROR", route="page"),
+}
+
+
+class SloConfig(RootModel[dict[str, SloOverride]]):
+    """`slo:` maps an SLI name to overrides of its default target / severity / route."""
+
+    root: dict[str, SloOverride] = Field(default_factory=dict)
+
+    @field_validator("root")
+    @classmethod
+    def _known(cls, targets: dict[str, SloOverride]) -> dict[str, SloOverride]:
+        unknown = sorted(set(targets) - set(SLO_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown SLI names {unknown}; known: {sorted(SLO_DEFAULTS)}")
+        return targets
+
+    def resolve(self, name: str) -> SloTarget:
+        default = SLO_DEFAULTS[name]
+        override = self.root.get(name)
+        if override is None:
+            return default
+        return default.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+
+
+class AnomalyConfig(_Strict):
+    """Weekday-seasonal baseline (same weekday over the previous weeks, median + MAD) and burn rate."""
+
+    weeks: int = Field(default=4, ge=1)
+    min_history_weeks: int = Field(default=2, ge=1)
+    mad_threshold: float = Field(default=3.5, gt=0)
+    min_abs_change: float = Field(default=10.0, ge=0)
+    min_relative_change: float = Field(default=0.2, ge=0)
+    dimensions: list[Literal["service", "account", "team"]] = Field(
+        default_factory=lambda: ["service", "account", "team"])
+    burn_rate_factor: float = Field(default=3.0, gt=0)
+    burn_rate_history_days: int = Field(default=28, ge=1)
+    burn_rate_min_history_days: int = Field(default=7, ge=1)
+    max_rows_listed: int = Field(default=5, ge=0)
+
+
+class WebhookRoute(_Strict):
+    """One alert destination. The URL may itself be a secret (Slack's is): then name an env variable."""
+
+    kind: Literal["slack", "pagerduty"]
+    url: str | None = None
+    url_env: str | None = None
+    routing_key_env: str | None = None  # PagerDuty Events API v2: the name of the variable, never the key
+
+
+class AlertsConfig(_Strict):
+    """Where alerts go: `ticket` (Slack-compatible webhook) and `page` (PagerDuty Events API v2)."""
+
+    ticket: WebhookRoute | None = None
+    page: WebhookRoute | None = None
+    cooldown_minutes: float = Field(default=60.0, ge=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    dagster_url: str = "http://localhost:3000"
+
+
+__all__ = [
+    "DEFAULT_LATENCY_HOURS",
+    "SLO_DEFAULTS",
+    "AlertsConfig",
+    "AnomalyConfig",
+    "AutomationConfig",
+    "SloConfig",
+    "SloTarget",
+    "WebhookRoute",
+]
