@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from billing_pipeline.assets import build_spine_assets
+from billing_pipeline.checks import build_checks
 from billing_pipeline.config import CONFIG_ENV_VAR, load_config
 from billing_pipeline.schedules import build_daily_schedule
-from billing_pipeline.sensors import build_late_arrival_sensors
+from billing_pipeline.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
 from partitions import daily_usage_partitions
 from resources import BillingResource
 
@@ -27,11 +28,17 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
         JOB_NAME,
         selection=AssetSelection.assets(*assets),
         description="Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day.",
+        executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )
     return Definitions(
         assets=assets,
+        asset_checks=build_checks(config, partitions_def),
         jobs=[billing_daily],
-        sensors=build_late_arrival_sensors(config, billing_daily, partitions_def),
+        sensors=[
+            *build_late_arrival_sensors(config, billing_daily, partitions_def),
+            build_freshness_sensor(config, partitions_def),
+            *build_alert_sensors(billing_daily),
+        ],
         schedules=[build_daily_schedule(config, billing_daily, partitions_def)],
         resources={"billing": BillingResource(config_path=str(path))},
     )

@@ -68,6 +68,18 @@ def period_of(day: dt.date) -> str:
     return day.strftime("%Y-%m")
 
 
+def open_periods(today: dt.date, lookback_months: int, start_date: dt.date) -> list[str]:
+    """`YYYY-MM` of the months still open for restatement, newest first, none before `start_date`."""
+    periods = []
+    year, month = today.year, today.month
+    for _ in range(lookback_months):
+        if (year, month) < (start_date.year, start_date.month):
+            break
+        periods.append(f"{year:04d}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    return periods
+
+
 def days_of_period(period: str) -> list[dt.date]:
     year, month = (int(p) for p in period.split("-"))
     first = dt.date(year, month, 1)

@@ -14,24 +14,34 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     PartitionsDefinition,
+    RunFailureSensorContext,
     RunRequest,
+    RunStatusSensorContext,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 
 from billing_pipeline.adapters import adapter_for, choose_current
+from billing_pipeline.alerts import alerts_for_run, check_alert, send_alerts
+from billing_pipeline.checks import dagster_name, freshness_check_name, to_check_result
 from billing_pipeline.config import BillingConfig, SourceConfig
-from billing_pipeline.fingerprints import changed_days, delivery_day_fingerprints, is_access_denied
+from billing_pipeline.fingerprints import changed_days, delivery_day_fingerprints, is_access_denied, open_periods
+from billing_pipeline.slis import freshness
 from billing_pipeline.storage import Store
 from resources import BillingResource
 
@@ -43,25 +53,8 @@ VERSION_TAG = "billing/version"
 PERIOD_TAG = "billing/period"
 
 
-def dagster_name(text: str) -> str:
-    """Dagster names allow letters, digits and `_` only; source names may also hold `-`."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)
-
-
 def sensor_name(source: SourceConfig) -> str:
     return f"{dagster_name(source.name)}_late_arrivals"
-
-
-def open_periods(today: dt.date, lookback_months: int, start_date: dt.date) -> list[str]:
-    """`YYYY-MM` of the months still open for restatement, newest first, none before `start_date`."""
-    periods = []
-    year, month = today.year, today.month
-    for _ in range(lookback_months):
-        if (year, month) < (start_date.year, start_date.month):
-            break
-        periods.append(f"{year:04d}-{month:02d}")
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    return periods
 
 
 @dataclass
@@ -175,3 +168,107 @@ def build_late_arrival_sensors(config: BillingConfig, job: JobDefinition | Any,
                                partitions_def: PartitionsDefinition) -> list[SensorDefinition]:
     return [build_late_arrival_sensor(s, job, partitions_def, config.automation.sensor_interval_seconds)
             for s in config.sources]
+
+
+# ---- freshness: a day that never arrives must still fail its check ----------------------------------------
+
+FRESHNESS_SENSOR = "billing_freshness"
+ALERTS_ON_SUCCESS = "billing_alerts_on_success"
+ALERTS_ON_FAILURE = "billing_alerts_on_failure"
+
+
+def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_partition_key: Any
+                 ) -> list[tuple[SourceConfig, dt.date, Any]]:
+    """(source, day, SLI result) of every day in the freshness window that is past its deadline and missing."""
+
+    out = []
+    today = now.date()
+    for source in config.sources:
+        for back in range(1, config.automation.freshness_window_days + 1):
+            day = today - dt.timedelta(days=back)
+            if not has_partition_key(day.isoformat()):
+                continue
+            result = freshness(config, store, day, now, source)
+            if not result.passed:
+                out.append((source, day, result))
+    return out
+
+
+def build_freshness_sensor(config: BillingConfig, partitions_def: PartitionsDefinition) -> SensorDefinition:
+    """Evaluates each source's freshness check for the recent days the runs never reached.
+
+    The check inside `billing_daily` judges a day when it is materialized; a day that never shows up
+    has no run, so this sensor reports the failed evaluation for that partition (once per day and
+    source, kept in the cursor) and pages.
+    """
+
+
+    @sensor(name=FRESHNESS_SENSOR, minimum_interval_seconds=max(config.automation.sensor_interval_seconds, 60),
+            default_status=DefaultSensorStatus.RUNNING,
+            description="Fails the freshness check of every source's recent days that are past their expected "
+                        "latency and still not in the lake, and pages.")
+    def _freshness(context: SensorEvaluationContext, billing: BillingResource) -> SensorResult:
+        config = billing.config
+        store = billing.store()
+        now = dt.datetime.now(dt.UTC)
+        reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        events, alerts = [], []
+        for source, day, result in overdue_days(config, store, now, partitions_def.has_partition_key):
+            name = freshness_check_name(source)
+            marker = f"{name}|{day.isoformat()}"
+            if marker in reported:
+                continue
+            check = to_check_result(result, "freshness")
+            events.append(AssetCheckEvaluation(
+                asset_key=AssetKey("raw_line_items"), check_name=name, passed=False,
+                metadata=check.metadata, severity=AssetCheckSeverity(result.target.severity),
+                description=result.summary, partition=day.isoformat(),
+            ))
+            alert = check_alert("raw_line_items", name, day.isoformat(), False, result.target.severity,
+                                {**{k: getattr(v, "value", v) for k, v in check.metadata.items()}}, config)
+            if alert is not None:
+                alerts.append(alert)
+            reported[marker] = now.isoformat()
+        if alerts:
+            report = send_alerts(config, store, alerts, group=f"freshness {now:%Y-%m-%d %H:%M}")
+            for error in report.errors:
+                context.log.warning(error)
+        horizon = (now - dt.timedelta(days=config.automation.freshness_window_days + 1)).date().isoformat()
+        kept = {k: v for k, v in reported.items() if k.split("|")[1] >= horizon}
+        return SensorResult(asset_events=events, cursor=json.dumps(kept, sort_keys=True))
+
+    return _freshness
+
+
+# ---- alerts: every finished run of billing_daily -----------------------------------------------------------
+
+def build_alert_sensors(job: JobDefinition | Any) -> list[SensorDefinition]:
+    """Run-status sensors: failed checks and anomalies of a successful run, and failed runs, become alerts."""
+
+
+    def _route(context: RunStatusSensorContext, billing: BillingResource, failure: str | None) -> None:
+        config = billing.config
+        store = billing.store()
+        run = context.dagster_run
+        alerts = alerts_for_run(context.instance, run, config, store, failure_message=failure)
+        if not alerts:
+            return
+        report = send_alerts(config, store, alerts, group=f"run {run.run_id[:8]} ({run.tags.get('dagster/partition')})")
+        context.log.info(f"run {run.run_id}: {len(report.sent)} alert(s) sent, {len(report.suppressed)} in cooldown")
+        for error in report.errors:
+            context.log.warning(error)
+
+    @run_status_sensor(name=ALERTS_ON_SUCCESS, run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[job],
+                       default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=5,
+                       description="Failed checks and cost anomalies of a finished billing_daily run -> alerts.")
+    def _on_success(context: RunStatusSensorContext, billing: BillingResource) -> None:
+        _route(context, billing, None)
+
+    @run_failure_sensor(name=ALERTS_ON_FAILURE, monitored_jobs=[job], default_status=DefaultSensorStatus.RUNNING,
+                        minimum_interval_seconds=5,
+                        description="A failed billing_daily run is a pipeline outage for its day -> page.")
+    def _on_failure(context: RunFailureSensorContext, billing: BillingResource) -> None:
+        message = context.failure_event.message if context.failure_event else "run failed"
+        _route(context, billing, message or "run failed")
+
+    return [_on_success, _on_failure]

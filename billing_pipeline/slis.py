@@ -1,0 +1,329 @@
+"""The pipeline's own SLIs (M1-M10) for one usage day, computed from what the lake records.
+
+Plain functions, no Dagster: `checks.py` wraps each in an asset check. Every SLI reads the state the
+builders record per (day, source) in `<lake>/_state/fingerprints/...` (see `fingerprints.py`) or the
+day's slices, so it is partition-aware by construction: a backfill of an old day never changes
+yesterday's numbers. Each result has one numeric value under a stable metadata key `sli/<name>`,
+per-source values under `sli/<name>/<source>`, and the SLO it was judged against.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import polars as pl
+
+from billing_pipeline import anomalies
+from billing_pipeline.adapters import adapter_for, choose_current
+from billing_pipeline.config import BillingConfig, SourceConfig
+from billing_pipeline.fingerprints import changed_days, is_access_denied, open_periods, read_state
+from billing_pipeline.lake import slice_url
+from billing_pipeline.ops_config import DEFAULT_LATENCY_HOURS, FALLBACK_LATENCY_HOURS, SloTarget
+from billing_pipeline.storage import Store
+
+SCHEMA_MARKERS = re.compile(r"ColumnNotFound|SchemaError|SchemaFieldNotFound|schema|column", re.IGNORECASE)
+
+
+@dataclass
+class SliResult:
+    """One SLI of one day: the value, per-source values, the verdict against its SLO, and details."""
+
+    name: str
+    value: float
+    target: SloTarget
+    passed: bool
+    per_source: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | int | str] = field(default_factory=dict)
+    summary: str = ""
+    severity: str | None = None  # overrides target.severity (e.g. a conservation break is always ERROR)
+
+    @property
+    def metadata_key(self) -> str:
+        return f"sli/{self.name}"
+
+
+def expected_latency_hours(source: SourceConfig) -> float:
+    """The source's configured latency, else its provider's documented one."""
+    if source.expected_latency_hours is not None:
+        return source.expected_latency_hours
+    return DEFAULT_LATENCY_HOURS.get(source.provider, FALLBACK_LATENCY_HOURS)
+
+
+def _parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _day_end(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+def _states(config: BillingConfig, store: Store, day: dt.date) -> dict[str, dict]:
+    return {s.name: read_state(store, config.lake_url, s.name, day) for s in config.sources}
+
+
+def _at_most(name: str, value: float, config: BillingConfig, **kwargs) -> SliResult:
+    target = config.slo.resolve(name)
+    return SliResult(name=name, value=value, target=target, passed=value <= target.target, **kwargs)
+
+
+# ---- M1 export success rate ---------------------------------------------------------------------------
+
+def export_success_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Files of the current delivery that could be read, over the files it lists (1.0 = all)."""
+    per_source = {}
+    for name, state in _states(config, store, day).items():
+        raw = state.get("raw") or {}
+        refused = sum(1 for p in raw.get("problems") or [] if p["kind"] == "outside_prefix")
+        expected = int(raw.get("files_listed") or 0) + refused
+        per_source[name] = float(raw.get("files_read") or 0) / expected if expected else 1.0
+    value = min(per_source.values(), default=1.0)
+    target = config.slo.resolve("export_success_rate")
+    return SliResult("export_success_rate", value, target, value >= target.target, per_source,
+                     summary=f"worst source reads {value:.1%} of its delivered files")
+
+
+# ---- M2 export latency ----------------------------------------------------------------------------------
+
+def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Hours from the provider's delivery to our ingest of it (worst source)."""
+    per_source = {}
+    for name, state in _states(config, store, day).items():
+        raw = state.get("raw") or {}
+        delivered, ingested = _parse(raw.get("delivered_at")), _parse(raw.get("ingested_at"))
+        if delivered and ingested:
+            per_source[name] = max((ingested - delivered).total_seconds() / 3600, 0.0)
+    value = max(per_source.values(), default=0.0)
+    return _at_most("export_latency_hours", value, config, per_source=per_source,
+                    summary=f"delivery to ingest: {value:.2f} h (worst source)")
+
+
+def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime, source: SourceConfig
+              ) -> SliResult:
+    """End of usage day to first available in the lake, against the source's expected latency.
+
+    Not available yet: passes while the deadline is ahead, fails once it has passed. Judged on this
+    partition's own record only, so materializing another day never makes this one look fresh.
+    """
+    latency = expected_latency_hours(source)
+    base = config.slo.resolve("freshness")
+    target = base.model_copy(update={"target": latency})
+    raw = read_state(store, config.lake_url, source.name, day).get("raw") or {}
+    available = _parse(raw.get("first_available_at"))
+    deadline = _day_end(day) + dt.timedelta(hours=latency)
+    if available is not None:
+        hours = (available - _day_end(day)).total_seconds() / 3600
+        historical = available > _day_end(day) + dt.timedelta(days=config.automation.freshness_window_days)
+        if historical:  # a first load of an old day (initial backfill): recorded, not judged
+            return SliResult("availability_latency_hours", hours, target, True, {source.name: hours},
+                             {"deadline": deadline.isoformat(), "available_at": available.isoformat()},
+                             summary=f"{source.name} {day}: first loaded {hours:.1f} h after the day ended, "
+                                     "a historical load outside the freshness window (not judged)")
+        return SliResult("availability_latency_hours", hours, target, available <= deadline, {source.name: hours},
+                         {"deadline": deadline.isoformat(), "available_at": available.isoformat()},
+                         summary=f"{source.name} {day}: available {hours:.1f} h after the day ended "
+                                 f"(expected within {latency:g} h)")
+    hours = (now - _day_end(day)).total_seconds() / 3600
+    passed = now <= deadline
+    return SliResult("availability_latency_hours", hours, target, passed, {source.name: hours},
+                     {"deadline": deadline.isoformat(), "available_at": "not yet"},
+                     summary=f"{source.name} {day}: not available {hours:.1f} h after the day ended "
+                             f"({'within' if passed else 'past'} the {latency:g} h deadline)")
+
+
+# ---- M3 unallocated spend ----------------------------------------------------------------------------------
+
+def _unallocated_percent(states: dict[str, dict]) -> tuple[float | None, dict[str, float]]:
+    billed_total, unallocated_total, per_source = Decimal(0), Decimal(0), {}
+    for name, state in states.items():
+        result = (state.get("enriched") or {}).get("result") or {}
+        billed = Decimal(result.get("billed_cost") or 0)
+        unallocated = Decimal(result.get("unallocated_cost") or 0)
+        billed_total += billed
+        unallocated_total += unallocated
+        if billed:
+            per_source[name] = float(unallocated / billed * 100)
+    if not billed_total:
+        return None, per_source
+    return float(unallocated_total / billed_total * 100), per_source
+
+
+def unallocated_percent(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    value, per_source = _unallocated_percent(_states(config, store, day))
+    value = value or 0.0
+    return _at_most("unallocated_percent", value, config, per_source=per_source,
+                    summary=f"{value:.2f}% of the day's billed cost has no owner")
+
+
+def unallocated_jump(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Percentage points the unallocated share rose since the previous day (a tagging outage)."""
+    today, _ = _unallocated_percent(_states(config, store, day))
+    before, _ = _unallocated_percent(_states(config, store, day - dt.timedelta(days=1)))
+    jump = (today - before) if today is not None and before is not None else 0.0
+    return _at_most("unallocated_jump_points", jump, config,
+                    extra={"unallocated_percent_previous_day": before if before is not None else -1.0},
+                    summary=f"unallocated share moved {jump:+.2f} points since the previous day")
+
+
+# ---- M4 duplicates ----------------------------------------------------------------------------------------
+
+def duplicate_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime,
+                   name: str = "duplicate_rate") -> SliResult:
+    """Duplicate rows dropped over raw rows (they are not double counted, but they are a delivery defect)."""
+    per_source, raw_total, duplicates = {}, 0, 0
+    for source, state in _states(config, store, day).items():
+        result = (state.get("normalized") or {}).get("result") or {}
+        raw_rows, dup = int(result.get("raw_rows") or 0), int(result.get("duplicate_rows") or 0)
+        raw_total += raw_rows
+        duplicates += dup
+        if raw_rows:
+            per_source[source] = dup / raw_rows
+    value = duplicates / raw_total if raw_total else 0.0
+    result = _at_most(name, value, config, per_source=per_source, extra={"duplicate_rows": duplicates},
+                      summary=f"{duplicates} duplicate rows of {raw_total} ({value:.2%})")
+    result.name = "duplicate_rate"  # one metric key for both the SLI and the contract check
+    return result
+
+
+# ---- M5 ingestion cost ------------------------------------------------------------------------------------
+
+def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Compute seconds of the last build of every layer, bytes read from the landing zone, bytes stored."""
+    per_source, read_bytes, stored_bytes = {}, 0, 0
+    for source, state in _states(config, store, day).items():
+        layers = [state.get(k) or {} for k in ("raw", "normalized", "enriched", "reconciliation")]
+        per_source[source] = float(sum(float(layer.get("compute_seconds") or 0) for layer in layers))
+        read_bytes += int((state.get("raw") or {}).get("bytes_read") or 0)
+        stored_bytes += sum(int(layer.get("bytes_stored") or 0) for layer in layers)
+    value = sum(per_source.values())
+    return _at_most("ingestion_compute_seconds", value, config, per_source=per_source,
+                    extra={"sli/ingestion_bytes_read": read_bytes, "sli/ingestion_bytes_stored": stored_bytes},
+                    summary=f"{value:.1f} s compute, {read_bytes:,} bytes read, {stored_bytes:,} bytes stored")
+
+
+# ---- M6 backfill backlog -------------------------------------------------------------------------------------
+
+def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Days of the open billing periods whose current delivery differs from what the lake was built from."""
+    per_source: dict[str, float] = {}
+    days: set[dt.date] = set()
+    for source in config.sources:
+        adapter = adapter_for(source.provider)
+        count = 0
+        for period in open_periods(now.date(), source.lookback_months, config.start_date):
+            delivery = choose_current(adapter.discover(store, source.name, source.url, period, source.format)).current
+            if delivery is None:
+                continue
+            stale = [d for d in changed_days(store, source, config.lake_url, delivery) if d < now.date()]
+            count += len(stale)
+            days.update(stale)
+        per_source[source.name] = float(count)
+    value = float(len(days))
+    return _at_most("backfill_backlog", value, config, per_source=per_source,
+                    extra={"backlog_days": ", ".join(sorted(d.isoformat() for d in days))[:2000]},
+                    summary=f"{len(days)} day(s) of the open periods wait for re-processing")
+
+
+# ---- M7 reconciliation ------------------------------------------------------------------------------------
+
+def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Worst |relative| month-to-date delta against an invoice; a conservation break is always an ERROR."""
+    frames = []
+    for source in config.sources:
+        url = slice_url(config.lake_url, "reconciliation_deltas", day, source.name)
+        if store.exists(url):
+            frames.append(pl.read_parquet(store.read_bytes(url)))
+    table = pl.concat(frames, how="diagonal_relaxed") if frames else None
+    per_source: dict[str, float] = {}
+    breaks = 0
+    if table is not None and table.height:
+        breaks = table.filter(pl.col("status") == "conservation_break").height
+        for source, worst in table.group_by("source").agg(
+                pl.col("invoice_delta_relative").abs().max()).iter_rows():
+            per_source[source] = float(worst or 0.0)
+    value = max(per_source.values(), default=0.0)
+    result = _at_most("reconciliation_delta", value, config, per_source=per_source,
+                      extra={"sli/conservation_breaks": breaks},
+                      summary=f"worst invoice delta {value:.4%}; {breaks} conservation break(s)")
+    if breaks:
+        result.passed, result.severity = False, "ERROR"
+    return result
+
+
+# ---- M8 cost anomalies ------------------------------------------------------------------------------------
+
+def cost_anomalies(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Detect (and store in the lake) the day's spend anomalies and burn-rate breaches."""
+    table = anomalies.publish(config, store, day)
+    value = float(table.height)
+    burn = table.filter(pl.col("kind") == "burn_rate").height
+    lines = [f"| {r['kind']} | {r['dimension']} | {r['key']} | {r['spend']:.2f} | {r['baseline']:.2f} | "
+             f"{r['delta']:+.2f} | {r['rows']} |" for r in table.head(20).iter_rows(named=True)]
+    header = ["| kind | dimension | key | spend | baseline | delta | rows |", "|---|---|---|---|---|---|---|"]
+    markdown = "\n".join(header + lines) if lines else "_no anomaly_"
+    return _at_most("cost_anomalies", value, config,
+                    extra={"sli/burn_rate_breaches": burn, "anomalies_table": anomalies.anomalies_url(
+                        config.lake_url, day), "anomalies": markdown},
+                    summary="; ".join(table["message"].head(3).to_list()) or "no anomaly")
+
+
+# ---- M9 schema failures, M10 access violations ----------------------------------------------------------
+
+def _problems(state: dict) -> list[dict]:
+    return list((state.get("raw") or {}).get("problems") or [])
+
+
+def schema_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Files that could not be read because their columns are not what the adapter expects.
+
+    Columns added or removed since the previous delivery are reported, not failed: tag columns come
+    and go legitimately.
+    """
+    per_source, added, removed = {}, 0, 0
+    for source, state in _states(config, store, day).items():
+        failures = [p for p in _problems(state) if p["kind"] == "unreadable" and SCHEMA_MARKERS.search(p["reason"])
+                    and not is_access_denied(p["reason"])]
+        per_source[source] = float(len(failures))
+        raw = state.get("raw") or {}
+        before, after = set(raw.get("previous_columns") or []), set(raw.get("columns") or [])
+        if before:
+            added += len(after - before)
+            removed += len(before - after)
+    value = sum(per_source.values())
+    return _at_most("schema_failures", value, config, per_source=per_source,
+                    extra={"sli/columns_added": added, "sli/columns_removed": removed},
+                    summary=f"{int(value)} file(s) unreadable for a schema reason; columns +{added} -{removed}")
+
+
+def access_violations(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Reads the store denied (PermissionError / 403 / AccessDenied), on files and on listings."""
+    per_source = {}
+    for source, state in _states(config, store, day).items():
+        denied = [p for p in _problems(state) if is_access_denied(p["reason"])]
+        per_source[source] = float(len(denied) + int((state.get("access") or {}).get("denied_listings") or 0))
+    value = sum(per_source.values())
+    return _at_most("access_violations", value, config, per_source=per_source,
+                    summary=f"{int(value)} denied read(s) from the store")
+
+
+SliFunction = Callable[[BillingConfig, Store, dt.date, dt.datetime], SliResult]
+
+__all__ = [
+    "SliResult",
+    "access_violations",
+    "backfill_backlog",
+    "cost_anomalies",
+    "duplicate_rate",
+    "expected_latency_hours",
+    "export_latency",
+    "export_success_rate",
+    "freshness",
+    "ingestion_cost",
+    "reconciliation_delta",
+    "schema_failures",
+    "unallocated_jump",
+    "unallocated_percent",
+]
