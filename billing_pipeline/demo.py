@@ -37,10 +37,19 @@ def materialize_days(config_path: Path, days: list[dt.date]) -> list[tuple[str, 
     with DagsterInstance.get() as instance:
         for day in days:
             started = time.perf_counter()
-            result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+            result = job.execute_in_process(
+                partition_key=day.isoformat(), instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            )
             elapsed = time.perf_counter() - started
             outcomes.append((day.isoformat(), result.success, elapsed))
-            print(f"  {day}  {'ok ' if result.success else 'FAILED'}  {elapsed:5.1f}s", flush=True)
+            failed_checks = [
+                f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
+                for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+            ]
+            note = f"  checks failed: {', '.join(sorted(failed_checks))}" if failed_checks else ""
+            print(f"  {day}  {'ok ' if result.success else 'FAILED'}  {elapsed:5.1f}s{note}", flush=True)
     return outcomes
 
 
