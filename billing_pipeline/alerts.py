@@ -201,29 +201,31 @@ def _resolve_url(route: WebhookRoute, env: Mapping[str, str]) -> str | None:
 def send_alerts(config: BillingConfig, store: Store, alerts: list[Alert], group: str,
                 now: dt.datetime | None = None, env: Mapping[str, str] | None = None,
                 poster: Poster = post_json) -> SendReport:
-    """Deduplicate (same key once per group), drop keys sent within the cooldown, post one message per route."""
+    """Deduplicate (a key once per group), skip what each route delivered within the cooldown, and post one
+    message per route: every alert to the ticket channel, page alerts also to the pager."""
     now = now or dt.datetime.now(dt.UTC)
     env = os.environ if env is None else env
     settings = config.alerts
     report = SendReport()
     sent = _load_sent(store, config.lake_url)
     cooldown = dt.timedelta(minutes=settings.cooldown_minutes)
-    unique: dict[str, Alert] = {}
-    for alert in alerts:
-        if alert.route == "none" or alert.key in unique:
-            continue
-        last = sent.get(alert.key)
-        if last and now - dt.datetime.fromisoformat(last) < cooldown:
-            report.suppressed.append(alert)
-            continue
-        unique[alert.key] = alert
-    fresh = list(unique.values())
-    delivered: list[Alert] = []
+    unique = list({a.key: a for a in alerts if a.route != "none"}.values())
+    if not (settings.ticket or settings.page):
+        report.errors.append("no alert route configured (alerts.ticket / alerts.page in billing.yaml)")
+    delivered: dict[str, Alert] = {}
+    suppressed: dict[str, Alert] = {}
     for route_name, route in (("ticket", settings.ticket), ("page", settings.page)):
-        chosen = fresh if route_name == "ticket" else [a for a in fresh if a.route == "page"]
-        if route_name == "ticket" and settings.page is None:
-            chosen = fresh  # nowhere to page: everything goes to the ticket channel
-        if not chosen or route is None:
+        if route is None:
+            continue
+        wanted = unique if route_name == "ticket" else [a for a in unique if a.route == "page"]
+        chosen = []
+        for alert in wanted:
+            last = sent.get(f"{route_name}:{alert.key}")
+            if last and now - dt.datetime.fromisoformat(last) < cooldown:
+                suppressed[alert.key] = alert
+            else:
+                chosen.append(alert)
+        if not chosen:
             continue
         url = _resolve_url(route, env)
         if not url:
@@ -243,12 +245,11 @@ def send_alerts(config: BillingConfig, store: Store, alerts: list[Alert], group:
             report.errors.append(f"alerts.{route_name}: {type(error).__name__}: {error}")
             continue
         report.posts.append((route.kind, status))
-        delivered += [a for a in chosen if a not in delivered]
-    if not (settings.ticket or settings.page):
-        report.errors.append("no alert route configured (alerts.ticket / alerts.page in billing.yaml)")
-    for alert in delivered:
-        sent[alert.key] = now.isoformat()
-    report.sent = delivered
+        for alert in chosen:
+            sent[f"{route_name}:{alert.key}"] = now.isoformat()
+            delivered[alert.key] = alert
+    report.sent = list(delivered.values())
+    report.suppressed = [a for k, a in suppressed.items() if k not in delivered]
     if delivered:
         horizon = now - max(cooldown, dt.timedelta(days=1))
         kept = {k: v for k, v in sent.items() if dt.datetime.fromisoformat(v) >= horizon}

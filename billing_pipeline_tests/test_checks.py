@@ -1,0 +1,194 @@
+"""SLI checks M1-M10 and freshness, run inside `billing_daily` on a real instance, and the freshness sensor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, build_sensor_context, instance_for_test
+
+from billing_pipeline import slis
+from billing_pipeline.config import load_config
+from billing_pipeline.definitions import JOB_NAME, build_definitions
+from billing_pipeline.fingerprints import read_state, write_state
+from billing_pipeline.sensors import FRESHNESS_SENSOR
+from billing_pipeline.storage import Store
+from resources import BillingResource
+
+from .conftest import write_config, write_data_export
+from .ops_fixtures import cur2_month_frame, deliver_cur2, month_days, run_day
+
+PERIOD = "2023-11"
+DAY = "2023-11-03"
+SLI_KEYS = {
+    "sli_export_success_rate": "sli/export_success_rate",
+    "sli_export_latency": "sli/export_latency_hours",
+    "sli_backfill_backlog": "sli/backfill_backlog",
+    "contract_schema": "sli/schema_failures",
+    "sli_access_violations": "sli/access_violations",
+    "sli_duplicate_rate": "sli/duplicate_rate",
+    "contract_duplicates": "sli/duplicate_rate",
+    "sli_unallocated_percent": "sli/unallocated_percent",
+    "sli_unallocated_jump": "sli/unallocated_jump_points",
+    "sli_cost_anomalies": "sli/cost_anomalies",
+    "sli_reconciliation_delta": "sli/reconciliation_delta",
+    "sli_ingestion_cost": "sli/ingestion_compute_seconds",
+    "freshness_alpha": "sli/availability_latency_hours",
+}
+
+
+@pytest.fixture
+def instance():
+    with instance_for_test() as instance:
+        yield instance
+
+
+def _evaluations(result) -> dict[str, object]:
+    return {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def _run(tmp_path: Path, frame: pl.DataFrame, instance: DagsterInstance, **extra):
+    root = tmp_path / "landing" / "alpha"
+    write_data_export(root, "exec-1", {"part-1.csv.gz": frame}, period=PERIOD, file_format="csv",
+                      export_time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    config_path = write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}],
+                               start_date="2023-10-01", **extra)
+    job = build_definitions(config_path).resolve_job_def(JOB_NAME)
+    return job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False), config_path
+
+
+def test_every_sli_is_a_partitioned_check_with_one_stable_numeric_key(tmp_path: Path, instance) -> None:
+    result, _ = _run(tmp_path, cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)]), instance)
+    assert result.success
+    evaluations = _evaluations(result)
+    assert set(evaluations) == set(SLI_KEYS)
+    for name, key in SLI_KEYS.items():
+        evaluation = evaluations[name]
+        assert evaluation.partition == DAY, name
+        assert isinstance(evaluation.metadata[key].value, float), name
+        assert evaluation.metadata["alert/route"].value in ("page", "ticket", "none"), name
+    assert all(e.passed for e in evaluations.values()), {n: e.metadata["summary"] for n, e in evaluations.items()
+                                                         if not e.passed}
+    assert evaluations["sli_ingestion_cost"].metadata["sli/ingestion_bytes_read"].value > 0
+    assert evaluations["sli_ingestion_cost"].metadata["sli/ingestion_bytes_stored"].value > 0
+    # the check history is kept per partition in the instance
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [__import__("dagster").AssetCheckKey(AssetKey("tag_enriched_costs"), "sli_unallocated_percent")])
+    assert list(record.values())[0].event.dagster_event.event_specific_data.partition == DAY
+
+
+def test_a_delivery_read_twice_fails_the_blocking_duplicate_contract(tmp_path: Path, instance) -> None:
+    frame = cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)])
+    result, _ = _run(tmp_path, pl.concat([frame, frame]), instance)
+    evaluations = _evaluations(result)
+    contract = evaluations["contract_duplicates"]
+    assert not contract.passed and contract.severity == AssetCheckSeverity.ERROR and contract.blocking
+    assert contract.metadata["sli/duplicate_rate"].value == pytest.approx(0.5)
+    assert not evaluations["sli_duplicate_rate"].passed
+    assert not result.success  # blocking: the rest of the spine does not run for that day
+    assert instance.get_latest_materialization_event(AssetKey("tag_enriched_costs")) is None
+
+
+def test_untagged_spend_fails_the_unallocated_sli_with_its_configured_severity(tmp_path: Path, instance) -> None:
+    frame = cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)]).drop("resource_tags_user_team")
+    result, _ = _run(tmp_path, frame, instance, slo={"unallocated_percent": {"target": 50, "severity": "ERROR"}})
+    check = _evaluations(result)["sli_unallocated_percent"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert check.metadata["sli/unallocated_percent"].value == pytest.approx(100.0)
+    assert check.metadata["slo/unallocated_percent"].value == 50.0
+    assert result.success  # a WARN/ERROR SLI that is not blocking never stops the spine
+
+
+def test_a_drifted_file_fails_the_blocking_schema_contract(tmp_path: Path, instance) -> None:
+    good = cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)])
+    drifted = good.drop("line_item_usage_start_date")
+    root = tmp_path / "landing" / "alpha"
+    write_data_export(root, "exec-1", {"part-1.csv.gz": good, "part-2.csv.gz": drifted}, period=PERIOD,
+                      file_format="csv")
+    config_path = write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}],
+                               start_date="2023-10-01")
+    result = build_definitions(config_path).resolve_job_def(JOB_NAME).execute_in_process(
+        partition_key=DAY, instance=instance, raise_on_error=False)
+    evaluations = _evaluations(result)
+    schema = evaluations["contract_schema"]
+    assert not schema.passed and schema.severity == AssetCheckSeverity.ERROR
+    assert schema.metadata["sli/schema_failures"].value == 1.0
+    assert evaluations["sli_export_success_rate"].metadata["sli/export_success_rate"].value == pytest.approx(0.5)
+    assert instance.get_latest_materialization_event(AssetKey("normalized_line_items")) is None
+
+
+def test_denied_reads_are_counted_as_access_violations(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "landing" / "alpha"
+    deliver_cur2(root, "exec-1", cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)]), PERIOD, files=2)
+    config = load_config(write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}]))
+    original = Store.stage
+
+    def deny(self, url, workdir):
+        if url.endswith("part-1.csv.gz"):
+            raise PermissionError(f"403 Forbidden: AccessDenied reading {url}")
+        return original(self, url, workdir)
+
+    monkeypatch.setattr(Store, "stage", deny)
+    run_day(config, dt.date(2023, 11, 3))
+    now = dt.datetime.now(dt.UTC)
+    denied = slis.access_violations(config, Store(), dt.date(2023, 11, 3), now)
+    assert denied.value == 1.0 and not denied.passed and denied.target.route == "page"
+    assert slis.schema_failures(config, Store(), dt.date(2023, 11, 3), now).value == 0.0  # not a schema problem
+
+
+def test_backfill_backlog_counts_days_whose_inputs_are_newer(tmp_path: Path) -> None:
+    root = tmp_path / "landing" / "alpha"
+    deliver_cur2(root, "exec-1", cur2_month_frame(PERIOD), PERIOD)
+    config = load_config(write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}],
+                                      start_date="2023-10-01"))
+    now = dt.datetime(2023, 12, 3, tzinfo=dt.UTC)
+    assert slis.backfill_backlog(config, Store(), dt.date(2023, 11, 3), now).value == 30.0
+    for day in month_days(PERIOD):
+        run_day(config, day)
+    assert slis.backfill_backlog(config, Store(), dt.date(2023, 11, 3), now).value == 0.0
+    changed = {dt.date(2023, 11, 4), dt.date(2023, 11, 5)}
+    deliver_cur2(root, "exec-2", cur2_month_frame(PERIOD, lambda d, t, s: 50.0 if d in changed else
+                                                  10.0 + ("payments", "search", "platform").index(t)
+                                                  + ("AmazonEC2", "AmazonS3", "AmazonRDS").index(s)), PERIOD)
+    backlog = slis.backfill_backlog(config, Store(), dt.date(2023, 11, 3), now)
+    assert backlog.value == 2.0 and backlog.extra["backlog_days"] == "2023-11-04, 2023-11-05"
+
+
+def test_freshness_is_partition_aware_a_backfilled_old_day_does_not_make_yesterday_fresh(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": "x"},
+                                                 {"name": "slow", "provider": "aws_cur2", "url": "y",
+                                                  "expected_latency_hours": 72}]))
+    store = Store()
+    now = dt.datetime(2024, 3, 10, 12, tzinfo=dt.UTC)
+    old, missing = dt.date(2024, 2, 20), dt.date(2024, 3, 8)
+    write_state(store, config.lake_url, "alpha", old, {"raw": {"first_available_at": now.isoformat()}})
+    stale = slis.freshness(config, store, missing, now, config.source("alpha"))
+    assert not stale.passed and stale.value == pytest.approx(36.0)  # 36 h after the day ended, SLA 24 h
+    assert slis.freshness(config, store, missing, now, config.source("slow")).passed  # 72 h SLA not over yet
+    late = now - dt.timedelta(hours=6)
+    write_state(store, config.lake_url, "alpha", missing, {"raw": {"first_available_at": late.isoformat()}})
+    assert not slis.freshness(config, store, missing, now, config.source("alpha")).passed  # arrived after 30 h
+    on_time = dt.datetime(2024, 3, 9, 20, tzinfo=dt.UTC)
+    state = read_state(store, config.lake_url, "alpha", missing)
+    state["raw"]["first_available_at"] = on_time.isoformat()
+    write_state(store, config.lake_url, "alpha", missing, state)
+    assert slis.freshness(config, store, missing, now, config.source("alpha")).passed
+
+
+def test_the_freshness_sensor_fails_missing_days_once_per_partition(tmp_path: Path, instance) -> None:
+    config_path = write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(tmp_path / "none")}],
+                               start_date="2020-01-01", automation={"freshness_window_days": 3})
+    defs = build_definitions(config_path)
+    sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR)
+    resources = {"billing": BillingResource(config_path=str(config_path))}
+    result = sensor(build_sensor_context(instance=instance, resources=resources))
+    today = dt.datetime.now(dt.UTC).date()
+    # yesterday's 24 h SLA runs until the end of today: only the two days before are overdue
+    expected = {(today - dt.timedelta(days=k)).isoformat() for k in (2, 3)}
+    assert {e.partition for e in result.asset_events} == expected
+    assert all(e.check_name == "freshness_alpha" and not e.passed for e in result.asset_events)
+    again = sensor(build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
+    assert list(again.asset_events) == []
