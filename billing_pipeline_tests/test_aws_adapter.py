@@ -96,8 +96,22 @@ def test_charge_categories_and_commitment_columns() -> None:
     assert by_type["Usage"]["ChargeCategory"] == "Usage"
     assert by_type["Tax"]["ChargeCategory"] == "Tax"
     assert by_type["Credit"]["ChargeCategory"] == "Credit"
-    assert by_type["RIFee"]["ChargeCategory"] == "Purchase"
-    assert by_type["RIFee"]["ChargeFrequency"] == "Recurring"
+    # A recurring commitment fee's EffectiveCost is the unused commitment: FOCUS books that as Usage
+    # with status Unused (a Purchase must have EffectiveCost 0); the upfront fees stay Purchases.
+    for fee in ("RIFee", "SavingsPlanRecurringFee"):
+        assert by_type[fee]["ChargeCategory"] == "Usage"
+        assert by_type[fee]["CommitmentDiscountStatus"] == "Unused"
+        assert by_type[fee]["ConsumedQuantity"] is None
+        assert by_type[fee]["ChargeFrequency"] == "Recurring"
+    assert by_type["Fee"]["ChargeCategory"] == "Purchase"  # the RI upfront fee (last Fee case: no ARN)
+    assert by_type["SavingsPlanUpfrontFee"]["ChargeCategory"] == "Purchase"
+    assert by_type["SavingsPlanUpfrontFee"]["CommitmentDiscountStatus"] is None
+    assert by_type["SavingsPlanCoveredUsage"]["CommitmentDiscountStatus"] == "Used"
+    assert by_type["SavingsPlanNegation"]["CommitmentDiscountStatus"] == "Used"
+    assert by_type["SavingsPlanNegation"]["ListCost"] == 0  # the list price sits on the covered row
+    assert by_type["DiscountedUsage"]["PricingCategory"] == "Committed"
+    assert by_type["Usage"]["PricingCategory"] == "Standard"
+    assert by_type["Tax"]["PricingCategory"] is None and by_type["Tax"]["SkuId"] is None
     assert by_type["SavingsPlanCoveredUsage"]["CommitmentDiscountId"] == "arn:sp"
     assert by_type["SavingsPlanCoveredUsage"]["CommitmentDiscountType"] == "Savings Plan"
     assert by_type["DiscountedUsage"]["CommitmentDiscountCategory"] == "Usage"

@@ -3,6 +3,31 @@
 Both flavours are brought to CUR 2.0's snake_case names first (legacy `lineItem/UnblendedCost`
 becomes `line_item_unblended_cost`, exactly as the Athena integration names it), so there is one
 mapping to FOCUS. Effective (amortized) cost follows the rules AWS's own dashboards use (DOMAIN.md).
+BilledCost and EffectiveCost are the CUR's numbers; nothing below changes them.
+
+Mapping decisions (lookup tables: `aws_catalog`):
+- RIFee / SavingsPlanRecurringFee carry the unused commitment as EffectiveCost. FOCUS books unused
+  commitment as a Usage row with CommitmentDiscountStatus "Unused" (a Purchase that covers future
+  charges has EffectiveCost 0), so these rows are Usage/Unused, ChargeFrequency Recurring, with
+  CommitmentDiscountQuantity = the unused hours (RI) or amount (Savings Plan) and no
+  ConsumedQuantity. Upfront fees stay Purchases with EffectiveCost 0. Covered usage and
+  SavingsPlanNegation rows are Usage/Used, PricingCategory Committed.
+- ListCost/ContractedCost are before commitment discounts: a SavingsPlanNegation (the discount
+  itself) has 0 for both, an RI-covered hour its public on-demand cost (CUR books negotiated
+  discounts as rows of their own); elsewhere ContractedCost = BilledCost, ContractedUnitPrice =
+  the unblended rate, ListUnitPrice = the public on-demand rate (a recurring commitment fee's own
+  rate, which has none).
+- ProviderName, PublisherName and InvoiceIssuerName are "AWS": one name for one company, because
+  FOCUS 1.2 reads ProviderName != InvoiceIssuerName as a third-party (marketplace) charge whose
+  BilledCost must be 0. The legal entity that invoices (`bill_invoicing_entity`, e.g. "Amazon Web
+  Services EMEA SARL") is kept in `x_InvoicingEntity`.
+  Marketplace rows keep the seller (`line_item_legal_entity`) as PublisherName.
+- Legacy CUR has no account names: BillingAccountName/SubAccountName fall back to the account id,
+  the only label the export carries. BillingAccountType "Billing Account" (the payer), SubAccountType
+  "AWS Account". PricingCurrency falls back to the billing currency (tax rows have none).
+- Units are brought to the FOCUS Unit Format (`Hrs` -> `Hours`, `GB-Mo` -> `GB-Months`); the
+  delivered unit is kept in `x_PricingUnit`. RegionId only where the row names an AWS region code
+  (`global` is not one), RegionName only with it. ResourceType for every ResourceId.
 """
 
 from __future__ import annotations
@@ -13,10 +38,10 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline.adapters import aws_catalog as catalog
 from billing_pipeline.adapters.base import (
     Delivery,
     FileProblem,
-    column_or_null,
     discover_data_exports,
     is_inside,
     load_manifest,
@@ -28,54 +53,21 @@ from billing_pipeline.adapters.base import (
     relative_to_anchor,
     text,
 )
-from billing_pipeline.adapters.tags import tags_json, tags_from_columns, tags_from_map
+from billing_pipeline.adapters.tags import tags_from_columns, tags_from_map, tags_json
 from billing_pipeline.focus import MONEY
 from billing_pipeline.storage import Store, join
 
-SERVICE_CATEGORY = {
-    "AmazonEC2": "Compute",
-    "AWSLambda": "Compute",
-    "AmazonECS": "Compute",
-    "AmazonEKS": "Compute",
-    "AmazonLightsail": "Compute",
-    "AmazonS3": "Storage",
-    "AmazonEFS": "Storage",
-    "AmazonGlacier": "Storage",
-    "AWSBackup": "Storage",
-    "AmazonRDS": "Databases",
-    "AmazonDynamoDB": "Databases",
-    "AmazonElastiCache": "Databases",
-    "AmazonRedshift": "Databases",
-    "AmazonDocDB": "Databases",
-    "AWSDataTransfer": "Networking",
-    "AmazonVPC": "Networking",
-    "AmazonCloudFront": "Networking",
-    "AmazonRoute53": "Networking",
-    "AWSELB": "Networking",
-    "AmazonCloudWatch": "Management and Governance",
-    "AWSCloudTrail": "Management and Governance",
-    "AWSConfig": "Management and Governance",
-    "AWSSupportBusiness": "Management and Governance",
-    "AWSSupportEnterprise": "Management and Governance",
-    "AmazonSNS": "Integration",
-    "AWSQueueService": "Integration",
-    "AmazonSQS": "Integration",
-    "AWSGlue": "Analytics",
-    "AmazonAthena": "Analytics",
-    "AmazonKinesis": "Analytics",
-    "AmazonSageMaker": "AI and Machine Learning",
-    "AmazonBedrock": "AI and Machine Learning",
-    "awskms": "Security",
-    "AWSSecretsManager": "Security",
-    "AmazonGuardDuty": "Security",
-    "AWSShield": "Security",
-    "AmazonCognito": "Identity",
-}
+PROVIDER = "AWS"
+DEFAULT_INVOICING_ENTITY = "Amazon Web Services, Inc."
 
 USAGE_TYPES = ("Usage", "DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
 PURCHASE_TYPES = ("SavingsPlanUpfrontFee", "SavingsPlanRecurringFee", "RIFee", "Fee")
 CREDIT_TYPES = ("Credit", "EdpDiscount", "PrivateRateDiscount", "BundledDiscount", "Discount", "DistributorDiscount")
 RECURRING_TYPES = ("SavingsPlanRecurringFee", "RIFee")
+UNUSED_COMMITMENT_TYPES = ("SavingsPlanRecurringFee", "RIFee")  # EffectiveCost = the unused commitment
+COMMITTED_TYPES = ("DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
+SAVINGS_PLAN_TYPES = ("SavingsPlanCoveredUsage", "SavingsPlanNegation", "SavingsPlanRecurringFee",
+                      "SavingsPlanUpfrontFee")
 
 MONEY_INPUTS = (
     "line_item_unblended_cost",
@@ -89,6 +81,8 @@ MONEY_INPUTS = (
     "line_item_usage_amount",
     "pricing_public_on_demand_rate",
     "line_item_unblended_rate",
+    "reservation_unused_quantity",
+    "reservation_total_reserved_units",
 )
 
 
@@ -213,8 +207,18 @@ class AwsCurAdapter:
             .then(zero)
             .otherwise(billed)
         )
+        commitment_id = (
+            pl.when(line_type.is_in(SAVINGS_PLAN_TYPES))
+            .then(savings_plan_arn)
+            .when(line_type.is_in(["DiscountedUsage", "RIFee"]) | (line_type == "Fee"))
+            .then(reservation_arn)
+        )
+        has_commitment = commitment_id.is_not_null()
+        # A recurring commitment fee carries the unused commitment as its EffectiveCost: in FOCUS that
+        # is a Usage row with CommitmentDiscountStatus "Unused" (a Purchase must have EffectiveCost 0).
+        unused_fee = line_type.is_in(UNUSED_COMMITMENT_TYPES) & has_commitment
         category = (
-            pl.when(line_type.is_in(USAGE_TYPES))
+            pl.when(line_type.is_in(USAGE_TYPES) | unused_fee)
             .then(pl.lit("Usage"))
             .when(line_type.is_in(PURCHASE_TYPES))
             .then(pl.lit("Purchase"))
@@ -231,35 +235,107 @@ class AwsCurAdapter:
             .then(pl.lit("Recurring"))
             .otherwise(pl.lit("One-Time"))
         )
-        is_usage = line_type.is_in(USAGE_TYPES)
-        commitment_id = (
-            pl.when(line_type.is_in(["SavingsPlanCoveredUsage", "SavingsPlanNegation", "SavingsPlanRecurringFee",
-                                     "SavingsPlanUpfrontFee"]))
-            .then(savings_plan_arn)
-            .when(line_type.is_in(["DiscountedUsage", "RIFee"]) | ((line_type == "Fee") & reservation_arn.is_not_null()))
-            .then(reservation_arn)
+        is_usage = category == "Usage"
+        priced = category.is_in(["Usage", "Purchase"])
+        status = (
+            pl.when(has_commitment & is_usage)
+            .then(pl.when(unused_fee).then(pl.lit("Unused")).otherwise(pl.lit("Used")))
         )
         commitment_type = (
-            pl.when(commitment_id.is_null())
+            pl.when(~has_commitment)
             .then(None)
             .when(line_type.str.starts_with("SavingsPlan"))
             .then(pl.lit("Savings Plan"))
             .otherwise(pl.lit("Reserved Instance"))
         )
+
         product_code = string("line_item_product_code")
-        service_code = pl.coalesce(string("product_servicecode"), product_code)
-        service_name = pl.coalesce(
-            string("product_product_name"), string("product_servicename"), service_code, pl.lit("Unknown")
-        )
-        service_category = service_code.replace_strict(SERVICE_CATEGORY, default="Other", return_dtype=pl.String)
+        product_name = pl.coalesce(string("product_product_name"), string("product_servicename"))
+        code = catalog.service_code(product_code, string("product_servicecode"), product_name)
+        service_name = pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown"))
+
         usage_amount = money("line_item_usage_amount")
-        pricing_unit = pl.coalesce(string("pricing_unit"), string("product_pricing_unit"))
-        invoicing_entity = pl.coalesce(string("bill_invoicing_entity"), pl.lit("Amazon Web Services, Inc."))
+        delivered_unit = pl.coalesce(string("pricing_unit"), string("product_pricing_unit"))
+        unit = catalog.focus_unit(
+            pl.coalesce(delivered_unit, pl.when(line_type.is_in(UNUSED_COMMITMENT_TYPES)).then(pl.lit("Hours")))
+        )
+        pricing_quantity = pl.when(priced & unit.is_not_null()).then(usage_amount)
+        pricing_unit = pl.when(pricing_quantity.is_not_null()).then(unit)
+        consumed_quantity = pl.when(is_usage & (status != "Unused").fill_null(True) & unit.is_not_null()).then(
+            usage_amount
+        )
+        consumed_unit = pl.when(consumed_quantity.is_not_null()).then(unit)
+
+        negation = line_type == "SavingsPlanNegation"
+        # A recurring commitment fee has no on-demand rate: its published price is the fee's own rate.
+        list_unit_price = (
+            pl.when(negation)
+            .then(zero)
+            .when(line_type.is_in(UNUSED_COMMITMENT_TYPES))
+            .then(money("line_item_unblended_rate"))
+            .otherwise(money("pricing_public_on_demand_rate"))
+        )
+        list_cost = (
+            pl.when(negation).then(zero).otherwise(pl.coalesce(money("pricing_public_on_demand_cost"), billed))
+        )
+        # Contracted = before commitment discounts: an RI-covered hour at its public price (CUR books
+        # negotiated discounts as rows of their own), a negation (the commitment discount) at 0.
+        contracted_cost = (
+            pl.when(negation)
+            .then(zero)
+            .when(line_type == "DiscountedUsage")
+            .then(pl.coalesce(money("pricing_public_on_demand_cost"), billed))
+            .otherwise(billed)
+        )
+        contracted_unit_price = pl.when(pricing_quantity.is_not_null()).then(
+            pl.when(negation)
+            .then(zero)
+            .when(line_type == "DiscountedUsage")
+            .then(money("pricing_public_on_demand_rate"))
+            .otherwise(money("line_item_unblended_rate"))
+        )
+
+        billing_currency = string("line_item_currency_code")
+        pricing_currency = pl.coalesce(string("pricing_currency"), billing_currency)
+        same_currency = pricing_currency == billing_currency
+        commitment_unit_currency = pl.coalesce(string("pricing_currency"), billing_currency)
+        commitment_quantity = (
+            pl.when(~has_commitment | ~priced)
+            .then(None)
+            .when(line_type == "SavingsPlanCoveredUsage")
+            .then(money("savings_plan_savings_plan_effective_cost"))
+            .when(negation)
+            .then(zero)
+            .when(line_type == "SavingsPlanRecurringFee")
+            .then(effective)
+            .when(line_type == "SavingsPlanUpfrontFee")
+            .then(billed)
+            .when(line_type == "DiscountedUsage")
+            .then(pl.when(pricing_unit == "Hours").then(usage_amount))
+            .when(line_type == "RIFee")
+            .then(money("reservation_unused_quantity"))
+            .otherwise(money("reservation_total_reserved_units"))
+        )
+        commitment_unit = pl.when(commitment_quantity.is_not_null()).then(
+            pl.when(commitment_type == "Savings Plan").then(commitment_unit_currency).otherwise(pl.lit("Hours"))
+        )
+
+        region = catalog.region_id(string("product_region_code"), string("product_region"))
+        resource_id = string("line_item_resource_id")
+        usage_account = string("line_item_usage_account_id")
+        payer_account = string("bill_payer_account_id")
+        sku_id = string("product_sku")
+        capacity_id = string("capacity_reservation_capacity_reservation_arn")
+        capacity_status = (
+            string("capacity_reservation_capacity_reservation_status")
+            .str.to_lowercase()
+            .replace_strict({"used": "Used", "unused": "Unused"}, default=None, return_dtype=pl.String)
+        )
         billing_entity = string("bill_billing_entity")
         publisher = (
             pl.when(billing_entity == "AWS Marketplace")
             .then(pl.coalesce(string("line_item_legal_entity"), pl.lit("AWS Marketplace")))
-            .otherwise(pl.lit("Amazon Web Services"))
+            .otherwise(pl.lit(PROVIDER))
         )
         tag_list = _tag_list(schema)
         bad_reason = pl.concat_str(
@@ -277,26 +353,29 @@ class AwsCurAdapter:
         )
         return frame.select(
             billed.alias("BilledCost"),
-            string("bill_payer_account_id").alias("BillingAccountId"),
-            string("bill_payer_account_name").alias("BillingAccountName"),
-            pl.lit("Billing Account").alias("BillingAccountType"),
-            string("line_item_currency_code").alias("BillingCurrency"),
+            payer_account.alias("BillingAccountId"),
+            pl.coalesce(string("bill_payer_account_name"), payer_account).alias("BillingAccountName"),
+            pl.when(payer_account.is_not_null()).then(pl.lit("Billing Account")).alias("BillingAccountType"),
+            billing_currency.alias("BillingCurrency"),
             when_time("bill_billing_period_end_date").alias("BillingPeriodEnd"),
             when_time("bill_billing_period_start_date").alias("BillingPeriodStart"),
+            pl.when(capacity_id.is_not_null()).then(capacity_id).alias("CapacityReservationId"),
+            pl.when(capacity_id.is_not_null()).then(capacity_status).alias("CapacityReservationStatus"),
             category.alias("ChargeCategory"),
             pl.lit(None, dtype=pl.String).alias("ChargeClass"),
             string("line_item_line_item_description").alias("ChargeDescription"),
             when_time("line_item_usage_end_date").alias("ChargePeriodEnd"),
             when_time("line_item_usage_start_date").alias("ChargePeriodStart"),
-            billed.alias("ContractedCost"),
+            contracted_cost.alias("ContractedCost"),
             effective.alias("EffectiveCost"),
-            invoicing_entity.alias("InvoiceIssuerName"),
-            pl.coalesce(money("pricing_public_on_demand_cost"), billed).alias("ListCost"),
-            pl.when(is_usage & pricing_unit.is_not_null()).then(usage_amount).alias("PricingQuantity"),
-            pl.when(is_usage & usage_amount.is_not_null()).then(pricing_unit).alias("PricingUnit"),
-            pl.lit("AWS").alias("ProviderName"),
+            pl.lit(PROVIDER).alias("InvoiceIssuerName"),
+            list_cost.alias("ListCost"),
+            pricing_quantity.alias("PricingQuantity"),
+            pricing_unit.alias("PricingUnit"),
+            pl.lit(PROVIDER).alias("ProviderName"),
             publisher.alias("PublisherName"),
-            service_category.alias("ServiceCategory"),
+            catalog.service_category(code).alias("ServiceCategory"),
+            catalog.service_subcategory(code).alias("ServiceSubcategory"),
             service_name.alias("ServiceName"),
             string("line_item_availability_zone").alias("AvailabilityZone"),
             frequency.alias("ChargeFrequency"),
@@ -308,20 +387,44 @@ class AwsCurAdapter:
             .when(commitment_type == "Reserved Instance")
             .then(pl.lit("Usage"))
             .alias("CommitmentDiscountCategory"),
-            pl.when(is_usage).then(usage_amount).alias("ConsumedQuantity"),
-            pl.when(is_usage & usage_amount.is_not_null()).then(pricing_unit).alias("ConsumedUnit"),
-            money("pricing_public_on_demand_rate").alias("ListUnitPrice"),
-            string("pricing_currency").alias("PricingCurrency"),
-            string("product_region_code").alias("RegionId"),
-            pl.coalesce(string("product_location"), string("product_region")).alias("RegionName"),
-            string("line_item_resource_id").alias("ResourceId"),
-            string("product_sku").alias("SkuId"),
-            pl.coalesce(string("pricing_rate_code"), string("pricing_rate_id")).alias("SkuPriceId"),
-            string("line_item_usage_account_id").alias("SubAccountId"),
-            string("line_item_usage_account_name").alias("SubAccountName"),
-            pl.when(string("line_item_usage_account_id").is_not_null())
-            .then(pl.lit("AWS Account"))
-            .alias("SubAccountType"),
+            status.alias("CommitmentDiscountStatus"),
+            commitment_quantity.alias("CommitmentDiscountQuantity"),
+            commitment_unit.alias("CommitmentDiscountUnit"),
+            consumed_quantity.alias("ConsumedQuantity"),
+            consumed_unit.alias("ConsumedUnit"),
+            contracted_unit_price.alias("ContractedUnitPrice"),
+            pl.when(pricing_quantity.is_not_null()).then(list_unit_price).alias("ListUnitPrice"),
+            pl.when(priced).then(
+                pl.when(line_type.is_in(COMMITTED_TYPES) | unused_fee)
+                .then(pl.lit("Committed"))
+                .when(line_type.is_in(PURCHASE_TYPES))
+                .then(pl.lit("Standard"))
+                .when(
+                    (string("pricing_term") == "Spot") | string("line_item_usage_type").str.contains("SpotUsage")
+                )
+                .then(pl.lit("Dynamic"))
+                .otherwise(pl.lit("Standard"))
+            ).alias("PricingCategory"),
+            pricing_currency.alias("PricingCurrency"),
+            pl.when(same_currency).then(contracted_unit_price).alias("PricingCurrencyContractedUnitPrice"),
+            pl.when(same_currency).then(effective).alias("PricingCurrencyEffectiveCost"),
+            pl.when(same_currency & pricing_quantity.is_not_null())
+            .then(list_unit_price)
+            .alias("PricingCurrencyListUnitPrice"),
+            region.alias("RegionId"),
+            catalog.region_name(region, string("product_location")).alias("RegionName"),
+            resource_id.alias("ResourceId"),
+            catalog.resource_type(resource_id, code).alias("ResourceType"),
+            pl.when(category != "Tax").then(sku_id).alias("SkuId"),
+            pl.when((category != "Tax") & sku_id.is_not_null())
+            .then(catalog.sku_meter(string("line_item_usage_type")))
+            .alias("SkuMeter"),
+            pl.when((category != "Tax") & sku_id.is_not_null())
+            .then(pl.coalesce(string("pricing_rate_code"), string("pricing_rate_id")))
+            .alias("SkuPriceId"),
+            usage_account.alias("SubAccountId"),
+            pl.coalesce(string("line_item_usage_account_name"), usage_account).alias("SubAccountName"),
+            pl.when(usage_account.is_not_null()).then(pl.lit("AWS Account")).alias("SubAccountType"),
             tags_json(tag_list).alias("Tags"),
             tag_list.alias("x_TagList"),
             line_type.alias("x_LineItemType"),
@@ -330,6 +433,8 @@ class AwsCurAdapter:
             product_code.alias("x_ProductCode"),
             string("line_item_usage_type").alias("x_UsageType"),
             string("line_item_operation").alias("x_Operation"),
+            pl.coalesce(string("bill_invoicing_entity"), pl.lit(DEFAULT_INVOICING_ENTITY)).alias("x_InvoicingEntity"),
+            delivered_unit.alias("x_PricingUnit"),
             *[pl.col(c) for c in schema if c.startswith("x_")],
             pl.when(bad_reason != "").then(bad_reason).alias("_bad_reason"),
         )
@@ -404,7 +509,9 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
                 problems.append(FileProblem(local, f"listed in manifest {manifest.url} but not delivered", "missing"))
                 continue
             if local in files:
-                problems.append(FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
+                problems.append(
+                    FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice")
+                )
                 continue
             files.append(local)
         fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)
