@@ -1,8 +1,12 @@
 """Native FOCUS 1.x exports (CSV or Parquet) to the project's FOCUS 1.2 contract.
 
 Native exports are already FOCUS, but with the gaps providers are known for: text placeholders
-(`NULL`), `YYYY-MM-DD HH:MM:SS` datetimes, float money, 1.0 files without the 1.2 columns. Values are
-typed, never changed; columns 1.2 added are derived only where the row itself determines them.
+(`NULL`, empty strings: FOCUS requires null), `YYYY-MM-DD HH:MM:SS` datetimes, float money, 1.0
+files without the 1.2 columns. Money is typed, never changed; columns 1.2 added are derived only
+where the row itself determines them, and a value is canonicalized only where the delivered one is
+an unambiguous spelling of it (the list, and what stays null: `derive_focus_12_columns`).
+A gap the source leaves (a null ContractedCost, a ResourceType without ResourceId) is not patched:
+the FOCUS validator reports it (README, "FOCUS conformance").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline.adapters import aws_catalog as catalog
 from billing_pipeline.adapters.base import (
     Delivery,
     discover_data_exports,
@@ -22,7 +27,7 @@ from billing_pipeline.adapters.base import (
     read_export_file,
     text,
 )
-from billing_pipeline.adapters.tags import TAG, TAG_LIST, tags_json
+from billing_pipeline.adapters.tags import TAG, TAG_LIST
 from billing_pipeline.focus import (
     CHARGE_CATEGORIES,
     CHARGE_CLASSES,
@@ -30,6 +35,7 @@ from billing_pipeline.focus import (
     FOCUS_COLUMNS,
     LINEAGE_COLUMNS,
     MONEY,
+    SERVICE_CATEGORIES,
     TIMESTAMP,
 )
 from billing_pipeline.storage import Store, join
@@ -161,11 +167,61 @@ class FocusAdapter:
         return derive_focus_12_columns(frame)
 
 
-def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Fill the columns FOCUS 1.1/1.2 added where a 1.0 row determines them, and nowhere else.
+# Account types a row's own id spells out (`/subscriptions/<guid>` is an Azure subscription).
+SUB_ACCOUNT_TYPES: tuple[tuple[str, str], ...] = (
+    (r"^/subscriptions/[0-9a-fA-F-]{36}$", "Subscription"),
+    (r"^ocid\d\.tenancy\.", "Tenancy"),
+    (r"^ocid\d\.compartment\.", "Compartment"),
+    (r"^projects/[^/]+$", "Project"),
+)
+BILLING_ACCOUNT_TYPES: tuple[tuple[str, str], ...] = (
+    (r"^/providers/Microsoft\.Billing/billingAccounts/[^/]+$", "Billing Account"),
+    (r"^/providers/Microsoft\.Billing/billingAccounts/[^/]+/billingProfiles/[^/]+$", "Billing Profile"),
+)
+# Service names of other providers whose FOCUS 1.2 subcategory is unambiguous.
+SERVICE_SUBCATEGORIES: dict[str, str] = {
+    "Virtual Machines": "Virtual Machines",
+    "Virtual Machine Scale Sets": "Virtual Machines",
+    "Azure Kubernetes Service": "Containers",
+    "Azure Machine Learning": "Machine Learning",
+    "Azure DB for MySQL": "Relational Databases",
+    "Azure Database for MySQL": "Relational Databases",
+    "Azure Database for PostgreSQL": "Relational Databases",
+    "Azure Cosmos DB": "NoSQL Databases",
+    "Azure Functions": "Serverless Compute",
+    "BLOCK_STORAGE": "Block Storage",
+    "OBJECT_STORAGE": "Object Storage",
+}
 
-    A 1.0 export has no separate pricing currency, so pricing-currency amounts equal the billing
-    currency ones; money is never recomputed.
+
+def _first_match(value: pl.Expr, patterns: tuple[tuple[str, str], ...]) -> pl.Expr:
+    return pl.coalesce([pl.when(value.str.contains(pattern)).then(pl.lit(label)) for pattern, label in patterns])
+
+
+def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Fill the columns FOCUS 1.1/1.2 added where a row determines them, and nowhere else.
+
+    Derived only when the export lacks the column (a 1.2 export's own values, nulls included, are
+    kept), and never money:
+    - PricingCurrency = BillingCurrency, and PricingCurrencyEffectiveCost/ContractedUnitPrice/
+      ListUnitPrice = their billing-currency columns: a 1.0 export has one currency.
+    - BillingAccountType / SubAccountType where the row names the kind: AWS has one kind of each
+      (the payer "Billing Account" and the "AWS Account" it pays for, as the CUR adapter writes
+      them); elsewhere by the shape of the id: `/subscriptions/<guid>` (Subscription),
+      `ocid1.tenancy...` (Tenancy), `.../billingAccounts/<id>` (Billing Account). Other ids stay
+      null: the row does not say what kind of account they are.
+    - ServiceSubcategory: the subcategory of a known service name (AWS product names from
+      `aws_catalog`, a few unambiguous others) when it belongs to the row's ServiceCategory, else
+      `Other (<ServiceCategory>)`, FOCUS's catch-all child of that category.
+    - CapacityReservation*, CommitmentDiscountQuantity/Unit, SkuMeter, SkuPriceDetails, InvoiceId:
+      not determined by a 1.0 row, left null.
+    Canonicalized in every export (the delivered value kept in an `x_` column):
+    - units to the FOCUS Unit Format (`GB Months` -> `GB-Months`, `Lambda-GB-Seconds` ->
+      `GB-Seconds`; `x_PricingUnit`, `x_ConsumedUnit`), see `aws_catalog.focus_unit`;
+    - InvoiceIssuerName `Amazon Web Services, Inc.` / `... EMEA SARL` / ... -> `AWS` on rows whose
+      ProviderName is `AWS`: the same company under the provider's name, as the CUR adapter writes
+      it (`x_InvoicingEntity` keeps the legal entity). FOCUS 1.2 reads ProviderName !=
+      InvoiceIssuerName as "paid to a third party" (then BilledCost must be 0).
     """
     schema = frame.collect_schema()
     additions: list[pl.Expr] = []
@@ -179,4 +235,33 @@ def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
     for target, origin in pairs.items():
         if target not in schema and origin in schema:
             additions.append(pl.col(origin).alias(target))
+    provider = pl.col("ProviderName") if "ProviderName" in schema else pl.lit(None, dtype=pl.String)
+    if "BillingAccountType" not in schema and "BillingAccountId" in schema:
+        account = pl.col("BillingAccountId")
+        aws = pl.when((provider == "AWS") & account.is_not_null()).then(pl.lit("Billing Account"))
+        additions.append(pl.coalesce(_first_match(account, BILLING_ACCOUNT_TYPES), aws).alias("BillingAccountType"))
+    if "SubAccountType" not in schema and "SubAccountId" in schema:
+        account = pl.col("SubAccountId")
+        aws = pl.when((provider == "AWS") & account.is_not_null()).then(pl.lit("AWS Account"))
+        additions.append(pl.coalesce(_first_match(account, SUB_ACCOUNT_TYPES), aws).alias("SubAccountType"))
+    if "ServiceSubcategory" not in schema and "ServiceCategory" in schema and "ServiceName" in schema:
+        category, name = pl.col("ServiceCategory"), pl.col("ServiceName")
+        other = pl.when(category.is_in(SERVICE_CATEGORIES)).then(pl.format("Other ({})", category))
+        known = pl.coalesce(
+            catalog.subcategory_for_name(name, category),
+            name.replace_strict(SERVICE_SUBCATEGORIES, default=None, return_dtype=pl.String),
+        )
+        additions.append(pl.coalesce(known, other).alias("ServiceSubcategory"))
+    for unit in ("PricingUnit", "ConsumedUnit"):
+        if unit in schema:
+            additions += [pl.col(unit).alias(f"x_{unit}"), catalog.focus_unit(pl.col(unit)).alias(unit)]
+    if "CommitmentDiscountUnit" in schema:
+        additions.append(catalog.focus_unit(pl.col("CommitmentDiscountUnit")).alias("CommitmentDiscountUnit"))
+    if "InvoiceIssuerName" in schema:
+        issuer = pl.col("InvoiceIssuerName")
+        aws_entity = (provider == "AWS") & issuer.str.contains(r"^(?:Amazon Web Services|AWS)\b")
+        additions += [
+            issuer.alias("x_InvoicingEntity"),
+            pl.when(aws_entity).then(provider).otherwise(issuer).alias("InvoiceIssuerName"),
+        ]
     return frame.with_columns(additions) if additions else frame
