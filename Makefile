@@ -40,3 +40,6 @@ conformance: install validator
 
 clean:
 	rm -rf data .dagster_home bench_results
+
+bench: install
+	$(PY) -m billing_pipeline.bench --sizes $(or $(SIZES),1000000,5000000,10000000) --out bench_results

@@ -18,7 +18,7 @@ import polars as pl
 
 from billing_pipeline.adapters import Delivery, adapter_for, choose_current
 from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
-from billing_pipeline.allocation import allocate
+from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
@@ -226,13 +226,22 @@ def duplicate_row_ids(frame: pl.LazyFrame, key: list[str]) -> pl.Series:
     Exact, and light on memory at tens of millions of rows: keys are first hashed to 64 bits, and
     only rows whose hash repeats are compared on their real key values.
     """
-    keyed = frame.filter(pl.all_horizontal([pl.col(c).is_not_null() for c in key]))
-    hashes = keyed.select("x_RawRow", pl.struct(key).hash(seed=0).alias("_h")).collect(engine="streaming")
-    candidates = hashes.filter(pl.col("_h").is_duplicated()).get_column("x_RawRow")
+    hashes = frame.select(
+        "x_RawRow",
+        pl.struct(key).hash(seed=0).alias("_h"),
+        pl.all_horizontal([pl.col(c).is_not_null() for c in key]).alias("_keyed"),
+    ).collect(engine="streaming")
+    return _exact_duplicates(frame, key, hashes)
+
+
+def _exact_duplicates(frame: pl.LazyFrame, key: list[str], hashes: pl.DataFrame) -> pl.Series:
+    """From (x_RawRow, _h, _keyed), the rows that repeat an earlier row's key, compared exactly."""
+    keyed = hashes.filter(pl.col("_keyed"))
+    candidates = keyed.filter(pl.col("_h").is_duplicated()).get_column("x_RawRow")
     if candidates.is_empty():
         return pl.Series("x_RawRow", [], dtype=pl.UInt32)
     rows = (
-        keyed.filter(pl.col("x_RawRow").is_in(candidates.implode()))
+        frame.filter(pl.col("x_RawRow").is_in(candidates.implode()))
         .select("x_RawRow", *key)
         .collect()
         .sort("x_RawRow")
@@ -243,7 +252,12 @@ def duplicate_row_ids(frame: pl.LazyFrame, key: list[str]) -> pl.Series:
 def build_normalized_slice(
     source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path
 ) -> NormalizedSlice:
-    """FOCUS rows from the day's raw slice: typed, deduplicated, conformed; the rest quarantined."""
+    """FOCUS rows from the day's raw slice: typed, deduplicated, conformed; the rest quarantined.
+
+    Two passes over the raw slice: a narrow one (row id, bad-row reason, key hash) that decides
+    which rows are quarantined or duplicates, then the full mapping of the rows that stay, streamed
+    to the published file. Quarantined and duplicate rows are few, written from row-id filters.
+    """
     adapter = adapter_for(source.provider)
     result = NormalizedSlice(source=source.name, day=day)
     raw_url = slice_url(lake_url, "raw_line_items", day, source.name)
@@ -255,61 +269,47 @@ def build_normalized_slice(
             store.remove(url)
         return result
     raw = pl.scan_parquet(store.stage(raw_url, workdir)).with_row_index("x_RawRow")
-    mapped = workdir / f"mapped-{source.name}.parquet"
-    adapter.to_focus(raw).sink_parquet(mapped)
-    focus = pl.scan_parquet(mapped)
-    result.raw_rows = focus.select(pl.len()).collect().item()
+    focus = adapter.to_focus(raw)
+    key = adapter.dedup_key(focus.drop("_bad_reason").collect_schema())
+    decisions = focus.select(
+        "x_RawRow",
+        "_bad_reason",
+        pl.struct(key).hash(seed=0).alias("_h"),
+        pl.all_horizontal([pl.col(c).is_not_null() for c in key]).alias("_keyed"),
+    ).collect(engine="streaming")
+    result.raw_rows = decisions.height
 
-    bad = focus.filter(pl.col("_bad_reason").is_not_null())
-    bad_ids = bad.select("x_RawRow", "_bad_reason").collect()
+    bad_ids = decisions.filter(pl.col("_bad_reason").is_not_null()).select("x_RawRow", "_bad_reason")
     result.quarantined_rows = bad_ids.height
     if bad_ids.height:
-        result.reasons = dict(
-            bad_ids.group_by("_bad_reason").len().sort("_bad_reason").iter_rows()
-        )
+        result.reasons = dict(bad_ids.group_by("_bad_reason").len().sort("_bad_reason").iter_rows())
         raw_bad = raw.join(bad_ids.lazy(), on="x_RawRow").select(pl.all().cast(pl.String))
         store.write_parquet(raw_bad.rename({"_bad_reason": "reason"}), rows_url, workdir)
     else:
         store.remove(rows_url)
 
     good = focus.filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
-    key = adapter.dedup_key(good.collect_schema())
-    duplicate_ids = duplicate_row_ids(good, key).implode()
-    kept = good.filter(~pl.col("x_RawRow").is_in(duplicate_ids))
-    dropped = good.filter(pl.col("x_RawRow").is_in(duplicate_ids))
-    result.duplicate_rows = int(duplicate_ids.list.len().item())
+    duplicate_ids = _exact_duplicates(good, key, decisions.filter(pl.col("_bad_reason").is_null()))
+    excluded = pl.concat([bad_ids.get_column("x_RawRow"), duplicate_ids]).implode()
+    result.duplicate_rows = duplicate_ids.len()
     if result.duplicate_rows:
-        store.write_parquet(conform(dropped.with_columns(pl.col("x_RawRow").alias("x_RawRow"))), dups_url, workdir)
-        result.duplicate_cost = _sum(dropped, "BilledCost")
+        dropped = good.filter(pl.col("x_RawRow").is_in(duplicate_ids.implode()))
+        store.write_parquet(conform(dropped), dups_url, workdir)
+        result.duplicate_cost = _sum(pl.scan_parquet(store.stage(dups_url, workdir)), "BilledCost")
     else:
         store.remove(dups_url)
     publishable = workdir / f"normalized-{source.name}.parquet"
+    kept = focus.filter(~pl.col("x_RawRow").is_in(excluded)).drop("_bad_reason")
     conform(kept).sink_parquet(publishable)
-    validate_focus_file(str(publishable))
-    store.publish_file(publishable, target)
-    totals = kept.select(
-        pl.len().alias("rows"),
-        pl.col("BilledCost").cast(MONEY).sum().alias("billed"),
-        pl.col("EffectiveCost").cast(MONEY).sum().alias("effective"),
+    result.rows = validate_focus_file(str(publishable))
+    totals = pl.scan_parquet(publishable).select(
+        pl.col("BilledCost").sum().alias("billed"),
+        pl.col("EffectiveCost").sum().alias("effective"),
     ).collect()
-    result.rows = totals["rows"].item()
     result.billed_cost = Decimal(totals["billed"].item() or 0)
     result.effective_cost = Decimal(totals["effective"].item() or 0)
-    mapped.unlink(missing_ok=True)
+    store.publish_file(publishable, target)
     return result
-
-
-__all__ = [
-    "LINEAGE_COLUMNS",
-    "DeliveryIncompleteError",
-    "NormalizedSlice",
-    "RawSlice",
-    "EnrichedSlice",
-    "build_enriched_slice",
-    "build_normalized_slice",
-    "build_raw_slice",
-    "duplicate_row_ids",
-]
 
 
 @dataclass
@@ -332,7 +332,7 @@ def build_enriched_slice(
     if not store.exists(normalized_url):
         store.remove(target)
         return result
-    enriched = allocate(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
+    enriched = allocate_by_distinct_tags(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
     local = workdir / f"enriched-{source.name}.parquet"
     enriched.sink_parquet(local)
     frame = pl.scan_parquet(local)

@@ -84,3 +84,14 @@ def test_every_row_is_allocated_by_its_first_matching_alias_or_flagged(tags: lis
             break
     assert frame["team"].item() == expected
     assert frame["unallocated"].item() is (expected is None)
+
+
+def test_allocating_distinct_tag_sets_equals_allocating_every_row() -> None:
+    from billing_pipeline.adapters.tags import tags_json
+    from billing_pipeline.allocation import allocate_by_distinct_tags
+
+    rows = _rows(
+        ("p", "a1", [("Team", "web")]), ("p", "222222222201", []), ("p", "a1", [("Team", "web")]),
+        ("p", None, [("env", "prd"), ("owner", "ml")]), ("q", None, []), ("p", "a1", [("Team", "web")]),
+    ).with_columns(tags_json(pl.col("x_TagList")).alias("Tags"))
+    assert allocate_by_distinct_tags(rows, POLICY).collect().equals(allocate(rows, POLICY).collect())
