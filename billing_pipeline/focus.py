@@ -146,11 +146,23 @@ SERVICE_CATEGORIES = (
 )
 
 
+# Checked by the contract because focus-validator 2.2.1 cannot: its model lists Active/Expired/
+# Pending as CommitmentDiscountStatus values and drops the CapacityReservationStatus conditions
+# (conformance.KNOWN_VALIDATOR_DEFECTS).
+COMMITMENT_DISCOUNT_STATUSES = ("Used", "Unused")
+CAPACITY_RESERVATION_STATUSES = ("Used", "Unused")
+COMMITMENT_DISCOUNT_CATEGORIES = ("Spend", "Usage")
+PRICING_CATEGORIES = ("Standard", "Dynamic", "Committed", "Other")
+
 ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "ChargeCategory": CHARGE_CATEGORIES,
     "ChargeFrequency": CHARGE_FREQUENCIES,
     "ChargeClass": CHARGE_CLASSES,
     "ServiceCategory": SERVICE_CATEGORIES,
+    "CommitmentDiscountStatus": COMMITMENT_DISCOUNT_STATUSES,
+    "CapacityReservationStatus": CAPACITY_RESERVATION_STATUSES,
+    "CommitmentDiscountCategory": COMMITMENT_DISCOUNT_CATEGORIES,
+    "PricingCategory": PRICING_CATEGORIES,
 }
 
 

@@ -231,3 +231,18 @@ def test_rules_the_validator_cannot_evaluate_are_checked_here() -> None:
 def test_days_of_a_sample_are_its_usage_dates() -> None:
     days = conformance._days_of(FOCUS_SAMPLE, "ChargePeriodStart")
     assert days[0] == dt.date(2024, 9, 1) and len(days) == 30
+
+
+def test_contract_rejects_status_values_the_validator_cannot_check(fixtures_dir: Path, tmp_path: Path) -> None:
+    """2.2.1 checks CommitmentDiscountStatus against Active/Expired/Pending: the contract holds the line."""
+    from billing_pipeline.focus import FocusContractError, validate_focus_file
+
+    source = next((fixtures_dir / "generator" / "lake" / "normalized_line_items").rglob("source=aws_cur2/*.parquet"))
+    frame = pl.read_parquet(source)
+    assert validate_focus_file(str(source)) == frame.height
+    assert set(frame["CommitmentDiscountStatus"].drop_nulls()) == {"Used", "Unused"}
+    broken = tmp_path / "broken.parquet"
+    status = pl.col("CommitmentDiscountStatus")
+    frame.with_columns(status.replace("Used", "Active")).write_parquet(broken)
+    with pytest.raises(FocusContractError, match="CommitmentDiscountStatus"):
+        validate_focus_file(str(broken))

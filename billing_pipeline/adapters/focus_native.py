@@ -29,12 +29,16 @@ from billing_pipeline.adapters.base import (
 )
 from billing_pipeline.adapters.tags import TAG, TAG_LIST
 from billing_pipeline.focus import (
+    CAPACITY_RESERVATION_STATUSES,
     CHARGE_CATEGORIES,
     CHARGE_CLASSES,
     CHARGE_FREQUENCIES,
+    COMMITMENT_DISCOUNT_CATEGORIES,
+    COMMITMENT_DISCOUNT_STATUSES,
     FOCUS_COLUMNS,
     LINEAGE_COLUMNS,
     MONEY,
+    PRICING_CATEGORIES,
     SERVICE_CATEGORIES,
     TIMESTAMP,
 )
@@ -44,9 +48,10 @@ ENUMERATIONS: dict[str, tuple[str, ...]] = {
     "ChargeCategory": CHARGE_CATEGORIES,
     "ChargeFrequency": CHARGE_FREQUENCIES,
     "ChargeClass": CHARGE_CLASSES,
-    "CommitmentDiscountStatus": ("Used", "Unused"),
-    "CommitmentDiscountCategory": ("Spend", "Usage"),
-    "PricingCategory": ("Standard", "Dynamic", "Committed", "Other"),
+    "CommitmentDiscountStatus": COMMITMENT_DISCOUNT_STATUSES,
+    "CommitmentDiscountCategory": COMMITMENT_DISCOUNT_CATEGORIES,
+    "CapacityReservationStatus": CAPACITY_RESERVATION_STATUSES,
+    "PricingCategory": PRICING_CATEGORIES,
 }
 
 
