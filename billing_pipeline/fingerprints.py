@@ -54,7 +54,9 @@ STATE_DIR = "_state"
 ABSENT = "absent"
 _SPLIT = 2**32  # two sums of 32-bit halves: no overflow below 2**32 rows a day
 
-DENIED_MARKERS = ("PermissionError", "AccessDenied", "Access Denied", "403", "Forbidden")
+# Error names / texts of a denied read: PermissionError (local, s3fs maps AccessDenied to it), botocore's
+# AccessDenied, gcsfs / HTTP "Forbidden". A bare "403" is not enough: file names contain numbers.
+DENIED_MARKERS = ("PermissionError", "AccessDenied", "Access Denied", "Forbidden", "HTTP 403", "status 403")
 
 
 def is_access_denied(text: str) -> bool:

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ def run_key(source: str, day: dt.date, version: str, day_fingerprint: str) -> st
 
 def scan_source(
     store: Store, config: BillingConfig, source: SourceConfig, cursor: dict[str, Any], now: dt.datetime,
-    has_partition_key: Any,
+    has_partition_key: Callable[[str], bool],
 ) -> SourceScan:
     """One tick for one source, without Dagster: which days to request and the cursor after it."""
     adapter = adapter_for(source.provider)
@@ -177,7 +178,7 @@ ALERTS_ON_SUCCESS = "billing_alerts_on_success"
 ALERTS_ON_FAILURE = "billing_alerts_on_failure"
 
 
-def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_partition_key: Any
+def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_partition_key: Callable[[str], bool]
                  ) -> list[tuple[SourceConfig, dt.date, Any]]:
     """(source, day, SLI result) of every day in the freshness window that is past its deadline and missing."""
 

@@ -65,7 +65,8 @@ def _restated_cost(day: dt.date, team: str, service: str) -> float:
     return base + (5.0 if day in CHANGED and team == "search" else 0.0)
 
 
-def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_source(tmp_path: Path) -> None:
+def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_source(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
     config = _config(tmp_path)
     for name in ("alpha", "beta"):
         deliver_cur2(tmp_path / "landing" / name, "exec-1", cur2_month_frame(PERIOD), PERIOD)
@@ -85,8 +86,19 @@ def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_sou
     assert sorted(r.day for r in alpha.requests) == list(CHANGED)
     assert beta.requests == []
     assert all(r.tags["billing/version"] == "exec-2" for r in alpha.requests)
+    staged: list[str] = []
+    original_stage = Store.stage
+
+    def counting_stage(self, url, workdir):
+        staged.append(str(url))
+        return original_stage(self, url, workdir)
+
+    monkeypatch.setattr(Store, "stage", counting_stage)
     for request in alpha.requests:
         run_day(config, request.day)
+    monkeypatch.undo()
+    assert not [u for u in staged if "/landing/beta/" in u]  # beta's export files are not even opened
+    assert [u for u in staged if "/landing/alpha/" in u]
 
     after = _slice_ids(config)
     rewritten = {key for key in before if before[key] != after[key]}
