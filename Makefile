@@ -11,7 +11,6 @@ FV_VENV := .fv-venv
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import billing_pipeline, dagster, polars, pandera, moto, hypothesis"
 	@touch $@

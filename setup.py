@@ -32,7 +32,11 @@ setup(
             "pytest>=8",
             "pytest-timeout",
             "hypothesis>=6.100",
-            "moto[server]>=5.1",
+            # moto's S3 backend and the flask app behind `moto_server`; the `server` extra would pull
+            # cfn-lint, whose resolution backtracks to Python-2-only packages under pip 26
+            "moto[s3]>=5.1",
+            "flask",
+            "flask-cors",
             "ruff",
             "requests",
         ],
