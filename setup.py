@@ -22,6 +22,7 @@ setup(
         "pyarrow>=20",
         "duckdb>=2.0,<3",
         "s3fs>=2026.9",
+        "gcsfs>=2026.9",  # gs:// sources and lakes (dagster-gcp does not bring it)
         "fsspec>=2026.9",
         "boto3",
         "numpy",

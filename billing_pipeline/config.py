@@ -20,8 +20,8 @@ from billing_pipeline.ops_config import AlertsConfig, AnomalyConfig, AutomationC
 CONFIG_ENV_VAR = "BILLING_CONFIG"
 DEFAULT_CONFIG_FILE = "billing.yaml"
 
-Provider = Literal["aws_cur2", "aws_cur", "focus"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("aws_cur2", "aws_cur", "focus")
+Provider = Literal["aws_cur2", "aws_cur", "focus", "gcp", "azure"]
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("aws_cur2", "aws_cur", "focus", "gcp", "azure")
 
 
 class ConfigError(ValueError):

@@ -18,6 +18,7 @@ import polars as pl
 
 from billing_pipeline.adapters import Delivery, adapter_for, choose_current
 from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
+from billing_pipeline.adapters.drift import SchemaObserver, text_cells
 from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
@@ -42,6 +43,10 @@ QUARANTINE_RECORD_SCHEMA = {
 
 class DeliveryIncompleteError(RuntimeError):
     """The current delivery of a billing period misses files: the day is held back, not published short."""
+
+
+class SchemaDriftError(DeliveryIncompleteError):
+    """A column the adapter needs was renamed, removed or retyped: the source's day is held back (`drift`)."""
 
 
 @dataclass
@@ -158,12 +163,14 @@ def build_raw_slice(
     parts: list[Path] = []
     first_day_of_period = day.day == 1
     bad_date_frames: list[pl.LazyFrame] = []
+    schemas = SchemaObserver(source.provider, source.name, delivery, store, lake_url)
     for index, file_uri in enumerate(delivery.files):
         part = workdir / f"raw-{source.name}-{index}.parquet"
         try:
             local = store.stage(file_uri, workdir)
             frame = adapter.read(local, delivery.file_format)
             schema = frame.collect_schema()
+            schemas.observe(file_uri, schema, frame)
             start = adapter.usage_start(schema)
             frame = frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at))
             frame.filter(start.dt.date() == day).sink_parquet(part)
@@ -195,13 +202,16 @@ def build_raw_slice(
         result.bad_date_rows = count
         if count:
             store.write_parquet(
-                bad_rows.select(pl.all().cast(pl.String)), quarantine_url(lake_url, "bad_dates", day, source.name),
+                text_cells(bad_rows), quarantine_url(lake_url, "bad_dates", day, source.name),
                 workdir,
             )
             record(FileProblem(source.url, f"{count} rows with an unparseable usage start date", "bad_date"),
                    delivery.version, rows=count)
 
-    _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+    drift_records, drift_error = schemas.finish(day, ingested_at)
+    _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
+    if drift_error:
+        raise SchemaDriftError(drift_error)
     if not parts:
         store.remove(target)
         return result
@@ -283,7 +293,7 @@ def build_normalized_slice(
     result.quarantined_rows = bad_ids.height
     if bad_ids.height:
         result.reasons = dict(bad_ids.group_by("_bad_reason").len().sort("_bad_reason").iter_rows())
-        raw_bad = raw.join(bad_ids.lazy(), on="x_RawRow").select(pl.all().cast(pl.String))
+        raw_bad = text_cells(raw.join(bad_ids.lazy(), on="x_RawRow"))
         store.write_parquet(raw_bad.rename({"_bad_reason": "reason"}), rows_url, workdir)
     else:
         store.remove(rows_url)

@@ -55,12 +55,21 @@ def _scan(store: Store, url: str, workdir: Path) -> pl.LazyFrame | None:
     return pl.scan_parquet(store.stage(url, workdir)) if store.exists(url) else None
 
 
-def month_to_date(store: Store, lake_url: str, source: str, day: dt.date, workdir: Path) -> pl.LazyFrame | None:
-    """Normalized BilledCost of the month up to and including `day`, from the lake's slices."""
+def month_to_date(store: Store, lake_url: str, source: str, day: dt.date, workdir: Path,
+                  by_invoice_month: bool = False) -> pl.LazyFrame | None:
+    """Normalized BilledCost of the month up to and including `day`, from the lake's slices.
+
+    `by_invoice_month` (GCP): the rows invoiced in `day`'s month (BillingPeriodStart), whose usage
+    may reach back into the previous month (late rows land on the next invoice).
+    """
+    first = day.replace(day=1)
+    start = (first - dt.timedelta(days=1)).replace(day=1) if by_invoice_month else first
     frames = []
-    for offset in range(day.day):
-        current = day.replace(day=1) + dt.timedelta(days=offset)
+    for offset in range((day - start).days + 1):
+        current = start + dt.timedelta(days=offset)
         frame = _scan(store, slice_url(lake_url, "normalized_line_items", current, source), workdir)
+        if frame is not None and by_invoice_month:
+            frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
         if frame is not None:
             frames.append(frame.select(*KEYS, pl.col("BilledCost").cast(MONEY)))
     if not frames:
@@ -89,7 +98,8 @@ def build_reconciliation(
         "enriched": _grouped(_scan(store, slice_url(lake_url, "tag_enriched_costs", day, source.name), workdir),
                              [pl.col("BilledCost").sum().alias("enriched_total"),
                               pl.col("BilledCost").filter(~pl.col("unallocated")).sum().alias("allocated_total")]),
-        "mtd": month_to_date(store, lake_url, source.name, day, workdir),
+        "mtd": month_to_date(store, lake_url, source.name, day, workdir,
+                             by_invoice_month=getattr(adapter, "bills_by_invoice_month", False)),
     }
     present = [frame for frame in parts.values() if frame is not None]
     if not present:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from billing_pipeline.adapters.aws import AwsCur2Adapter, AwsLegacyCurAdapter
+from billing_pipeline.adapters.azure import AzureAdapter
 from billing_pipeline.adapters.base import Adapter, Delivery, DeliveryChoice, FileProblem, choose_current
 from billing_pipeline.adapters.focus_native import FocusAdapter
+from billing_pipeline.adapters.gcp import GcpAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     "aws_cur2": AwsCur2Adapter(),
     "aws_cur": AwsLegacyCurAdapter(),
     "focus": FocusAdapter(),
+    "gcp": GcpAdapter(),
+    "azure": AzureAdapter(),
 }
 
 

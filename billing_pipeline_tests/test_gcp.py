@@ -1,0 +1,265 @@
+"""GCP billing export: the public koku samples rebuilt into the native nested shape, append-only
+semantics (corrections kept, re-exports counted once), credits as FOCUS rows, invoice months,
+and the incremental BigQuery pull against a fake client that checks the query it is sent."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import datetime as dt
+import shutil
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from billing_pipeline.adapters.gcp import GcpAdapter
+from billing_pipeline.adapters.gcp_bigquery import QUERY, pull_export, pull_with_resource, watermark
+from billing_pipeline.config import BillingConfig, load_config
+from billing_pipeline.generator.gcp_samples import koku_csv_to_nested, write_ndjson, write_parquet
+from billing_pipeline.lake import quarantine_url, slice_url
+from billing_pipeline.storage import Store
+
+from .conftest import SAMPLES, run_spine, write_config
+
+KOKU_2020 = SAMPLES / "koku_202011_30c31bca571d9b7f3b2c8459dd8bc34a_2020-11-08_2020-11-11.csv"
+KOKU_2022 = SAMPLES / "koku_2022-08-01_5.csv"
+
+
+def _config(tmp_path: Path, landing: Path, start: str = "2020-01-01") -> BillingConfig:
+    return load_config(write_config(tmp_path, [{"name": "gcp", "provider": "gcp", "url": str(landing)}],
+                                    start_date=start))
+
+
+def _expected(sample: Path) -> dict[tuple[dt.date, str, str], tuple[Decimal, int, int]]:
+    """(day, account, currency) -> (cost + credits, charge rows, credit rows), with the csv module."""
+    out: dict[tuple[dt.date, str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+    with open(sample, newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = (dt.date.fromisoformat(row["usage_start_time"][:10]), row["billing_account_id"], row["currency"])
+            credits = ast.literal_eval(row["credits"])
+            out[key][0] += Decimal(repr(float(row["cost"]))) + sum(
+                (Decimal(repr(float(c["amount"]))) for c in credits), Decimal(0))
+            out[key][1] += 1
+            out[key][2] += len(credits)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _normalized(config: BillingConfig, day: dt.date) -> pl.DataFrame:
+    return pl.read_parquet(slice_url(config.lake_url, "normalized_line_items", day, "gcp"))
+
+
+@pytest.mark.parametrize("sample", [KOKU_2020, KOKU_2022], ids=["koku-2020-credits", "koku-2022-resources"])
+@pytest.mark.parametrize("suffix", [".json.gz", ".parquet"])
+def test_public_samples_are_conserved_exactly_with_credits_as_rows(tmp_path: Path, sample: Path, suffix: str) -> None:
+    frame = koku_csv_to_nested(sample)
+    landing = tmp_path / "landing"
+    (write_ndjson if suffix == ".json.gz" else write_parquet)(frame, landing / f"export{suffix}")
+    config = _config(tmp_path, landing)
+    expected = _expected(sample)
+    for day in sorted({k[0] for k in expected}):
+        run = run_spine(config, day)
+        assert (run.reconciliation["conservation_delta"] == 0).all()
+        normalized = _normalized(config, day)
+        for (d, account, currency), (total, charges, credits) in expected.items():
+            if d != day:
+                continue
+            rows = normalized.filter(pl.col("BillingAccountId") == account, pl.col("BillingCurrency") == currency)
+            assert rows["BilledCost"].sum() == total
+            assert rows.filter(pl.col("ChargeCategory") == "Credit").height == credits
+            assert rows.filter(pl.col("ChargeCategory") != "Credit").height == charges
+        assert run.normalized[0].duplicate_rows == 0 and run.normalized[0].quarantined_rows == 0
+    credit = _normalized(config, sorted(k[0] for k in expected)[0]).filter(pl.col("ChargeCategory") == "Credit")
+    if credit.height:
+        assert set(credit["x_CreditType"]) == {"PROMOTION"}
+        assert (credit["BilledCost"] == credit["EffectiveCost"]).all()
+        assert credit["PricingQuantity"].null_count() == credit.height
+
+
+def test_json_and_parquet_read_to_the_same_rows() -> None:
+    adapter = GcpAdapter()
+    frame = koku_csv_to_nested(KOKU_2022)
+    with_json = adapter.read(write_ndjson(frame, Path(pytest.importorskip("tempfile").mkdtemp()) / "a.json"), "auto")
+    with_parquet = adapter.read(write_parquet(frame, Path(pytest.importorskip("tempfile").mkdtemp()) / "a.parquet"),
+                                "auto")
+    assert with_json.collect().equals(with_parquet.collect())
+    assert with_json.collect_schema()["usage_start_time"] == pl.Datetime("us", "UTC")
+
+
+def test_a_reexported_window_is_counted_once_and_corrections_are_kept(tmp_path: Path) -> None:
+    frame = koku_csv_to_nested(KOKU_2022)
+    landing = tmp_path / "landing"
+    write_ndjson(frame, landing / "export_date=2022-08-02" / "batch-1.json.gz")
+    write_parquet(frame, landing / "export_date=2022-08-02" / "batch-1-repulled.parquet")  # same rows again
+    # a correction: the first row negated and restated at a later export_time
+    first = frame.head(1)
+    later = first.get_column("export_time")[0] + dt.timedelta(days=3)
+    negated = first.with_columns(
+        -pl.col("cost") - 1.25, pl.lit(later).alias("export_time"),
+        pl.struct(pl.lit("adj-1").alias("id"), pl.lit("late price change").alias("description"),
+                  pl.lit("COMPLETE_NEGATION").alias("mode"), pl.lit("USAGE_CORRECTION").alias("type"))
+        .alias("adjustment_info"), pl.lit("adjustment").alias("cost_type"),
+    )
+    write_ndjson(negated, landing / "export_date=2022-08-05" / "batch-2.json")
+    config = _config(tmp_path, landing)
+    day = dt.date(2022, 8, 1)
+    run = run_spine(config, day)
+    normalized = _normalized(config, day)
+    original = sum((Decimal(repr(v)) for v in frame["cost"]), Decimal(0))
+    assert normalized["BilledCost"].sum() == original - Decimal(repr(frame["cost"][0])) - Decimal("1.25")
+    assert run.normalized[0].duplicate_rows == frame.height  # every re-pulled row, counted
+    duplicates = pl.read_parquet(quarantine_url(config.lake_url, "duplicates", day, "gcp"))
+    assert duplicates["x_FileUri"].n_unique() == 1  # one copy kept (the first read), the other counted
+    correction = normalized.filter(pl.col("ChargeClass") == "Correction")
+    assert correction.height == 1 and correction["ChargeCategory"].item() == "Adjustment"
+    assert correction["x_AdjustmentId"].item() == "adj-1"
+    assert (run.reconciliation["conservation_delta"] == 0).all()
+    # idempotence: same inputs, same rows
+    again = run_spine(config, day)
+    assert _normalized(config, day).drop("x_IngestedAt").equals(normalized.drop("x_IngestedAt"))
+    assert again.normalized[0].duplicate_rows == run.normalized[0].duplicate_rows
+
+
+def test_a_new_append_is_a_new_delivery_and_old_export_dates_are_skipped(tmp_path: Path) -> None:
+    frame = koku_csv_to_nested(KOKU_2022)
+    landing = tmp_path / "landing"
+    write_ndjson(frame, landing / "export_date=2022-07-30" / "old.json")  # exported before the period
+    write_ndjson(frame, landing / "export_date=2022-08-02" / "a.json")
+    adapter = GcpAdapter()
+    (first,) = adapter.discover(Store(), "gcp", str(landing), "2022-08", "auto")
+    assert [Path(f).name for f in first.files] == ["a.json"]
+    write_ndjson(frame.head(2), landing / "export_date=2022-08-03" / "b.json")
+    (second,) = adapter.discover(Store(), "gcp", str(landing), "2022-08", "auto")
+    assert second.version != first.version and len(second.files) == 2
+
+
+def test_a_row_without_cost_is_quarantined_with_its_credits(tmp_path: Path) -> None:
+    frame = koku_csv_to_nested(KOKU_2020)
+    broken = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise(pl.col("cost")).alias("cost"))
+    landing = tmp_path / "landing"
+    write_parquet(broken, landing / "export.parquet")
+    config = _config(tmp_path, landing)
+    day = broken.get_column("usage_start_time")[0].date()
+    run = run_spine(config, day)
+    assert run.normalized[0].quarantined_rows == 1
+    assert run.normalized[0].reasons == {"missing cost in cost": 1}
+    bad = pl.read_parquet(quarantine_url(config.lake_url, "rows", day, "gcp"))
+    assert bad.height == 1 and bad["credits"].str.contains("FreeTrial").all()  # nested kept, as JSON text
+    assert (run.reconciliation["conservation_delta"] == 0).all()
+    assert run.reconciliation["quarantined_total"].sum() == Decimal("-0.000005")  # the credit went with it
+
+
+def test_late_rows_reconcile_on_their_invoice_month(tmp_path: Path) -> None:
+    frame = koku_csv_to_nested(KOKU_2022).with_columns(pl.lit(1.5).alias("cost"), pl.lit([]).cast(
+        pl.List(pl.Struct({"name": pl.String, "amount": pl.Float64, "full_name": pl.String, "id": pl.String,
+                           "type": pl.String}))).alias("credits"))
+    base = frame.get_column("usage_start_time")[0]
+    july_31 = frame.head(2).with_columns(
+        (pl.col("usage_start_time") - (base - dt.datetime(2022, 7, 31, 23, tzinfo=dt.UTC))).alias("usage_start_time"),
+        (pl.col("usage_end_time") - (base - dt.datetime(2022, 7, 31, 23, tzinfo=dt.UTC))).alias("usage_end_time"),
+        pl.struct(pl.lit("202208").alias("month"), pl.lit(None, dtype=pl.String).alias("publisher_type"))
+        .alias("invoice"),
+    )
+    landing = tmp_path / "landing"
+    write_ndjson(pl.concat([frame, july_31]), landing / "export.json")
+    invoices = tmp_path / "invoices"
+    invoices.mkdir()
+    account = frame["billing_account_id"][0]
+    total = Decimal("1.5") * (frame.height + 2)
+    (invoices / "gcp.csv").write_text(
+        f"invoice_id,billing_account_id,billing_period,currency,amount\nG-202208,{account},2022-08,USD,{total}\n")
+    config = _config(tmp_path, landing)
+    run_spine(config, dt.date(2022, 7, 31))
+    late = _normalized(config, dt.date(2022, 7, 31))
+    assert set(late["BillingPeriodStart"].dt.date()) == {dt.date(2022, 8, 1)}
+    assert set(late["x_InvoiceMonth"]) == {"202208"}
+    august = run_spine(config, dt.date(2022, 8, 1)).reconciliation.row(0, named=True)
+    assert august["month_to_date_total"] == total  # July 31's late rows count on August's invoice
+    assert august["invoice_delta"] == 0
+
+
+# ---- the BigQuery pull ------------------------------------------------------------------------------
+
+class _Job:
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def result(self) -> _Job:
+        return self
+
+    def to_arrow(self) -> pa.Table:
+        return self.table
+
+
+class FakeBigQuery:
+    """Answers the pull's query like BigQuery would, from rows shaped like the export table."""
+
+    def __init__(self, rows: pl.DataFrame) -> None:
+        self.rows = rows
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def query(self, query: str, job_config: Any = None) -> _Job:
+        params = {p.name: p.value for p in job_config.query_parameters}
+        types = {p.name: p.type_ for p in job_config.query_parameters}
+        assert types == {"since": "DATE", "watermark": "TIMESTAMP", "until": "TIMESTAMP"}
+        self.calls.append((query, params))
+        selected = self.rows.filter(
+            pl.col("usage_start_time").dt.date() >= params["since"],
+            pl.col("export_time") > params["watermark"],
+            pl.col("export_time") <= params["until"],
+        ).sort("export_time")
+        return _Job(selected.to_arrow())
+
+    def __enter__(self) -> FakeBigQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _Resource:
+    def __init__(self, client: FakeBigQuery) -> None:
+        self.client = client
+
+    def get_client(self) -> FakeBigQuery:
+        return self.client
+
+
+def test_bigquery_pull_is_incremental_parameterized_and_never_pulls_twice(tmp_path: Path) -> None:
+    rows = koku_csv_to_nested(KOKU_2020)
+    fake = FakeBigQuery(rows)
+    out = tmp_path / "landing" / "gcp-pulled"
+    table = "billing-proj.billing.gcp_billing_export_resource_v1_000000_B0BBA4_940A77"
+    store = Store()
+    last_export = rows["export_time"].max()
+    now = last_export + dt.timedelta(hours=2)
+    first = pull_with_resource(_Resource(fake), table, store, str(out), dt.date(2020, 11, 1), now=now)
+    assert first.rows == rows.height and first.new_watermark == last_export
+    query, params = fake.calls[0]
+    assert query == QUERY.format(table=table)
+    assert "DATE(_PARTITIONTIME) >= @since" in query and "export_time > @watermark" in query
+    assert params["since"] == dt.date(2020, 11, 1) and params["until"] == now - dt.timedelta(hours=1)
+    assert watermark(store, str(out)) == last_export
+
+    again = pull_export(fake, table, store, str(out), dt.date(2020, 11, 1), now=now)
+    assert again.rows == 0 and fake.calls[1][1]["watermark"] == last_export
+
+    correction = rows.head(1).with_columns(-pl.col("cost"), pl.lit(now + dt.timedelta(hours=3)).alias("export_time"))
+    fake.rows = pl.concat([rows, correction])
+    later = pull_export(fake, table, store, str(out), dt.date(2020, 11, 1), now=now + dt.timedelta(hours=5))
+    assert later.rows == 1
+    with pytest.raises(ValueError, match="not a BigQuery table"):
+        pull_export(fake, "proj.ds.t`; DROP TABLE x; --", store, str(out), dt.date(2020, 11, 1),
+                    now=now + dt.timedelta(days=9))
+
+    config = _config(tmp_path, out)
+    day = rows["usage_start_time"][0].date()
+    run = run_spine(config, day)
+    assert run.normalized[0].duplicate_rows == 0  # pulled once, ingested once
+    assert (run.reconciliation["conservation_delta"] == 0).all()
+    shutil.rmtree(out)
