@@ -19,8 +19,9 @@ CLI::
 
 `--lake` validates one day of `<lake>/normalized_line_items/date=D/source=S/part-0.parquet` (all
 sources, or one). `--all-fixtures` builds lakes with the spine's own slice builders from the public
-AWS legacy CUR sample, the public FOCUS 1.0 sample and (when importable) the project's generator,
-validates each normalized dataset, and exits 1 on a blocking failure of AWS or generator data, or
+AWS legacy CUR sample, the public FOCUS 1.0 sample, the public GCP (koku, rebuilt nested) and Azure
+EA samples and (when importable) the project's generator (AWS, FOCUS, GCP, Azure),
+validates each normalized dataset, and exits 1 on a blocking failure of AWS, GCP, Azure or generator data, or
 on a rule that fails on the normalized FOCUS 1.0 sample but not on the sample itself.
 """
 
@@ -721,6 +722,8 @@ GENERATOR_SOURCES: dict[str, tuple[str, str]] = {
     "aws_cur2": ("aws_cur2", "aws_cur2/cur2-daily"),
     "aws_cur": ("aws_cur", "aws_cur/cur/legacy-cur"),
     "focus": ("focus", "focus/focus-export"),
+    "gcp": ("gcp", "gcp/billing-export"),
+    "azure": ("azure", "azure/cost-exports/actual-daily"),
 }
 
 
@@ -771,6 +774,49 @@ def legacy_cur_landing(root: Path, sample: Path, assembly: str = "a1") -> Path:
     (report / "20231101-20231201" / "sample-Manifest.json").write_text(json.dumps(manifest))
     (delivery / "sample-Manifest.json").write_text(json.dumps(manifest))
     return report
+
+
+# Public GCP and Azure samples (fixtures/samples/SOURCES.md): koku's flattened GCP CSVs rebuilt into the native
+# nested export (`generator.gcp_samples`), Microsoft's EA exports delivered as one partitioned run each.
+GCP_KOKU_SAMPLES = ("koku_202011_30c31bca571d9b7f3b2c8459dd8bc34a_2020-11-08_2020-11-11.csv", "koku_2022-08-01_5.csv")
+AZURE_EA_SAMPLES = {
+    "azure-ea-actual-sample": ("finops-toolkit_EA_ActualCost_Small.csv", "ActualCost"),
+    "azure-ea-amortized-sample": ("finops-toolkit_EA_AmortizedCost_Small.csv", "AmortizedCost"),
+    "azure-ea-converters-sample": ("focus_converters_sample-anonymous-ea-export-dataset.csv", "ActualCost"),
+}
+
+
+def cloud_sample_checks(
+    samples: Path, workdir: Path
+) -> list[tuple[str, str, Path, list[SourceConfig], list[dt.date], Path | None]]:
+    """Landing zones for the public GCP and Azure samples, as their providers deliver them."""
+    from billing_pipeline.adapters.azure import blob_entry, manifest_document
+    from billing_pipeline.generator.gcp_samples import koku_csv_to_nested, write_ndjson
+
+    out: list[tuple[str, str, Path, list[SourceConfig], list[dt.date], Path | None]] = []
+    gcp_landing = workdir / "gcp-samples" / "landing"
+    days: set[dt.date] = set()
+    for index, name in enumerate(GCP_KOKU_SAMPLES):
+        frame = koku_csv_to_nested(samples / name)
+        write_ndjson(frame, gcp_landing / f"export-{index}.json.gz")
+        days |= set(frame["usage_start_time"].dt.date().to_list())
+    out.append(("gcp-koku-samples", "public koku GCP samples rebuilt as native nested NDJSON -> normalized_line_items",
+                workdir / "gcp-samples" / "lake", [SourceConfig(name="gcp_sample", provider="gcp",
+                                                                url=str(gcp_landing))], sorted(days), None))
+    for name, (file_name, dataset) in AZURE_EA_SAMPLES.items():
+        landing = workdir / name / "landing" / "export"
+        dates = pl.read_csv(samples / file_name, infer_schema=False, encoding="utf8-lossy").select(
+            pl.col("Date").str.to_date("%m/%d/%Y")).to_series()
+        first = min(dates)
+        run = landing / f"{first:%Y%m}01-{first:%Y%m}28" / "run-1"
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copy(samples / file_name, run / "part_0_0001.csv")
+        blob = blob_entry(run / "part_0_0001.csv", f"export/{run.relative_to(landing)}/part_0_0001.csv")
+        (run / "manifest.json").write_text(json.dumps(manifest_document("run-1", [blob], dataset)))
+        out.append((name, f"public Azure EA {dataset} sample ({file_name}) -> normalized_line_items",
+                    workdir / name / "lake", [SourceConfig(name="azure_sample", provider="azure", url=str(landing))],
+                    sorted(set(dates.to_list())), None))
+    return out
 
 
 def _days_of(csv_file: Path, column: str) -> list[dt.date]:
@@ -935,6 +981,7 @@ def check_fixtures(
         _days_of(focus_sample, "ChargePeriodStart"),
         focus_sample,
     ))
+    checks += cloud_sample_checks(samples, workdir)
     generate = _generator() if include_generator else None
     if generate is not None:
         landing = workdir / "generator" / "landing"
@@ -1097,7 +1144,7 @@ def _all_fixtures(args: argparse.Namespace, criteria: list[str]) -> int:
     version = results[0].report.validator_version if results else "unknown"
     print(f"focus-validator {version}, FOCUS {args.focus_version}, applicability criteria: {len(criteria)}")
     print("Gate: zero blocking failures (failed rules minus the documented focus-validator defects) on")
-    print("the AWS sample and the generator data; for the native FOCUS 1.0 sample, no rule may fail on")
+    print("the AWS, GCP and Azure samples and the generator data; for the native FOCUS 1.0 sample, no rule may fail on")
     print("the output that did not fail on the input as delivered.")
     if not any(r.name.startswith("generator-") for r in results):
         print("note: billing_pipeline.generator is not importable; generator data not checked")

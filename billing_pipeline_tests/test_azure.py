@@ -248,3 +248,22 @@ def test_unit_and_header_spellings() -> None:
     assert focus_unit_name("10 GB") == "10 GB"
     assert canonical_header("\ufeffKategorie der Verbrauchseinheit (MeterCategory)") == "metercategory"
     assert canonical_header("costInBillingCurrency") == "costinbillingcurrency"
+
+
+def test_generated_runs_match_ground_truth(tmp_path: Path) -> None:
+    from billing_pipeline.generator import generate_landing_zone
+
+    truth = generate_landing_zone(tmp_path / "landing", days=5, rows_per_day=40, providers=["azure"])
+    root = tmp_path / "landing" / "azure" / "cost-exports" / "actual-daily"
+    config = _config(tmp_path, root, start="2026-10-01")
+    assert [d.number for d in truth.deliveries] == [1, 2, 3] and truth.deliveries[-1].final
+    manifest = json.loads(truth.deliveries[-1].manifest.read_text())
+    assert manifest["dataRowCount"] == sum(b["dataRowCount"] for b in manifest["blobs"])
+    for day in sorted(set(truth.frame["date"])):
+        run = run_spine(config, day)
+        assert run.raw[0].version == f"ActualCost:{truth.deliveries[-1].delivery_id}"  # the re-export wins
+        expected = truth.frame.filter(pl.col("date") == day).row(0, named=True)
+        got = run.normalized[0]
+        assert (got.billed_cost, got.effective_cost, got.rows, got.duplicate_rows) == (
+            expected["billed_cost"], expected["effective_cost"], expected["rows"], expected["duplicate_rows"]), day
+        assert (run.reconciliation["conservation_delta"] == 0).all()

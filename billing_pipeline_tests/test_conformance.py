@@ -91,10 +91,19 @@ def test_aws_legacy_cur_sample_has_no_blocking_failure(checks: dict[str, Dataset
     assert not any(check.report.unchecked.values()), check.report.unchecked
 
 
-@pytest.mark.parametrize("source", ["aws_cur2", "aws_cur", "focus"])
+@pytest.mark.parametrize("source", ["aws_cur2", "aws_cur", "focus", "gcp", "azure"])
 def test_generator_data_has_no_blocking_failure(checks: dict[str, DatasetCheck], source: str) -> None:
     check = checks[f"generator-{source}"]
     assert check.rows > 0 and check.days == conformance.GENERATOR_DAYS
+    assert check.report.blocking_failures == [], check.summary()
+    assert check.ok
+
+
+@pytest.mark.parametrize(
+    "name", ["gcp-koku-samples", "azure-ea-actual-sample", "azure-ea-amortized-sample", "azure-ea-converters-sample"])
+def test_gcp_and_azure_samples_have_no_blocking_failure(checks: dict[str, DatasetCheck], name: str) -> None:
+    check = checks[name]
+    assert check.rows > 0 and check.days > 0
     assert check.report.blocking_failures == [], check.summary()
     assert check.ok
 
@@ -164,7 +173,7 @@ def test_all_fixtures_cli_prints_a_line_per_dataset_and_gates(
     out = capsys.readouterr().out
     assert "[PASS] aws-legacy-cur-sample: 1281 rows, 14 days;" in out
     assert "failing on output but not on input: 0" in out
-    assert out.rstrip().endswith("conformance: OK (5 datasets)")
+    assert out.rstrip().endswith("conformance: OK (11 datasets)")
 
     broken = ValidatorReport(1, 1, 0, 2, [("BilledCost-C-003-M", "x")], "", [RuleFailure("BilledCost-C-003-M", "x")])
     results = [DatasetCheck("aws-legacy-cur-sample", "d", 1, 1, broken)]

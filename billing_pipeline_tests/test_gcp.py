@@ -263,3 +263,37 @@ def test_bigquery_pull_is_incremental_parameterized_and_never_pulls_twice(tmp_pa
     assert run.normalized[0].duplicate_rows == 0  # pulled once, ingested once
     assert (run.reconciliation["conservation_delta"] == 0).all()
     shutil.rmtree(out)
+
+
+# ---- the generator's month of GCP appends -------------------------------------------------------------
+
+def test_generated_month_matches_ground_truth_and_its_invoice(tmp_path: Path) -> None:
+    from billing_pipeline.generator import generate_landing_zone
+
+    truth = generate_landing_zone(tmp_path / "landing", rows_per_day=20, providers=["gcp"])
+    config = load_config(write_config(tmp_path, [{"name": "gcp", "provider": "gcp",
+                                                  "url": str(tmp_path / "landing" / "gcp" / "billing-export")}],
+                                      invoices_url=str(tmp_path / "landing" / "invoices"), start_date="2026-10-01"))
+    formats = {p.suffix for d in truth.deliveries for p in d.data_files}
+    assert formats == {".gz", ".parquet"}  # NDJSON and Parquet appends
+    exports = [d.export_time for d in truth.deliveries]
+    assert exports == sorted(exports)
+    days = sorted(set(truth.frame["date"]))
+    for day in days:
+        run = run_spine(config, day)
+        expected = truth.frame.filter(pl.col("date") == day).row(0, named=True)
+        got = run.normalized[0]
+        assert (got.billed_cost, got.effective_cost, got.rows, got.duplicate_rows) == (
+            expected["billed_cost"], expected["effective_cost"], expected["rows"], expected["duplicate_rows"]), day
+        assert (run.reconciliation["conservation_delta"] == 0).all()
+    last = run.reconciliation.row(0, named=True)
+    assert last["status"] == "matched" and last["invoice_delta"] == 0  # late month-end rows are on November's
+    month_end = _normalized(config, days[-1])
+    assert set(month_end["x_InvoiceMonth"]) == {"202610", "202611"}
+    assert month_end.filter(pl.col("ChargeCategory") == "Credit").height > 0
+    corrected = _normalized(config, days[1]).filter(pl.col("ChargeClass") == "Correction")
+    assert corrected.height >= 6  # negations and restatements, both kept
+    # idempotence: the whole spine again, same rows
+    before = _normalized(config, days[1])
+    run_spine(config, days[1])
+    assert _normalized(config, days[1]).drop("x_IngestedAt").equals(before.drop("x_IngestedAt"))

@@ -508,7 +508,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert set(truth["source"]) == {"focus", "aws_cur"}
     assert not (tmp_path / "aws_cur2").exists()
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), "--only", "gcp"])
+        main(["--out", str(tmp_path), "--only", "oci"])
     with pytest.raises(ValueError):
         generate_landing_zone(tmp_path, month="2026-13")
 

@@ -34,11 +34,15 @@ Cost views (DOMAIN.md):
 - FocusCost: Microsoft's native FOCUS export, mapped by the FOCUS adapter.
 
 Row identity. There is no row id, and several identical rows per resource, meter and day are
-legitimate. The key is Microsoft's composite key taken to its limit, *every* delivered column,
-plus the row's occurrence number among identical rows of its own file: a legitimate repeat within a
-file gets occurrence 2, 3, ... and is kept, while the same rows in a second file (a blob delivered
-twice, listed twice, or an overlapping run read by mistake) repeat (row, occurrence) pairs and are
-dropped and counted. Net effect: per distinct row, the maximum count over the files is kept.
+legitimate. The key is Microsoft's composite key taken to its limit, *every* delivered column, plus
+the row's occurrence number among identical rows of its own file, plus a digest of the file's
+content (row count and sums of row hashes: independent of row order). Within one run the blobs are
+partitions of one dataset, so identical rows in different blobs are legitimate too (a partition
+boundary can split repeats); only a blob that holds exactly the rows of another one (a blob
+delivered twice under another name, a re-sent partition) repeats (row, occurrence, content) and is
+dropped and counted. Runs never mix (one run per period is read), so an overlapping or restating
+run cannot double anything. Keeping "the maximum count per row over the files" instead would drop
+legitimate repeats that a partition boundary split.
 """
 
 from __future__ import annotations
@@ -419,7 +423,7 @@ class AzureAdapter:
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         if "_az_row" not in schema:
             return self._focus.dedup_key(schema)
-        return ["_az_row", "_az_occurrence"]
+        return ["_az_row", "_az_occurrence", "_az_file"]
 
     def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         """Per row: the billed amount as delivered (for AmortizedCost, 0 on amortized rows: module doc)."""
@@ -508,8 +512,12 @@ class AzureAdapter:
             ignore_nulls=True,
         )
         frame = raw.with_columns(pl.struct([c for c in schema if not c.startswith("x_")]).alias("_az_row"))
-        occurrence = pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(
-            pl.col("_az_row").hash(seed=0), pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit(""))
+        row_hash = pl.col("_az_row").hash(seed=0)
+        file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
+        occurrence = pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file)
+        # what the file holds, whatever its row order: rows of two files are duplicates only if the files are
+        content = pl.struct(pl.len().over(file).alias("rows"), (row_hash // 2**32).sum().over(file).alias("high"),
+                            (row_hash % 2**32).sum().over(file).alias("low"))
         return frame.select(
             billed.alias("BilledCost"),
             account.alias("BillingAccountId"),
@@ -576,7 +584,10 @@ class AzureAdapter:
                 pl.coalesce(get.text("product_id"), get.text("part_number"), get.text("meter_id"))).alias("SkuId"),
             pl.when((category != "Tax") & get.text("meter_id").is_not_null()).then(get.text("meter_name"))
             .alias("SkuMeter"),
-            pl.when(priced).then(get.text("meter_id")).alias("SkuPriceId"),
+            # a price is a meter of a product: one SkuId per SkuPriceId by construction
+            pl.when(priced).then(pl.concat_str([pl.coalesce(get.text("product_id"), get.text("part_number"),
+                                                            get.text("meter_id")), get.text("meter_id")],
+                                               separator="_")).alias("SkuPriceId"),
             subscription.alias("SubAccountId"),
             pl.coalesce(get.text("subscription_name"), subscription).alias("SubAccountName"),
             pl.when(subscription.is_not_null()).then(pl.lit("Subscription")).alias("SubAccountType"),
@@ -601,6 +612,7 @@ class AzureAdapter:
             pl.when(bad != "").then(bad).alias("_bad_reason"),
             pl.col("_az_row"),
             occurrence.alias("_az_occurrence"),
+            content.alias("_az_file"),
         )
 
 

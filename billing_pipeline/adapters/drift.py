@@ -199,7 +199,7 @@ class SchemaObserver:
                                 f"as {requirement.kinds[0]}")
             elif self.provider in SPARSE_PROVIDERS:
                 sparse.append(match)
-        if sparse:
+        if sparse and (self._known is None or self._known.get("breaking")):  # scanned once per delivery
             counts = frame.select(pl.len().alias("_rows"), *[pl.col(c).is_not_null().sum().alias(c) for c in sparse]
                                   ).collect().row(0, named=True)
             if counts["_rows"]:
@@ -210,6 +210,7 @@ class SchemaObserver:
     def finish(self, day: dt.date, detected_at: dt.datetime) -> tuple[list[dict[str, Any]], str | None]:
         """Quarantine records of kind `schema_change` for the day, and the breaking message (or None)."""
         document = self._known or self._document()
+        document.setdefault("breaking", [f"{message} (file {file})" for file, message in self.broken])
         if self._known is None and self.files:
             self.store.write_bytes(schema_url(self.lake_url, self.source, self.delivery.version),
                                    json.dumps(document, indent=1, sort_keys=True).encode())

@@ -471,6 +471,11 @@ class GcpAdapter:
             pl.when(consumed_quantity.is_not_null()).then(consumed_unit).alias("ConsumedUnit"),
             pl.when(pricing_quantity.is_not_null()).then(money("price", "effective_price"))
             .alias("ContractedUnitPrice"),
+            # no list price is delivered without `cost_at_list`: then list = contracted, as ListCost = cost
+            pl.when(pricing_quantity.is_not_null() & money("cost_at_list").is_null())
+            .then(money("price", "effective_price")).alias("ListUnitPrice"),
+            pl.when(pricing_quantity.is_not_null() & money("cost_at_list").is_null())
+            .then(money("price", "effective_price")).alias("PricingCurrencyListUnitPrice"),
             pl.when(is_usage).then(pl.lit("Standard")).alias("PricingCategory"),
             currency.alias("PricingCurrency"),
             pl.when(pricing_quantity.is_not_null()).then(money("price", "effective_price"))
@@ -516,7 +521,8 @@ class GcpAdapter:
         amount = parse_money(credit.struct.field("amount"), pl.Float64)
         types = charge.collect_schema()
         nulls = ("PricingQuantity", "PricingUnit", "ConsumedQuantity", "ConsumedUnit", "ContractedUnitPrice",
-                 "PricingCategory", "PricingCurrencyContractedUnitPrice", "SkuPriceId")
+                 "PricingCategory", "PricingCurrencyContractedUnitPrice", "SkuPriceId", "ListUnitPrice",
+                 "PricingCurrencyListUnitPrice")
         credit_rows = (
             charge.filter(pl.col("_gcp_credits").list.len() > 0)
             .explode("_gcp_credits")

@@ -40,10 +40,11 @@ from billing_pipeline.generator.writers import (
     write_parquet,
 )
 
-SOURCES: tuple[str, ...] = ("aws_cur2", "aws_cur", "aws_cur_parquet", "focus")
-DEFAULT_PROVIDERS: tuple[str, ...] = ("aws_cur2", "aws_cur", "focus")
+SOURCES: tuple[str, ...] = ("aws_cur2", "aws_cur", "aws_cur_parquet", "focus", "gcp", "azure")
+DEFAULT_PROVIDERS: tuple[str, ...] = ("aws_cur2", "aws_cur", "focus", "gcp", "azure")
 # Rows per data file. Small CSV files make a demo month span several files, as a big real export would.
-DEFAULT_ROWS_PER_FILE: dict[str, int] = {"aws_cur2": 100_000, "aws_cur": 5_000, "aws_cur_parquet": 100_000,
+DEFAULT_ROWS_PER_FILE: dict[str, int] = {"gcp": 100_000, "azure": 5_000,
+                                         "aws_cur2": 100_000, "aws_cur": 5_000, "aws_cur_parquet": 100_000,
                                          "focus": 5_000}
 MAX_PIECE_ROWS = 500_000
 CUR2_DUPLICATE_ROWS = 5
@@ -515,6 +516,14 @@ _WRITERS: dict[str, Callable[[Path, Month, int, int, int], _SourceWriter]] = {
     "focus": FocusExportWriter,
 }
 
+def _cloud_writers() -> dict[str, Callable[[Path, Month, int, int, int], _SourceWriter]]:
+    """GCP and Azure writers (imported late: their modules build on this one)."""
+    from billing_pipeline.generator.azure import AzureWriter
+    from billing_pipeline.generator.gcp import GcpWriter
+
+    return {"gcp": GcpWriter, "azure": AzureWriter}
+
+
 def _aws_invoice_id(payer_id: str, month: Month) -> str:
     return str(1_000_000_000 + stable_int(f"{payer_id}|{month.label}") % 9_000_000_000)
 
@@ -552,7 +561,7 @@ def generate_landing_zone(
         # new deliveries without any manifest naming them.
         shutil.rmtree(root / source, ignore_errors=True)
         per_file = rows_per_file or DEFAULT_ROWS_PER_FILE[source]
-        writer = _WRITERS[source](root, period, seed, per_file, rows_per_day)
+        writer = (_WRITERS | _cloud_writers())[source](root, period, seed, per_file, rows_per_day)
         writer.run(plans)
         writers.append(writer)
 
@@ -595,6 +604,9 @@ def _invoices(writers: list[_SourceWriter], month: Month) -> pl.DataFrame:
     """One invoice per source billing account and currency: the final delivery's month total."""
     rows = []
     for w in writers:
+        if hasattr(w, "invoice_rows"):  # GCP (by invoice.month) and Azure build their own
+            rows += w.invoice_rows()
+            continue
         ids = w.invoice_ids()
         sums: dict[tuple[str, str], int] = {}
         for (_, acct, cur), v in w.final_totals.data.items():
