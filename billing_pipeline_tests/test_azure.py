@@ -267,3 +267,25 @@ def test_generated_runs_match_ground_truth(tmp_path: Path) -> None:
         assert (got.billed_cost, got.effective_cost, got.rows, got.duplicate_rows) == (
             expected["billed_cost"], expected["effective_cost"], expected["rows"], expected["duplicate_rows"]), day
         assert (run.reconciliation["conservation_delta"] == 0).all()
+
+
+def test_a_restating_run_requests_only_the_days_it_changes(tmp_path: Path) -> None:
+    from billing_pipeline.fingerprints import build_raw_slice_if_changed
+    from billing_pipeline.sensors import scan_source
+
+    root = tmp_path / "landing" / "actual"
+    write_run(root, "20230901-20230930", "run-1", {"part_1.csv": EA_ACTUAL}, submitted="2023-09-25T00:00:00Z")
+    config = _config(tmp_path, root, start="2023-09-01")
+    source, store, now = config.sources[0], Store(), dt.datetime(2023, 9, 28, tzinfo=dt.UTC)
+    first = scan_source(store, config, source, {}, now, lambda key: True)
+    days = sorted({r.day for r in first.requests})
+    assert days == [dt.date(2023, 9, 4), dt.date(2023, 9, 5), dt.date(2023, 9, 21)]
+    with scratch_dir() as workdir:
+        for day in days:
+            build_raw_slice_if_changed(source, day, store, config.lake_url, workdir)
+    restated = pl.read_csv(EA_ACTUAL, infer_schema=False, encoding="utf8-lossy").with_columns(
+        pl.when(pl.col("Date") == "09/05/2023").then(pl.lit("9.99")).otherwise(pl.col("Cost")).alias("Cost"))
+    write_run(root, "20230901-20230930", "run-2", {"part_1.csv": restated.write_csv().encode()},
+              submitted="2023-09-26T00:00:00Z")
+    again = scan_source(store, config, source, first.cursor, now, lambda key: True)
+    assert sorted({r.day for r in again.requests}) == [dt.date(2023, 9, 5)]

@@ -297,3 +297,29 @@ def test_generated_month_matches_ground_truth_and_its_invoice(tmp_path: Path) ->
     before = _normalized(config, days[1])
     run_spine(config, days[1])
     assert _normalized(config, days[1]).drop("x_IngestedAt").equals(before.drop("x_IngestedAt"))
+
+
+def test_a_late_append_requests_only_the_days_it_changes(tmp_path: Path) -> None:
+    """Invariant 4 for an append-only source: the sensor asks for exactly the days a new file touches."""
+    from billing_pipeline.fingerprints import build_raw_slice_if_changed
+    from billing_pipeline.generator import generate_landing_zone
+    from billing_pipeline.sensors import scan_source
+    from billing_pipeline.storage import scratch_dir
+
+    generate_landing_zone(tmp_path / "landing", days=4, rows_per_day=20, providers=["gcp"])
+    landing = tmp_path / "landing" / "gcp" / "billing-export"
+    config = _config(tmp_path, landing, start="2026-10-01")
+    source, store, now = config.sources[0], Store(), dt.datetime(2026, 10, 12, tzinfo=dt.UTC)
+    first = scan_source(store, config, source, {}, now, lambda key: True)
+    days = sorted({r.day for r in first.requests})
+    assert days == [dt.date(2026, 10, d) for d in range(1, 5)]
+    with scratch_dir() as workdir:
+        for day in days:
+            build_raw_slice_if_changed(source, day, store, config.lake_url, workdir)
+    assert scan_source(store, config, source, first.cursor, now, lambda key: True).requests == []
+    late = pl.read_parquet(next(landing.rglob("*.parquet"))).head(2)  # two more rows of that file's day
+    late_day = late["usage_start_time"][0].date()
+    late = late.with_columns(pl.col("export_time") + dt.timedelta(days=5), -pl.col("cost"))
+    write_ndjson(late, landing / "export_date=2026-10-11" / "late.json.gz")
+    again = scan_source(store, config, source, first.cursor, now, lambda key: True)
+    assert sorted({r.day for r in again.requests}) == [late_day]
