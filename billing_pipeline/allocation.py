@@ -93,8 +93,8 @@ def allocate_by_distinct_tags(frame: pl.LazyFrame, policy: TagPolicy) -> pl.Lazy
     """`allocate`, evaluated once per distinct (tags, account) instead of once per row.
 
     A day holds millions of rows but only thousands of tag combinations; the list operations of
-    the policy run on those, and the result is joined back (row order kept).
+    the policy run on those, and the result is joined back (row order is not kept: it carries no meaning).
     """
     distinct = frame.select(*ALLOCATION_INPUTS, "x_TagList").unique(subset=ALLOCATION_INPUTS, keep="any")
     decided = allocate(distinct, policy).select(*ALLOCATION_INPUTS, *allocated_columns(policy))
-    return frame.join(decided, on=ALLOCATION_INPUTS, how="left", nulls_equal=True, maintain_order="left")
+    return frame.join(decided, on=ALLOCATION_INPUTS, how="left", nulls_equal=True)

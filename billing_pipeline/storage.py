@@ -169,13 +169,12 @@ class Store:
             local_file.unlink(missing_ok=True)
 
     def write_parquet(self, frame: pl.LazyFrame | pl.DataFrame, dest_url: str, workdir: Path) -> None:
-        """Stream `frame` to Parquet and publish it atomically at `dest_url`."""
-        if is_remote(dest_url):
-            tmp_dir = workdir
-        else:
-            tmp_dir = Path(dest_url).parent
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f".tmp-{uuid.uuid4().hex}.partial"  # never matches a reader's *.parquet glob
+        """Stream `frame` to Parquet in `workdir` (scratch, outside the lake), then publish it atomically.
+
+        Writing outside the lake means a failed or killed write never leaves a partial file beside
+        the slice it would have replaced (polars may still be creating the file when it raises).
+        """
+        tmp = workdir / f".tmp-{uuid.uuid4().hex}.partial"
         try:
             if isinstance(frame, pl.DataFrame):
                 frame.write_parquet(tmp, statistics=True)

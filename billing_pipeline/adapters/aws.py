@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -181,12 +182,37 @@ class AwsCurAdapter:
                 return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
             return parse_datetime(pl.col(name), schema[name])
 
-        line_type = string("line_item_line_item_type")
-        billed = money("line_item_unblended_cost")
+        def keep(name: str, expr: pl.Expr) -> pl.Expr:
+            """Evaluate `expr` once per row as a temporary column; later expressions read the column.
+
+            The FOCUS columns reuse the same intermediate values many times over; polars does not
+            always share them across when/then branches, and re-evaluating them dominated runtime.
+            """
+            nonlocal frame
+            frame = frame.with_columns(expr.alias(f"_{name}"))
+            return pl.col(f"_{name}")
+
+        def per_distinct(name: str, inputs: list[pl.Expr], transform: Callable[..., pl.Expr]) -> pl.Expr:
+            """`transform(*inputs)` computed once per distinct input tuple, then looked up per row: the
+            catalog's regexes and lookups run on thousands of values, not millions of rows. The
+            distinct values are read in a narrow pass of their own (a few columns); the lookup is a
+            hash replace on one composite key, so row order is kept and no join is needed."""
+            nonlocal frame
+            columns = [keep(f"{name}_in{i}", expr) for i, expr in enumerate(inputs)]
+            key = pl.concat_str([c.cast(pl.String).fill_null("\x00") for c in columns], separator="\x1f")
+            table = (
+                frame.select(*columns).unique().collect(engine="streaming")
+                .select(key.alias("key"), transform(*columns).alias("value"))
+            )
+            return keep(name, key.replace_strict(table["key"], table["value"], default=None,
+                                                 return_dtype=table.schema["value"]))
+
+        line_type = keep("line_type", string("line_item_line_item_type"))
+        billed = keep("billed", money("line_item_unblended_cost"))
         zero = pl.lit(0, dtype=MONEY)
-        reservation_arn = string("reservation_reservation_a_r_n")
-        savings_plan_arn = string("savings_plan_savings_plan_a_r_n")
-        effective = (
+        reservation_arn = keep("reservation_arn", string("reservation_reservation_a_r_n"))
+        savings_plan_arn = keep("savings_plan_arn", string("savings_plan_savings_plan_a_r_n"))
+        effective = keep("effective", (
             pl.when(line_type == "SavingsPlanCoveredUsage")
             .then(money("savings_plan_savings_plan_effective_cost").fill_null(zero))
             .when(line_type == "SavingsPlanRecurringFee")
@@ -206,18 +232,18 @@ class AwsCurAdapter:
             .when((line_type == "Fee") & reservation_arn.is_not_null())
             .then(zero)
             .otherwise(billed)
-        )
-        commitment_id = (
+        ))
+        commitment_id = keep("commitment_id", (
             pl.when(line_type.is_in(SAVINGS_PLAN_TYPES))
             .then(savings_plan_arn)
             .when(line_type.is_in(["DiscountedUsage", "RIFee"]) | (line_type == "Fee"))
             .then(reservation_arn)
-        )
+        ))
         has_commitment = commitment_id.is_not_null()
         # A recurring commitment fee carries the unused commitment as its EffectiveCost: in FOCUS that
         # is a Usage row with CommitmentDiscountStatus "Unused" (a Purchase must have EffectiveCost 0).
-        unused_fee = line_type.is_in(UNUSED_COMMITMENT_TYPES) & has_commitment
-        category = (
+        unused_fee = keep("unused_fee", line_type.is_in(UNUSED_COMMITMENT_TYPES) & has_commitment)
+        category = keep("category", (
             pl.when(line_type.is_in(USAGE_TYPES) | unused_fee)
             .then(pl.lit("Usage"))
             .when(line_type.is_in(PURCHASE_TYPES))
@@ -227,7 +253,7 @@ class AwsCurAdapter:
             .when(line_type.is_in(CREDIT_TYPES))
             .then(pl.lit("Credit"))
             .otherwise(pl.lit("Adjustment"))
-        )
+        ))
         frequency = (
             pl.when(line_type.is_in(USAGE_TYPES))
             .then(pl.lit("Usage-Based"))
@@ -237,33 +263,36 @@ class AwsCurAdapter:
         )
         is_usage = category == "Usage"
         priced = category.is_in(["Usage", "Purchase"])
-        status = (
+        status = keep("status", (
             pl.when(has_commitment & is_usage)
             .then(pl.when(unused_fee).then(pl.lit("Unused")).otherwise(pl.lit("Used")))
-        )
-        commitment_type = (
+        ))
+        commitment_type = keep("commitment_type", (
             pl.when(~has_commitment)
             .then(None)
             .when(line_type.str.starts_with("SavingsPlan"))
             .then(pl.lit("Savings Plan"))
             .otherwise(pl.lit("Reserved Instance"))
-        )
+        ))
 
-        product_code = string("line_item_product_code")
-        product_name = pl.coalesce(string("product_product_name"), string("product_servicename"))
-        code = catalog.service_code(product_code, string("product_servicecode"), product_name)
-        service_name = pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown"))
+        product_code = keep("product_code", string("line_item_product_code"))
+        product_name = keep("product_name", pl.coalesce(string("product_product_name"), string("product_servicename")))
+        code = per_distinct("code", [product_code, string("product_servicecode"), product_name],
+                            catalog.service_code)
+        service_name = keep("service_name",
+                            pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown")))
 
-        usage_amount = money("line_item_usage_amount")
-        delivered_unit = pl.coalesce(string("pricing_unit"), string("product_pricing_unit"))
-        unit = catalog.focus_unit(
-            pl.coalesce(delivered_unit, pl.when(line_type.is_in(UNUSED_COMMITMENT_TYPES)).then(pl.lit("Hours")))
+        usage_amount = keep("usage_amount", money("line_item_usage_amount"))
+        delivered_unit = keep("delivered_unit", pl.coalesce(string("pricing_unit"), string("product_pricing_unit")))
+        unit = per_distinct(
+            "unit",
+            [pl.coalesce(delivered_unit, pl.when(line_type.is_in(UNUSED_COMMITMENT_TYPES)).then(pl.lit("Hours")))],
+            catalog.focus_unit,
         )
-        pricing_quantity = pl.when(priced & unit.is_not_null()).then(usage_amount)
+        pricing_quantity = keep("pricing_quantity", pl.when(priced & unit.is_not_null()).then(usage_amount))
         pricing_unit = pl.when(pricing_quantity.is_not_null()).then(unit)
-        consumed_quantity = pl.when(is_usage & (status != "Unused").fill_null(True) & unit.is_not_null()).then(
-            usage_amount
-        )
+        consumed_quantity = keep("consumed_quantity", pl.when(
+            is_usage & (status != "Unused").fill_null(True) & unit.is_not_null()).then(usage_amount))
         consumed_unit = pl.when(consumed_quantity.is_not_null()).then(unit)
 
         negation = line_type == "SavingsPlanNegation"
@@ -320,8 +349,11 @@ class AwsCurAdapter:
             pl.when(commitment_type == "Savings Plan").then(commitment_unit_currency).otherwise(pl.lit("Hours"))
         )
 
-        region = catalog.region_id(string("product_region_code"), string("product_region"))
-        resource_id = string("line_item_resource_id")
+        region = per_distinct("region", [string("product_region_code"), string("product_region")], catalog.region_id)
+        region_name = per_distinct("region_name", [region, string("product_location")], catalog.region_name)
+        resource_id = keep("resource_id", string("line_item_resource_id"))
+        resource_type = keep("resource_type", catalog.resource_type(resource_id, code))  # ids are near-unique
+        sku_meter = per_distinct("sku_meter", [string("line_item_usage_type")], catalog.sku_meter)
         usage_account = string("line_item_usage_account_id")
         payer_account = string("bill_payer_account_id")
         sku_id = string("product_sku")
@@ -337,7 +369,7 @@ class AwsCurAdapter:
             .then(pl.coalesce(string("line_item_legal_entity"), pl.lit("AWS Marketplace")))
             .otherwise(pl.lit(PROVIDER))
         )
-        tag_list = _tag_list(schema)
+        tag_list = keep("tag_list", _tag_list(schema))
         bad_reason = pl.concat_str(
             [
                 pl.when(money_is_unparseable(pl.col(name), schema[name])).then(
@@ -412,12 +444,12 @@ class AwsCurAdapter:
             .then(list_unit_price)
             .alias("PricingCurrencyListUnitPrice"),
             region.alias("RegionId"),
-            catalog.region_name(region, string("product_location")).alias("RegionName"),
+            region_name.alias("RegionName"),
             resource_id.alias("ResourceId"),
-            catalog.resource_type(resource_id, code).alias("ResourceType"),
+            resource_type.alias("ResourceType"),
             pl.when(category != "Tax").then(sku_id).alias("SkuId"),
             pl.when((category != "Tax") & sku_id.is_not_null())
-            .then(catalog.sku_meter(string("line_item_usage_type")))
+            .then(sku_meter)
             .alias("SkuMeter"),
             pl.when((category != "Tax") & sku_id.is_not_null())
             .then(pl.coalesce(string("pricing_rate_code"), string("pricing_rate_id")))
