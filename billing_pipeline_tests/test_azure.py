@@ -289,3 +289,20 @@ def test_a_restating_run_requests_only_the_days_it_changes(tmp_path: Path) -> No
               submitted="2023-09-26T00:00:00Z")
     again = scan_source(store, config, source, first.cursor, now, lambda key: True)
     assert sorted({r.day for r in again.requests}) == [dt.date(2023, 9, 5)]
+
+
+def test_a_focus_cost_run_goes_through_the_focus_mapping(tmp_path: Path) -> None:
+    focus = pl.read_csv(SAMPLES / "focus-sample-data_FOCUS-1.0_focus_sample.csv", infer_schema=False).filter(
+        pl.col("ProviderName") == "Microsoft")
+    root = tmp_path / "landing" / "focus-cost"
+    first = dt.date.fromisoformat(focus["ChargePeriodStart"].min()[:10])
+    write_run(root, f"{first:%Y%m}01-{first:%Y%m}30", "run-1", {"part_0_0001.csv": focus.write_csv().encode()},
+              dataset="FocusCost")
+    config = _config(tmp_path, root, start=f"{first:%Y-%m}-01")
+    day_rows = focus.filter(pl.col("ChargePeriodStart").str.slice(0, 10) == first.isoformat())
+    run = run_spine(config, first)
+    assert run.raw[0].version == "FocusCost:run-1"
+    assert (run.reconciliation["conservation_delta"] == 0).all()
+    normalized = _normalized(config, first)
+    assert normalized.height == day_rows.height
+    assert normalized["BilledCost"].sum() == day_rows["BilledCost"].cast(pl.Decimal(38, 18)).sum()

@@ -46,7 +46,7 @@ RESERVATION = f"/providers/Microsoft.Capacity/reservationOrders/{RESERVATION_ORD
               "7d1e9a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 SUBSCRIPTIONS = [
     ("1c2d3e4f-0000-4000-8000-000000000001", "acme-prod", {"team": "payments", "env": "prod"}),
-    ("1c2d3e4f-0000-4000-8000-000000000002", "acme-data", {"CostCenter": "CC-1003"}),
+    ("1c2d3e4f-0000-4000-8000-000000000002", "acme-data", {"CostCenter": "CC-1003", "Team": "data-platform"}),
     ("1c2d3e4f-0000-4000-8000-000000000003", "acme-dev", {"Environment": "dev", "owner": "web"}),
 ]
 # (MeterCategory, MeterSubCategory, MeterName, UnitOfMeasure, unit price (1e-8), ConsumedService, resource type,
@@ -54,7 +54,7 @@ SUBSCRIPTIONS = [
 METERS = [
     ("Virtual Machines", "Dv5 Series", "D4s v5", "1 Hour", 19_200_000, "Microsoft.Compute",
      "virtualMachines", "Compute", "Virtual Machines Dv5 Series - D4s v5 - EU West"),
-    ("Storage", "Premium SSD Managed Disks", "P10 LRS Disk", "1/Month", 1_789_000_000, "Microsoft.Compute",
+    ("Storage", "Premium SSD Managed Disks", "P10 LRS Disk", "1/Month", 58_000_000, "Microsoft.Compute",
      "disks", "Storage", "Premium SSD Managed Disks - P10 LRS - EU West"),
     ("Storage", "Tables", "Hot LRS Data Stored", "1 GB/Month", 4_500_000, "Microsoft.Storage",
      "storageAccounts", "Storage", "Blob Storage - Hot LRS - EU West"),
@@ -98,7 +98,7 @@ class AzureModel:
         n = self.rows_per_day - REPEATED_ROWS
         meter = rng.integers(0, len(METERS), n)
         sub = rng.integers(0, len(SUBSCRIPTIONS), n)
-        quantity_milli = rng.integers(100, 24_000, n)  # 0.1 .. 24 units, 3 decimals
+        quantity_milli = rng.integers(100, 6_000, n)  # 0.1 .. 6 units, 3 decimals
         factor = 1.0 + 0.05 * rev
         price = (np.array([m[4] for m in METERS])[meter] * factor).astype(np.int64)
         cost = (quantity_milli * price) // 1000
