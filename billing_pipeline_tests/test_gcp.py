@@ -323,3 +323,34 @@ def test_a_late_append_requests_only_the_days_it_changes(tmp_path: Path) -> None
     write_ndjson(late, landing / "export_date=2026-10-11" / "late.json.gz")
     again = scan_source(store, config, source, first.cursor, now, lambda key: True)
     assert sorted({r.day for r in again.requests}) == [late_day]
+
+
+def test_gcp_and_azure_sources_in_s3(tmp_path: Path) -> None:
+    """Remote landing and lake (moto S3 on 127.0.0.1): the same code as for local folders and gs://."""
+    from .s3 import moto_server, s3_client, upload_tree
+    from .test_azure import EA_ACTUAL, write_run
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            patch.setenv(name, value)
+        with moto_server() as endpoint:
+            client = s3_client(endpoint)
+            for bucket in ("landing", "lake"):
+                client.create_bucket(Bucket=bucket)
+            frame = koku_csv_to_nested(KOKU_2022)
+            write_ndjson(frame, tmp_path / "gcp" / "export_date=2022-08-02" / "a.json.gz")
+            write_parquet(frame, tmp_path / "gcp" / "export_date=2022-08-02" / "a-again.parquet")
+            upload_tree(client, tmp_path / "gcp", "landing", "gcp-export")
+            write_run(tmp_path / "azure", "20230901-20230930", "run-1", {"part_1.csv": EA_ACTUAL})
+            upload_tree(client, tmp_path / "azure", "landing", "azure-export")
+            config = load_config(write_config(
+                tmp_path, [{"name": "gcp", "provider": "gcp", "url": "s3://landing/gcp-export"},
+                           {"name": "azure", "provider": "azure", "url": "s3://landing/azure-export"}],
+                lake_url="s3://lake/curated", invoices_url="s3://landing/invoices", start_date="2022-08-01",
+                storage_options={"endpoint_url": endpoint}))
+            gcp = run_spine(config, dt.date(2022, 8, 1))
+            assert gcp.normalized[0].rows == frame.height and gcp.normalized[0].duplicate_rows == frame.height
+            azure = run_spine(config, dt.date(2023, 9, 4))
+            assert azure.raw[1].version == "ActualCost:run-1" and azure.normalized[1].rows == 9
+            assert (pl.concat([gcp.reconciliation, azure.reconciliation])["conservation_delta"] == 0).all()

@@ -438,7 +438,7 @@ class GcpAdapter:
             separator="; ",
             ignore_nulls=True,
         )
-        charge = raw.with_row_index("_gcp_rid").select(
+        charge = raw.select(
             cost.alias("BilledCost"),
             account.alias("BillingAccountId"),
             account.alias("BillingAccountName"),
@@ -515,7 +515,7 @@ class GcpAdapter:
             pl.struct(delivered).alias("_gcp_row"),
             pl.lit(0, dtype=pl.Int32).alias("_gcp_part"),
             credits.alias("_gcp_credits"),
-            pl.col("_gcp_rid"),
+            pl.int_ranges(1, credits.list.len().fill_null(0) + 1, dtype=pl.Int32).alias("_gcp_index"),
         )
         credit = pl.col("_gcp_credits")
         amount = parse_money(credit.struct.field("amount"), pl.Float64)
@@ -525,7 +525,7 @@ class GcpAdapter:
                  "PricingCurrencyListUnitPrice")
         credit_rows = (
             charge.filter(pl.col("_gcp_credits").list.len() > 0)
-            .explode("_gcp_credits")
+            .explode(["_gcp_credits", "_gcp_index"])
             .with_columns(
                 *[amount.alias(c) for c in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost",
                                             "PricingCurrencyEffectiveCost")],
@@ -534,11 +534,11 @@ class GcpAdapter:
                 *[pl.lit(None, dtype=types[c]).alias(c) for c in nulls],
                 credit.struct.field("id").alias("x_CreditId"),
                 credit.struct.field("type").alias("x_CreditType"),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("_gcp_rid").alias("_gcp_part"),
+                pl.col("_gcp_index").alias("_gcp_part"),  # which credit of the row (no window: streams)
                 # a bad row is quarantined through its charge row; its credit rows never dedup
                 pl.when(pl.col("_bad_reason").is_null()).then(pl.col("_gcp_row")).alias("_gcp_row"),
                 pl.lit(None, dtype=pl.String).alias("_bad_reason"),
             )
         )
-        return pl.concat([charge.drop("_gcp_credits"), credit_rows.drop("_gcp_credits")], how="vertical").drop(
-            "_gcp_rid")
+        helpers = ("_gcp_credits", "_gcp_index")
+        return pl.concat([charge.drop(helpers), credit_rows.drop(helpers)], how="vertical")

@@ -147,7 +147,10 @@ class GcpModel:
             "_micros": micros,
             "_credit_micros": credit_micros,
         })
-        return frame.with_columns(pl.col(c).cast(SCHEMA[c]) for c in frame.columns if c in SCHEMA)
+        frame = frame.with_columns(pl.col(c).cast(SCHEMA[c]) for c in frame.columns if c in SCHEMA)
+        # GCP aggregates per hour, SKU, project and resource: two rows never agree on every column
+        return frame.unique(subset=[c for c in frame.columns if not c.startswith("_")], keep="first",
+                            maintain_order=True)
 
 
 class GcpWriter(_SourceWriter):
