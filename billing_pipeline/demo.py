@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(config_path)
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").touch()  # SQLite storage in DAGSTER_HOME, said explicitly
     landing = Path(args.landing).resolve()
     print(f"Generating a month of sample exports ({args.month}, seed {args.seed}) into {landing}")
     shutil.rmtree(landing, ignore_errors=True)
@@ -132,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if config.duckdb_file:
         print(summary(config.duckdb_file, args.month))
-        print(f"\nQuery it yourself: duckdb {config.duckdb_file}  (views: normalized_line_items, tag_enriched_costs, ...)")
+        print(
+            "\nQuery it yourself (views: normalized_line_items, tag_enriched_costs, reconciliation_deltas, ...):\n"
+            f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{config.duckdb_file}', read_only=True)"
+            ".sql('SELECT x_Provider, sum(BilledCost) FROM normalized_line_items GROUP BY 1'))\""
+        )
     print(
         "\nOpen the Dagster UI on the same instance:\n"
         f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} BILLING_CONFIG={config_path} "
