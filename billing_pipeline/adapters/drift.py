@@ -1,7 +1,7 @@
 """Schema drift: what each delivery's columns are, how they moved, and which moves stop a source.
 
 Every delivery's schema is recorded once, by the raw step, at
-`<lake>/_state/schemas/source=S/<version>.json`: the columns of each file (nested fields flattened
+`<lake>/_state/schemas/source=S/<delivered_at>-<version>.json`: the columns of each file (nested fields flattened
 as `a.b` and `a[].b`), the keys of its tag maps (CUR 2.0 `resource_tags`, GCP `labels`), and the
 changes against the source's previous recorded delivery.
 
@@ -143,9 +143,14 @@ def _keys_expr(name: str, dtype: pl.DataType) -> pl.Expr:
     return keys.explode().drop_nulls().unique().implode().alias(name)
 
 
-def schema_url(lake_url: str, source: str, version: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version)[-120:]
-    return join(lake_url, *SCHEMAS_DIR, f"source={source}", f"{safe}.json")
+def schema_name(delivery: Delivery) -> str:
+    """`<delivered_at>-<version>.json`: names sort by delivery time, so the previous one is found by listing."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in delivery.version)[-120:]
+    return f"{delivery.delivered_at.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}-{safe}.json"
+
+
+def schema_url(lake_url: str, source: str, delivery: Delivery) -> str:
+    return join(lake_url, *SCHEMAS_DIR, f"source={source}", schema_name(delivery))
 
 
 @dataclass
@@ -163,7 +168,7 @@ class SchemaObserver:
     _known: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        url = schema_url(self.lake_url, self.source, self.delivery.version)
+        url = schema_url(self.lake_url, self.source, self.delivery)
         try:
             self._known = json.loads(self.store.read_bytes(url)) if self.store.exists(url) else None
         except (OSError, ValueError):
@@ -212,7 +217,7 @@ class SchemaObserver:
         document = self._known or self._document()
         document.setdefault("breaking", [f"{message} (file {file})" for file, message in self.broken])
         if self._known is None and self.files:
-            self.store.write_bytes(schema_url(self.lake_url, self.source, self.delivery.version),
+            self.store.write_bytes(schema_url(self.lake_url, self.source, self.delivery),
                                    json.dumps(document, indent=1, sort_keys=True).encode())
         records = []
         first_file = next(iter(self.files), self.delivery.manifest_uri or self.delivery.version)
@@ -292,22 +297,17 @@ def _renamed_hint(schema: pl.Schema, requirement: Requirement) -> str:
 
 
 def previous_schema(store: Store, lake_url: str, source: str, delivery: Delivery) -> dict[str, Any] | None:
-    """The recorded schema of the source's latest delivery before this one."""
+    """The recorded schema of the source's latest delivery before this one (one file read, by name order)."""
     folder = join(lake_url, *SCHEMAS_DIR, f"source={source}")
-    best: dict[str, Any] | None = None
-    for info in store.find(folder):
-        if not info.url.endswith(".json"):
-            continue
+    own = schema_name(delivery)
+    earlier = sorted(info.url for info in store.find(folder)
+                     if info.url.endswith(".json") and info.url.rsplit("/", 1)[-1][:21] < own[:21])
+    for url in reversed(earlier):
         try:
-            document = json.loads(store.read_bytes(info.url))
+            return json.loads(store.read_bytes(url))
         except (OSError, ValueError):
             continue
-        when = document.get("delivered_at") or ""
-        if document.get("version") == delivery.version or when >= delivery.delivered_at.isoformat():
-            continue
-        if best is None or when > (best.get("delivered_at") or ""):
-            best = document
-    return best
+    return None
 
 
 def text_cells(frame: pl.LazyFrame) -> pl.LazyFrame:
