@@ -40,6 +40,9 @@ setup(
             "flask-cors",
             "ruff",
             "requests",
+            # import the classes named in deploy/dagster.k8s.yaml, so the test can validate their config
+            f"dagster-k8s=={DAGSTER_LIBRARY_VERSION}",
+            f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
         ],
     },
     entry_points={
