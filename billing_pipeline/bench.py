@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         pipeline_step(Path(args.landing), Path(args.target))
         return 0
 
-    out = Path(args.out)
-    work = Path(args.work) if args.work else out / "work"
+    out = Path(args.out).resolve()
+    work = Path(args.work).resolve() if args.work else out / "work"
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
