@@ -21,7 +21,7 @@ from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
 from billing_pipeline.adapters.drift import SchemaObserver, text_cells
 from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
-from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
+from billing_pipeline.focus import MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
 from billing_pipeline.storage import Store
 

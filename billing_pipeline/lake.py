@@ -16,9 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-log = logging.getLogger(__name__)
-
 from billing_pipeline.storage import Store, is_remote, join
+
+log = logging.getLogger(__name__)
 
 CURATED_TABLES = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")
 QUARANTINE_TABLES = {

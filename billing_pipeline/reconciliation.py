@@ -124,7 +124,10 @@ def build_reconciliation(
     month_invoices = (
         invoices.filter(pl.col("billing_period") == month)
         .group_by("billing_account_id", "currency")
-        .agg(pl.col("invoice_id").sort().str.join(",").alias("invoice_id"), pl.col("amount").sum().alias("invoice_amount"))
+        .agg(
+            pl.col("invoice_id").sort().str.join(",").alias("invoice_id"),
+            pl.col("amount").sum().alias("invoice_amount"),
+        )
         .rename({"billing_account_id": "BillingAccountId", "currency": "BillingCurrency"})
     )
     table = table.drop("invoice_id", "invoice_amount").join(month_invoices, on=KEYS, how="left", nulls_equal=True)

@@ -291,7 +291,8 @@ def discover_data_exports(
                 problems.append(FileProblem(local, f"listed in manifest {manifest.url} but not delivered", "missing"))
                 continue
             if local in files:
-                problems.append(FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
+                problems.append(
+                    FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
                 continue
             files.append(local)
         fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)

@@ -24,7 +24,10 @@ def tags_from_columns(columns: dict[str, str]) -> pl.Expr:
     if not columns:
         return pl.lit([], dtype=TAG_LIST)
     structs = [
-        pl.struct(pl.lit(key, dtype=pl.String).alias("key"), pl.col(column).cast(pl.String).str.strip_chars().alias("value"))
+        pl.struct(
+            pl.lit(key, dtype=pl.String).alias("key"),
+            pl.col(column).cast(pl.String).str.strip_chars().alias("value"),
+        )
         for key, column in columns.items()
     ]
     return _drop_empty(pl.concat_list(structs))
@@ -50,7 +53,11 @@ def tags_json(tags: pl.Expr) -> pl.Expr:
     """FOCUS `Tags`: a flat JSON object string, `{}` when a row has no tags."""
     pairs = tags.list.eval(
         pl.concat_str(
-            [_json_string(pl.element().struct.field("key")), pl.lit(":"), _json_string(pl.element().struct.field("value"))]
+            [
+                _json_string(pl.element().struct.field("key")),
+                pl.lit(":"),
+                _json_string(pl.element().struct.field("value")),
+            ]
         )
     )
     return pl.concat_str([pl.lit("{"), pairs.list.join(","), pl.lit("}")])
