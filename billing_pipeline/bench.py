@@ -75,9 +75,11 @@ def pipeline_columns(files: list[Path]) -> list[str]:
 
 
 def floor_step(landing: Path, out: Path) -> None:
+    from billing_pipeline.storage import ROW_GROUP_ROWS
+
     files = current_files(landing)
     columns = pipeline_columns(files)
-    pl.scan_parquet(files).select(columns).sink_parquet(out)
+    pl.scan_parquet(files).select(columns).sink_parquet(out, row_group_size=ROW_GROUP_ROWS)  # as the pipeline
 
 
 def pipeline_step(landing: Path, lake: Path) -> None:

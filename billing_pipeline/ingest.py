@@ -23,7 +23,7 @@ from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
-from billing_pipeline.storage import Store
+from billing_pipeline.storage import ROW_GROUP_ROWS, Store
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +173,13 @@ def build_raw_slice(
             schemas.observe(file_uri, schema, frame)
             start = adapter.usage_start(schema)
             frame = frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at))
-            frame.filter(start.dt.date() == day).sink_parquet(part)
+            frame.filter(start.dt.date() == day).sink_parquet(part, row_group_size=ROW_GROUP_ROWS)
             if first_day_of_period:
                 bad = frame.filter(start.is_null())
                 bad_path = workdir / f"baddate-{source.name}-{index}.parquet"
                 bad.with_columns(
                     pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")
-                ).sink_parquet(bad_path)
+                ).sink_parquet(bad_path, row_group_size=ROW_GROUP_ROWS)
                 bad_date_frames.append(pl.scan_parquet(bad_path))
         except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
             part.unlink(missing_ok=True)
@@ -310,7 +310,7 @@ def build_normalized_slice(
         store.remove(dups_url)
     publishable = workdir / f"normalized-{source.name}.parquet"
     kept = focus.filter(~pl.col("x_RawRow").is_in(excluded)).drop("_bad_reason")
-    conform(kept).sink_parquet(publishable)
+    conform(kept).sink_parquet(publishable, row_group_size=ROW_GROUP_ROWS)
     result.rows = validate_focus_file(str(publishable))
     totals = pl.scan_parquet(publishable).select(
         pl.col("BilledCost").sum().alias("billed"),
@@ -344,7 +344,7 @@ def build_enriched_slice(
         return result
     enriched = allocate_by_distinct_tags(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
     local = workdir / f"enriched-{source.name}.parquet"
-    enriched.sink_parquet(local)
+    enriched.sink_parquet(local, row_group_size=ROW_GROUP_ROWS)
     frame = pl.scan_parquet(local)
     totals = frame.select(
         pl.len().alias("rows"),
