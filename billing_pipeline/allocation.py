@@ -92,9 +92,21 @@ ALLOCATION_INPUTS = ["Tags", "SubAccountId", "BillingAccountId"]
 def allocate_by_distinct_tags(frame: pl.LazyFrame, policy: TagPolicy) -> pl.LazyFrame:
     """`allocate`, evaluated once per distinct (tags, account) instead of once per row.
 
-    A day holds millions of rows but only thousands of tag combinations; the list operations of
-    the policy run on those, and the result is joined back (row order is not kept: it carries no meaning).
+    A day holds millions of rows but only thousands of tag combinations: the policy's list
+    operations run on those (collected in a narrow pass of their own), and each row then looks its
+    result up by a composite key with a hash replace, which streams and keeps row order (a join
+    here held the whole day in memory).
     """
-    distinct = frame.select(*ALLOCATION_INPUTS, "x_TagList").unique(subset=ALLOCATION_INPUTS, keep="any")
-    decided = allocate(distinct, policy).select(*ALLOCATION_INPUTS, *allocated_columns(policy))
-    return frame.join(decided, on=ALLOCATION_INPUTS, how="left", nulls_equal=True)
+    key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in ALLOCATION_INPUTS], separator="\x1f")
+    distinct = (
+        frame.select(*ALLOCATION_INPUTS, "x_TagList")
+        .unique(subset=ALLOCATION_INPUTS, keep="any")
+        .collect(engine="streaming")
+    )
+    decided = allocate(distinct.lazy(), policy).with_columns(key.alias("_key")).collect()
+    lookups = [
+        key.replace_strict(decided["_key"], decided[column], default=None, return_dtype=decided.schema[column])
+        .alias(column)
+        for column in allocated_columns(policy)
+    ]
+    return frame.with_columns(lookups)
