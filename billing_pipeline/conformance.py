@@ -44,6 +44,7 @@ from pathlib import Path
 
 import polars as pl
 
+from billing_pipeline import focus
 from billing_pipeline.config import SourceConfig
 from billing_pipeline.storage import Store, join
 
@@ -85,71 +86,13 @@ CLOUD_APPLICABILITY_CRITERIA: tuple[str, ...] = (
     "USAGE_MEASUREMENT_SUPPORTED",
 )
 
-# FOCUS 1.2 CostAndUsage columns, by the type the validator checks them against.
-FOCUS_DECIMAL_COLUMNS: frozenset[str] = frozenset(
-    {
-        "BilledCost",
-        "CommitmentDiscountQuantity",
-        "ConsumedQuantity",
-        "ContractedCost",
-        "ContractedUnitPrice",
-        "EffectiveCost",
-        "ListCost",
-        "ListUnitPrice",
-        "PricingCurrencyContractedUnitPrice",
-        "PricingCurrencyEffectiveCost",
-        "PricingCurrencyListUnitPrice",
-        "PricingQuantity",
-    }
-)
+# FOCUS 1.2 CostAndUsage columns, by the type the validator checks them against: the project's own
+# column table (billing_pipeline.focus), so the contract and the conformance run cannot drift apart.
+FOCUS_DECIMAL_COLUMNS: frozenset[str] = frozenset(c.name for c in focus.FOCUS_COLUMNS if c.dtype == focus.MONEY)
 FOCUS_DATETIME_COLUMNS: frozenset[str] = frozenset(
-    {"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"}
+    c.name for c in focus.FOCUS_COLUMNS if c.dtype == focus.TIMESTAMP
 )
-FOCUS_STRING_COLUMNS: frozenset[str] = frozenset(
-    {
-        "AvailabilityZone",
-        "BillingAccountId",
-        "BillingAccountName",
-        "BillingAccountType",
-        "BillingCurrency",
-        "CapacityReservationId",
-        "CapacityReservationStatus",
-        "ChargeCategory",
-        "ChargeClass",
-        "ChargeDescription",
-        "ChargeFrequency",
-        "CommitmentDiscountCategory",
-        "CommitmentDiscountId",
-        "CommitmentDiscountName",
-        "CommitmentDiscountStatus",
-        "CommitmentDiscountType",
-        "CommitmentDiscountUnit",
-        "ConsumedUnit",
-        "InvoiceId",
-        "InvoiceIssuerName",
-        "PricingCategory",
-        "PricingCurrency",
-        "PricingUnit",
-        "ProviderName",
-        "PublisherName",
-        "RegionId",
-        "RegionName",
-        "ResourceId",
-        "ResourceName",
-        "ResourceType",
-        "ServiceCategory",
-        "ServiceName",
-        "ServiceSubcategory",
-        "SkuId",
-        "SkuMeter",
-        "SkuPriceDetails",
-        "SkuPriceId",
-        "SubAccountId",
-        "SubAccountName",
-        "SubAccountType",
-        "Tags",
-    }
-)
+FOCUS_STRING_COLUMNS: frozenset[str] = frozenset(c.name for c in focus.FOCUS_COLUMNS if c.dtype == focus.STRING)
 FOCUS_COLUMNS: frozenset[str] = FOCUS_DECIMAL_COLUMNS | FOCUS_DATETIME_COLUMNS | FOCUS_STRING_COLUMNS
 JSON_OBJECT_COLUMNS: frozenset[str] = frozenset({"Tags", "SkuPriceDetails"})
 

@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from billing_pipeline.adapters import Delivery, adapter_for, choose_current
-from billing_pipeline.adapters.base import FileProblem
+from billing_pipeline.adapters.base import FileProblem, listing_fingerprint
 from billing_pipeline.config import BillingConfig, SourceConfig, TagPolicy
 from billing_pipeline.ingest import (
     EnrichedSlice,
@@ -457,7 +457,7 @@ def build_enriched_slice_if_stale(
 
 def invoices_digest(store: Store, invoices_url: str) -> str:
     files = store.find(invoices_url)
-    return hashlib.sha256("|".join(f"{f.url}:{f.size}:{f.etag or f.modified}" for f in files).encode()).hexdigest()[:16]
+    return hashlib.sha256(listing_fingerprint(files).encode()).hexdigest()[:16]
 
 
 def publish_reconciliation_if_stale(

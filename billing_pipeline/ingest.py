@@ -217,9 +217,7 @@ def build_raw_slice(
         return result
     combined = pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
     store.write_parquet(combined, target, workdir)
-    result.rows = pl.scan_parquet(parts[0]).select(pl.len()).collect().item() if len(parts) == 1 else (
-        combined.select(pl.len()).collect().item()
-    )
+    result.rows = combined.select(pl.len()).collect().item()  # Parquet footers only
     for part in parts:
         part.unlink(missing_ok=True)
     return result

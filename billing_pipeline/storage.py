@@ -50,6 +50,11 @@ class FileInfo:
     modified: str
     etag: str
 
+    @property
+    def identity(self) -> str:
+        """What says a file is unchanged without reading it: path, size and ETag (or mtime)."""
+        return f"{self.url}:{self.size}:{self.etag or self.modified}"
+
 
 class Store:
     """A filesystem rooted nowhere in particular, built from a URL and storage options."""

@@ -92,20 +92,10 @@ def run_spine(config: BillingConfig, day: dt.date, store: Store | None = None) -
 
 
 def legacy_cur_landing(root: Path, sample: Path = AWS_SAMPLE, assembly: str = "a1") -> Path:
-    """A legacy CUR report root (create-new-version mode) holding one delivery of the public sample."""
-    report = root / "cur" / "sample"
-    delivery = report / "20231101-20231201" / assembly
-    delivery.mkdir(parents=True, exist_ok=True)
-    with open(sample, "rb") as src, gzip.open(delivery / "sample-1.csv.gz", "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    manifest = {
-        "assemblyId": assembly,
-        "reportKeys": [f"cur/sample/20231101-20231201/{assembly}/sample-1.csv.gz"],
-        "billingPeriod": {"start": "20231101T000000.000Z", "end": "20231201T000000.000Z"},
-    }
-    (report / "20231101-20231201" / "sample-Manifest.json").write_text(json.dumps(manifest))
-    (delivery / "sample-Manifest.json").write_text(json.dumps(manifest))
-    return report
+    """A legacy CUR report root holding one delivery of the public sample (the conformance run's builder)."""
+    from billing_pipeline.conformance import legacy_cur_landing as build
+
+    return build(root, sample, assembly)
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ Mapping decisions (lookup tables: `aws_catalog`):
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,9 @@ from billing_pipeline.adapters.base import (
     Delivery,
     FileProblem,
     discover_data_exports,
+    files_delivery,
     is_inside,
+    listing_fingerprint,
     load_manifest,
     modified_at,
     money_is_unparseable,
@@ -492,18 +493,7 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
         athena_dir = join(root, f"year={int(year)}", f"month={int(month)}")
         athena_files = [f for f in store.find(athena_dir) if f.url.endswith(".parquet")]
         if athena_files:
-            fingerprint = "|".join(f"{f.url}:{f.size}:{f.etag or f.modified}" for f in athena_files)
-            return [
-                Delivery(
-                    source=source,
-                    billing_period=billing_period,
-                    version="overwrite-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
-                    delivered_at=max(modified_at(f.modified) for f in athena_files),
-                    files=tuple(f.url for f in athena_files),
-                    file_format="parquet",
-                    fingerprint=fingerprint,
-                )
-            ]
+            return files_delivery(source, billing_period, athena_files, "parquet", "overwrite")
         start = f"{year}{month}01"
         period_dirs = [d for d in store.list_dirs(root) if d.rstrip("/").rsplit("/", 1)[-1].startswith(f"{start}-")]
         deliveries: dict[str, Delivery] = {}
@@ -546,7 +536,7 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
                 )
                 continue
             files.append(local)
-        fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)
+        fingerprint = listing_fingerprint([present[u] for u in files])
         return Delivery(
             source=source,
             billing_period=billing_period,

@@ -60,6 +60,7 @@ from billing_pipeline.adapters.base import (
     Delivery,
     FileProblem,
     is_inside,
+    listing_fingerprint,
     load_manifest,
     modified_at,
     money_is_unparseable,
@@ -324,7 +325,7 @@ class AzureAdapter:
                     source=source, billing_period=billing_period,
                     version=f"{_dataset_from_path(info.url)}:file:{info.url.rsplit('/', 1)[-1]}",
                     delivered_at=modified_at(info.modified), files=(info.url,), file_format=file_format,
-                    fingerprint=f"{info.url}:{info.size}:{info.etag or info.modified}",
+                    fingerprint=info.identity,
                 ))
         return self._check_row_counts(store, deliveries, _present_all(store, deliveries))
 
@@ -370,7 +371,7 @@ class AzureAdapter:
                 expected[local] = blob["dataRowCount"]
             files.append(local)
         total = document.get("dataRowCount")
-        fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)
+        fingerprint = listing_fingerprint([present[u] for u in files])
         delivery = Delivery(
             source=source, billing_period=billing_period, version=version,
             delivered_at=parse_timestamp(run.get("submittedTime"), fallback), files=tuple(files),

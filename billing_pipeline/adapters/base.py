@@ -8,6 +8,7 @@ effects (staging, writing, quarantining) lives in `billing_pipeline.ingest`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Protocol
 
 import polars as pl
 
-from billing_pipeline.storage import Store, join
+from billing_pipeline.storage import FileInfo, Store, join
 
 NULL_LITERALS = ("", "None", "NULL", "null", "NaN", "nan")
 DATETIME_FORMATS = (
@@ -121,6 +122,32 @@ class Adapter(Protocol):
 
     def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         ...
+
+
+def listing_fingerprint(files: list[FileInfo]) -> str:
+    """A delivery's fingerprint from its file listing (cheap; the content fingerprints are per day)."""
+    return "|".join(f.identity for f in files)
+
+
+def files_delivery(
+    source: str, billing_period: str, files: list[FileInfo], file_format: str, mode: str
+) -> list[Delivery]:
+    """A manifest-less delivery (overwrite mode, appends, plain folders): every listed file, versioned
+    by a hash of the listing; `mode` names the kind of version (`overwrite`, `append`, `files`)."""
+    if not files:
+        return []
+    fingerprint = listing_fingerprint(files)
+    return [
+        Delivery(
+            source=source,
+            billing_period=billing_period,
+            version=f"{mode}-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
+            delivered_at=max(modified_at(f.modified) for f in files),
+            files=tuple(f.url for f in files),
+            file_format=file_format,
+            fingerprint=fingerprint,
+        )
+    ]
 
 
 def detect_format(uri: str, configured: str = "auto") -> str:
@@ -295,7 +322,7 @@ def discover_data_exports(
                     FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
                 continue
             files.append(local)
-        fingerprint = "|".join(f"{u}:{present[u].size}:{present[u].etag or present[u].modified}" for u in files)
+        fingerprint = listing_fingerprint([present[u] for u in files])
         deliveries.append(
             Delivery(
                 source=source,

@@ -11,7 +11,6 @@ the FOCUS validator reports it (README, "FOCUS conformance").
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +19,7 @@ from billing_pipeline.adapters import aws_catalog as catalog
 from billing_pipeline.adapters.base import (
     Delivery,
     discover_data_exports,
-    modified_at,
+    files_delivery,
     money_is_unparseable,
     parse_datetime,
     parse_money,
@@ -97,20 +96,7 @@ class FocusAdapter:
             for f in store.find(root)
             if f.url.lower().endswith((".csv", ".csv.gz", ".parquet", ".gz")) and "/_" not in f.url
         ]
-        if not files:
-            return []
-        fingerprint = "|".join(f"{f.url}:{f.size}:{f.etag or f.modified}" for f in files)
-        return [
-            Delivery(
-                source=source,
-                billing_period=billing_period,
-                version="files-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
-                delivered_at=max(modified_at(f.modified) for f in files),
-                files=tuple(f.url for f in files),
-                file_format=file_format,
-                fingerprint=fingerprint,
-            )
-        ]
+        return files_delivery(source, billing_period, files, file_format, "files")
 
     def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
         return read_export_file(local_file, file_format)

@@ -33,7 +33,6 @@ distinct values, never with per-row regexes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import polars as pl
 from billing_pipeline.adapters.base import (
     Delivery,
     EmptyExportFileError,
-    modified_at,
+    files_delivery,
     parse_datetime,
     parse_money,
     text,
@@ -341,20 +340,7 @@ class GcpAdapter:
             if exported and exported.group(1) < period_start[: len(exported.group(1))]:
                 continue
             files.append(info)
-        if not files:
-            return []
-        fingerprint = "|".join(f"{f.url}:{f.size}:{f.etag or f.modified}" for f in files)
-        return [
-            Delivery(
-                source=source,
-                billing_period=billing_period,
-                version="append-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
-                delivered_at=max(modified_at(f.modified) for f in files),
-                files=tuple(f.url for f in files),
-                file_format=file_format,
-                fingerprint=fingerprint,
-            )
-        ]
+        return files_delivery(source, billing_period, files, file_format, "append")
 
     def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
         return read_gcp_file(local_file)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from billing_pipeline.focus import FOCUS_COLUMN_NAMES
+
 # --- AWS CUR 2.0 (Data Exports, COST_AND_USAGE_REPORT) -----------------------------------------
 
 CUR2_COLUMNS: list[str] = [
@@ -418,65 +420,7 @@ LEGACY_CUR_COLUMNS: list[str] = [
 
 # --- FOCUS 1.2 ---------------------------------------------------------------------------------
 
-FOCUS_COLUMNS: list[str] = [
-    "AvailabilityZone",
-    "BilledCost",
-    "BillingAccountId",
-    "BillingAccountName",
-    "BillingAccountType",
-    "BillingCurrency",
-    "BillingPeriodEnd",
-    "BillingPeriodStart",
-    "CapacityReservationId",
-    "CapacityReservationStatus",
-    "ChargeCategory",
-    "ChargeClass",
-    "ChargeDescription",
-    "ChargeFrequency",
-    "ChargePeriodEnd",
-    "ChargePeriodStart",
-    "CommitmentDiscountCategory",
-    "CommitmentDiscountId",
-    "CommitmentDiscountName",
-    "CommitmentDiscountQuantity",
-    "CommitmentDiscountStatus",
-    "CommitmentDiscountType",
-    "CommitmentDiscountUnit",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ContractedCost",
-    "ContractedUnitPrice",
-    "EffectiveCost",
-    "InvoiceId",
-    "InvoiceIssuerName",
-    "ListCost",
-    "ListUnitPrice",
-    "PricingCategory",
-    "PricingCurrency",
-    "PricingCurrencyContractedUnitPrice",
-    "PricingCurrencyEffectiveCost",
-    "PricingCurrencyListUnitPrice",
-    "PricingQuantity",
-    "PricingUnit",
-    "ProviderName",
-    "PublisherName",
-    "RegionId",
-    "RegionName",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "ServiceCategory",
-    "ServiceName",
-    "ServiceSubcategory",
-    "SkuId",
-    "SkuMeter",
-    "SkuPriceDetails",
-    "SkuPriceId",
-    "SubAccountId",
-    "SubAccountName",
-    "SubAccountType",
-    "Tags",
-]
+FOCUS_COLUMNS: list[str] = sorted(FOCUS_COLUMN_NAMES)  # the project's FOCUS 1.2 column table
 
 FOCUS_MONEY_COLUMNS: list[str] = [
     "BilledCost",
