@@ -13,6 +13,7 @@ import re
 import polars as pl
 
 from billing_pipeline.config import TagPolicy
+from billing_pipeline.lookup import gather, key_index, lookup
 
 UNALLOCATED = "unallocated"
 
@@ -62,13 +63,14 @@ def allocate(frame: pl.LazyFrame, policy: TagPolicy) -> pl.LazyFrame:
             values.append(match.struct.field("value"))
             rules.append(pl.when(match.is_not_null()).then(pl.format("tag:{}", match.struct.field("raw_key"))))
         fallback_table = {a: owners[dimension] for a, owners in policy.account_owners.items() if dimension in owners}
-        fallback = account.replace_strict(fallback_table, default=None, return_dtype=pl.String)
+        fallback = lookup(account, fallback_table)
         values.append(fallback)
         rules.append(pl.when(fallback.is_not_null()).then(pl.format("account:{}", account)))
         value = pl.coalesce(values)
         if rule.values:
             aliases = {k.lower(): v for k, v in rule.values.items()}
-            value = value.str.to_lowercase().replace(aliases).alias(dimension) if aliases else value
+            lowered = value.str.to_lowercase()
+            value = lookup(lowered, aliases, default=lowered) if aliases else value
         dimension_exprs.append(value.alias(dimension))
         dimension_exprs.append(pl.coalesce(rules).alias(f"{dimension}_rule"))
     frame = frame.with_columns(dimension_exprs)
@@ -94,8 +96,8 @@ def allocate_by_distinct_tags(frame: pl.LazyFrame, policy: TagPolicy) -> pl.Lazy
 
     A day holds millions of rows but only thousands of tag combinations: the policy's list
     operations run on those (collected in a narrow pass of their own), and each row then looks its
-    result up by a composite key with a hash replace, which streams and keeps row order (a join
-    here held the whole day in memory).
+    result up by a composite key (one `Enum` position per row, then one gather per column), which
+    streams and keeps row order.
     """
     key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in ALLOCATION_INPUTS], separator="\x1f")
     distinct = (
@@ -104,9 +106,5 @@ def allocate_by_distinct_tags(frame: pl.LazyFrame, policy: TagPolicy) -> pl.Lazy
         .collect(engine="streaming")
     )
     decided = allocate(distinct.lazy(), policy).with_columns(key.alias("_key")).collect()
-    lookups = [
-        key.replace_strict(decided["_key"], decided[column], default=None, return_dtype=decided.schema[column])
-        .alias(column)
-        for column in allocated_columns(policy)
-    ]
-    return frame.with_columns(lookups)
+    index = key_index(key, decided["_key"])
+    return frame.with_columns(gather(index, decided[column]).alias(column) for column in allocated_columns(policy))

@@ -57,6 +57,7 @@ from billing_pipeline.adapters.base import (
 )
 from billing_pipeline.adapters.tags import tags_from_columns, tags_from_map, tags_json
 from billing_pipeline.focus import MONEY
+from billing_pipeline.lookup import gather, key_index, lookup
 from billing_pipeline.storage import Store, join
 
 PROVIDER = "AWS"
@@ -197,7 +198,7 @@ class AwsCurAdapter:
             """`transform(*inputs)` computed once per distinct input tuple, then looked up per row: the
             catalog's regexes and lookups run on thousands of values, not millions of rows. The
             distinct values are read in a narrow pass of their own (a few columns); the lookup is a
-            hash replace on one composite key, so row order is kept and no join is needed."""
+            streaming lookup on one composite key (`billing_pipeline.lookup`), so row order is kept."""
             nonlocal frame
             columns = [keep(f"{name}_in{i}", expr) for i, expr in enumerate(inputs)]
             key = pl.concat_str([c.cast(pl.String).fill_null("\x00") for c in columns], separator="\x1f")
@@ -205,8 +206,7 @@ class AwsCurAdapter:
                 frame.select(*columns).unique().collect(engine="streaming")
                 .select(key.alias("key"), transform(*columns).alias("value"))
             )
-            return keep(name, key.replace_strict(table["key"], table["value"], default=None,
-                                                 return_dtype=table.schema["value"]))
+            return keep(name, gather(key_index(key, table["key"]), table["value"]))
 
         line_type = keep("line_type", string("line_item_line_item_type"))
         billed = keep("billed", money("line_item_unblended_cost"))
@@ -359,10 +359,9 @@ class AwsCurAdapter:
         payer_account = string("bill_payer_account_id")
         sku_id = string("product_sku")
         capacity_id = string("capacity_reservation_capacity_reservation_arn")
-        capacity_status = (
-            string("capacity_reservation_capacity_reservation_status")
-            .str.to_lowercase()
-            .replace_strict({"used": "Used", "unused": "Unused"}, default=None, return_dtype=pl.String)
+        capacity_status = lookup(
+            string("capacity_reservation_capacity_reservation_status").str.to_lowercase(),
+            {"used": "Used", "unused": "Unused"},
         )
         billing_entity = string("bill_billing_entity")
         publisher = (

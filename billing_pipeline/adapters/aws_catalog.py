@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from billing_pipeline.lookup import lookup
+
 # product code -> (ServiceCategory, ServiceSubcategory, product name as CUR spells it)
 SERVICES: dict[str, tuple[str, str, str]] = {
     # Compute
@@ -310,38 +312,30 @@ _STANDALONE: dict[str, str] = {"Hrs": "Hours", "Hr": "Hours", "hrs": "Hours", "h
 
 def service_code(product_code: pl.Expr, servicecode: pl.Expr, product_name: pl.Expr) -> pl.Expr:
     """The code the FOCUS service columns are keyed on: the line item's product code first."""
-    by_name = product_name.replace_strict(
-        {**{name: code for code, (_, _, name) in SERVICES.items()}, **SERVICE_NAME_ALIASES},
-        default=None,
-        return_dtype=pl.String,
-    )
+    by_name = lookup(product_name, {**{name: code for code, (_, _, name) in SERVICES.items()}, **SERVICE_NAME_ALIASES})
     return pl.coalesce(product_code, servicecode, by_name)
 
 
 def service_category(code: pl.Expr) -> pl.Expr:
-    return code.replace_strict(
-        {c: v[0] for c, v in SERVICES.items()}, default=OTHER_CATEGORY[0], return_dtype=pl.String
-    )
+    return lookup(code, {c: v[0] for c, v in SERVICES.items()}, default=OTHER_CATEGORY[0])
 
 
 def service_subcategory(code: pl.Expr) -> pl.Expr:
-    return code.replace_strict(
-        {c: v[1] for c, v in SERVICES.items()}, default=OTHER_CATEGORY[1], return_dtype=pl.String
-    )
+    return lookup(code, {c: v[1] for c, v in SERVICES.items()}, default=OTHER_CATEGORY[1])
 
 
 def service_name(code: pl.Expr) -> pl.Expr:
     """The product name CUR uses for a code (rows without `product_product_name`, e.g. taxes)."""
-    return code.replace_strict({c: v[2] for c, v in SERVICES.items()}, default=None, return_dtype=pl.String)
+    return lookup(code, {c: v[2] for c, v in SERVICES.items()})
 
 
 def subcategory_for_name(name: pl.Expr, category: pl.Expr) -> pl.Expr:
     """ServiceSubcategory of a known AWS product name, only where it belongs to the row's category."""
-    lookup = {**{v[2]: v[1] for v in SERVICES.values()},
-              **{alias: SERVICES[code][1] for alias, code in SERVICE_NAME_ALIASES.items()}}
+    by_name = {**{v[2]: v[1] for v in SERVICES.values()},
+               **{alias: SERVICES[code][1] for alias, code in SERVICE_NAME_ALIASES.items()}}
     parents = {v[1]: v[0] for v in SERVICES.values()}
-    subcategory = name.replace_strict(lookup, default=None, return_dtype=pl.String)
-    parent = subcategory.replace_strict(parents, default=None, return_dtype=pl.String)
+    subcategory = lookup(name, by_name)
+    parent = lookup(subcategory, parents)
     return pl.when(parent == category).then(subcategory)
 
 
@@ -352,7 +346,7 @@ def region_id(*candidates: pl.Expr) -> pl.Expr:
 
 def region_name(region: pl.Expr, location: pl.Expr) -> pl.Expr:
     """FOCUS RegionName: null exactly when RegionId is; CUR's location name, else the known name."""
-    known = region.replace_strict(REGION_NAMES, default=None, return_dtype=pl.String)
+    known = lookup(region, REGION_NAMES)
     return pl.when(region.is_not_null()).then(pl.coalesce(location, known, region))
 
 
@@ -372,13 +366,11 @@ def resource_type(resource_id: pl.Expr, code: pl.Expr) -> pl.Expr:
     arn_pattern = r"^arn:aws[a-z-]*:([a-z0-9-]+):[^:]*:[^:]*:([A-Za-z0-9-]+)[/:]"
     service = resource_id.str.extract(r"^arn:aws[a-z-]*:([a-z0-9-]+):", 1)
     typed = resource_id.str.extract(arn_pattern, 2)
-    by_arn = pl.concat_str([service, pl.lit(":"), typed]).replace_strict(
-        ARN_RESOURCE_TYPES, default=None, return_dtype=pl.String
-    )
-    by_arn_service = service.replace_strict(ARN_RESOURCE_TYPES, default=None, return_dtype=pl.String)
+    by_arn = lookup(pl.concat_str([service, pl.lit(":"), typed]), ARN_RESOURCE_TYPES)
+    by_arn_service = lookup(service, ARN_RESOURCE_TYPES)
     prefix = resource_id.str.extract(r"^((?:tgw-attach)|[a-z]+)-[0-9a-f]{8,}$", 1)
-    by_prefix = prefix.replace_strict(ID_PREFIX_RESOURCE_TYPES, default=None, return_dtype=pl.String)
-    by_service = code.replace_strict(SERVICE_RESOURCE_TYPES, default=None, return_dtype=pl.String)
+    by_prefix = lookup(prefix, ID_PREFIX_RESOURCE_TYPES)
+    by_service = lookup(code, SERVICE_RESOURCE_TYPES)
     arn_fallback = pl.concat_str([service, pl.lit(" "), typed])  # null unless a typed ARN
     found = pl.coalesce(by_arn, by_prefix, by_arn_service, arn_fallback, by_service, pl.lit("Other"))
     return pl.when(resource_id.is_not_null()).then(found)
@@ -392,7 +384,7 @@ def focus_unit(unit: pl.Expr) -> pl.Expr:
     A rate written `X Per Hour` is left alone: it may mean X/Hour or X-Hours.
     """
     value = unit.str.strip_chars()
-    value = value.replace_strict(_STANDALONE, default=value, return_dtype=pl.String)
+    value = lookup(value, _STANDALONE, default=value)
     value = value.str.replace(r"^Lambda-GB-", "GB-")
     for plural, spellings in _TIME_PLURALS.items():
         alternatives = "|".join(sorted(set(spellings), key=len, reverse=True))
