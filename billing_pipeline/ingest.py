@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -160,44 +161,64 @@ def build_raw_slice(
             copy = None  # never read a file the manifest had no business naming
         record(problem, delivery.version, copy=copy)
 
-    parts: list[Path] = []
     first_day_of_period = day.day == 1
-    bad_date_frames: list[pl.LazyFrame] = []
     schemas = SchemaObserver(source.provider, source.name, delivery, store, lake_url)
-    for index, file_uri in enumerate(delivery.files):
-        part = workdir / f"raw-{source.name}-{index}.parquet"
+    day_rows: list[pl.LazyFrame] = []
+    bad_date_frames: list[pl.LazyFrame] = []
+    readable: list[str] = []
+
+    def quarantine_file(file_uri: str, error: Exception) -> None:
+        reason = f"unreadable export file: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
+        copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
         try:
-            local = store.stage(file_uri, workdir)
-            frame = adapter.read(local, delivery.file_format)
-            schema = frame.collect_schema()
-            schemas.observe(file_uri, schema, frame)
-            start = adapter.usage_start(schema)
-            frame = frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at))
-            frame.filter(start.dt.date() == day).sink_parquet(part, row_group_size=ROW_GROUP_ROWS)
-            if first_day_of_period:
-                bad = frame.filter(start.is_null())
-                bad_path = workdir / f"baddate-{source.name}-{index}.parquet"
-                bad.with_columns(
-                    pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")
-                ).sink_parquet(bad_path, row_group_size=ROW_GROUP_ROWS)
-                bad_date_frames.append(pl.scan_parquet(bad_path))
+            store.copy_in(file_uri, copy)
+        except Exception:  # noqa: BLE001
+            copy = None
+        record(FileProblem(file_uri, reason, kind), delivery.version, copy=copy)
+        log.warning("%s", FileProblem(file_uri, reason, kind).describe(source.name))
+
+    def open_file(file_uri: str) -> tuple[pl.LazyFrame, pl.Expr]:
+        """The file's rows with lineage columns, and its usage start expression (reads the footer only)."""
+        frame = adapter.read(store.stage(file_uri, workdir), delivery.file_format)
+        schema = frame.collect_schema()
+        schemas.observe(file_uri, schema, frame)
+        start = adapter.usage_start(schema)
+        return frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at)), start
+
+    for file_uri in delivery.files:
+        try:
+            frame, start = open_file(file_uri)
         except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
-            part.unlink(missing_ok=True)
-            reason = f"unreadable export file: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
-            kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
-            copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
-            try:
-                store.copy_in(file_uri, copy)
-            except Exception:  # noqa: BLE001
-                copy = None
-            record(FileProblem(file_uri, reason, kind), delivery.version, copy=copy)
-            log.warning("%s", FileProblem(file_uri, reason, kind).describe(source.name))
+            quarantine_file(file_uri, error)
             continue
-        parts.append(part)
-        result.files_read += 1
+        readable.append(file_uri)
+        day_rows.append(frame.filter(start.dt.date() == day))
+        if first_day_of_period:
+            bad_date_frames.append(frame.filter(start.is_null()).with_columns(
+                pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")))
+
+    published = workdir / f"raw-{source.name}.parquet"
+    bad_dates = workdir / f"baddate-{source.name}.parquet"
+
+    def write_local(rows: list[pl.LazyFrame], bad: list[pl.LazyFrame]) -> None:
+        if rows:
+            _concat(rows).sink_parquet(published, row_group_size=ROW_GROUP_ROWS)
+        if bad:
+            _concat(bad).sink_parquet(bad_dates, row_group_size=ROW_GROUP_ROWS)
+
+    try:
+        write_local(day_rows, bad_date_frames)  # one streaming pass: every file read and written once
+    except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
+        published.unlink(missing_ok=True)
+        bad_dates.unlink(missing_ok=True)
+        day_rows, bad_date_frames, readable = _isolate_unreadable(
+            readable, day_rows, bad_date_frames, workdir, source.name, quarantine_file)
+        write_local(day_rows, bad_date_frames)
+    result.files_read = len(readable)
 
     if bad_date_frames:
-        bad_rows = pl.concat(bad_date_frames, how="diagonal_relaxed")
+        bad_rows = pl.scan_parquet(bad_dates)
         count = bad_rows.select(pl.len()).collect().item()
         result.bad_date_rows = count
         if count:
@@ -211,16 +232,51 @@ def build_raw_slice(
     drift_records, drift_error = schemas.finish(day, ingested_at)
     _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
     if drift_error:
+        published.unlink(missing_ok=True)
         raise SchemaDriftError(drift_error)
-    if not parts:
+    if not day_rows:
         store.remove(target)
         return result
-    combined = pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
-    store.write_parquet(combined, target, workdir)
-    result.rows = combined.select(pl.len()).collect().item()  # Parquet footers only
-    for part in parts:
-        part.unlink(missing_ok=True)
+    result.rows = pl.scan_parquet(published).select(pl.len()).collect().item()  # the footer only
+    store.publish_file(published, target)
     return result
+
+
+def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """Files of one delivery may differ in columns (drift, legacy assemblies): union them by name."""
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _isolate_unreadable(
+    files: list[str], day_rows: list[pl.LazyFrame], bad_date_frames: list[pl.LazyFrame], workdir: Path,
+    source: str, quarantine_file: Callable[[str, Exception], None],
+) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame], list[str]]:
+    """Read each file in full on its own; quarantine the ones that fail, keep the rest as local parts.
+
+    The slow path, taken only when the one-pass read of a delivery failed (a file whose footer is
+    sound but whose data pages are not): the good files' rows are still published.
+    """
+    kept_rows: list[pl.LazyFrame] = []
+    kept_bad: list[pl.LazyFrame] = []
+    kept_files: list[str] = []
+    has_bad_dates = len(bad_date_frames) == len(files)
+    for index, file_uri in enumerate(files):
+        part = workdir / f"raw-{source}-{index}.parquet"
+        bad_part = workdir / f"baddate-{source}-{index}.parquet"
+        try:
+            day_rows[index].sink_parquet(part, row_group_size=ROW_GROUP_ROWS)
+            if has_bad_dates:
+                bad_date_frames[index].sink_parquet(bad_part, row_group_size=ROW_GROUP_ROWS)
+        except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
+            part.unlink(missing_ok=True)
+            bad_part.unlink(missing_ok=True)
+            quarantine_file(file_uri, error)
+            continue
+        kept_rows.append(pl.scan_parquet(part))
+        if has_bad_dates:
+            kept_bad.append(pl.scan_parquet(bad_part))
+        kept_files.append(file_uri)
+    return kept_rows, kept_bad, kept_files
 
 
 def _sum(frame: pl.LazyFrame, column: str) -> Decimal:

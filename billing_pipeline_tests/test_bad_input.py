@@ -180,3 +180,28 @@ def test_an_unreadable_manifest_holds_the_day_back(tmp_path: Path, sample: pl.Da
     config = _config(tmp_path)
     with scratch_dir() as workdir, pytest.raises(DeliveryIncompleteError, match="not readable JSON"):
         build_raw_slice(config.sources[0], DAY, Store(), config.lake_url, workdir)
+
+
+def test_a_file_with_a_sound_footer_but_corrupt_pages_is_quarantined(tmp_path: Path, sample: pl.DataFrame) -> None:
+    """The delivery is read in one pass; when that pass fails past the footers, each file is read on
+    its own so that only the broken one is quarantined and the good ones still publish."""
+    good, other = _halves(sample)
+    whole = tmp_path / "whole.parquet"
+    other.write_parquet(whole, compression="zstd")
+    garbled = bytearray(whole.read_bytes())
+    for index in range(200, len(garbled) // 3):  # data pages only: the footer at the end stays intact
+        garbled[index] ^= 0x5A
+    assert len(pl.scan_parquet(whole).collect_schema()) == len(other.columns)
+    write_data_export(_root(tmp_path), "exec-1",
+                      {"part-1.snappy.parquet": good, "part-2.snappy.parquet": bytes(garbled)})
+    config = _config(tmp_path)
+    run = run_spine(config, DAY)
+
+    problems = run.raw[0].problems
+    assert [p.kind for p in problems] == ["unreadable"]
+    assert "part-2.snappy.parquet" in problems[0].file_uri
+    assert problems[0].reason.startswith("unreadable export file: ComputeError: parquet")
+    assert run.raw[0].files_read == 1
+    copy = Path(_records(config)["quarantined_copy"].item())
+    assert copy.read_bytes() == bytes(garbled)
+    assert sum(Decimal(str(v)) for v in _normalized(config)["BilledCost"]) == _day_cost(good)
