@@ -74,15 +74,16 @@ def pipeline_columns(files: list[Path]) -> list[str]:
     return [c for c in schema if f'"{c}"' in plan or f"col({c})" in plan or c in plan.split()]
 
 
-def floor_step(landing: Path, out: Path) -> None:
+def floor_step(plan: Path, out: Path) -> None:
+    """Only the scan and the sink: files and columns were chosen by the parent, outside the timing."""
     from billing_pipeline.storage import ROW_GROUP_ROWS
 
-    files = current_files(landing)
-    columns = pipeline_columns(files)
-    pl.scan_parquet(files).select(columns).sink_parquet(out, row_group_size=ROW_GROUP_ROWS)  # as the pipeline
+    chosen = json.loads(plan.read_text())
+    pl.scan_parquet(chosen["files"]).select(chosen["columns"]).sink_parquet(out, row_group_size=ROW_GROUP_ROWS)
 
 
-def pipeline_step(landing: Path, lake: Path) -> None:
+def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
+    """raw -> normalized -> tag-enriched in one process, as the `billing_daily` job runs them."""
     from billing_pipeline.config import SourceConfig, TagPolicy, load_config
     from billing_pipeline.ingest import build_enriched_slice, build_normalized_slice, build_raw_slice
     from billing_pipeline.storage import Store, scratch_dir
@@ -90,10 +91,17 @@ def pipeline_step(landing: Path, lake: Path) -> None:
     source = SourceConfig(name=SOURCE, provider="aws_cur2", url=str(export_root(landing)))
     policy: TagPolicy = load_config(Path(__file__).resolve().parents[1] / "billing.yaml").tag_policy
     store = Store()
+    stages: dict[str, float] = {}
     with scratch_dir(prefix="bench-") as workdir:
-        build_raw_slice(source, DAY, store, str(lake), workdir)
-        build_normalized_slice(source, DAY, store, str(lake), workdir)
-        build_enriched_slice(source, DAY, store, str(lake), policy, workdir)
+        for name, build in (
+            ("raw", lambda: build_raw_slice(source, DAY, store, str(lake), workdir)),
+            ("normalized", lambda: build_normalized_slice(source, DAY, store, str(lake), workdir)),
+            ("enriched", lambda: build_enriched_slice(source, DAY, store, str(lake), policy, workdir)),
+        ):
+            started = time.perf_counter()
+            build()
+            stages[name] = round(time.perf_counter() - started, 2)
+    stages_out.write_text(json.dumps(stages))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="scratch folder (default: <out>/work)")
     parser.add_argument("--landing", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--stages", help=argparse.SUPPRESS)
+    parser.add_argument("--plan", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep generated data")
     args = parser.parse_args(argv)
     if args.step == "floor":
-        floor_step(Path(args.landing), Path(args.target))
+        floor_step(Path(args.plan), Path(args.target))
         return 0
     if args.step == "pipeline":
-        pipeline_step(Path(args.landing), Path(args.target))
+        pipeline_step(Path(args.landing), Path(args.target), Path(args.stages))
         return 0
 
     out = Path(args.out).resolve()
@@ -129,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = pl.scan_parquet(files).select(pl.len()).collect().item()
         input_bytes = sum(f.stat().st_size for f in files)
         floor_out = work / f"floor-{size}.parquet"
-        floor = run_measured([sys.executable, "-m", "billing_pipeline.bench", "floor", "--landing", str(landing),
+        floor_plan = work / f"floor-{size}.json"
+        floor_plan.write_text(json.dumps({"files": [str(f) for f in files], "columns": pipeline_columns(files)}))
+        floor = run_measured([sys.executable, "-m", "billing_pipeline.bench", "floor", "--plan", str(floor_plan),
                               "--target", str(floor_out)])
         lake = work / f"lake-{size}"
         shutil.rmtree(lake, ignore_errors=True)
+        stages_file = work / f"stages-{size}.json"
         pipeline = run_measured([sys.executable, "-m", "billing_pipeline.bench", "pipeline", "--landing",
-                                 str(landing), "--target", str(lake)])
+                                 str(landing), "--target", str(lake), "--stages", str(stages_file)])
         if floor.returncode or pipeline.returncode:
             raise SystemExit(f"a step failed for {size} rows: floor {floor.returncode}, pipeline {pipeline.returncode}")
         normalized = pl.scan_parquet(lake / "normalized_line_items" / f"date={DAY}" / f"source={SOURCE}" /
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "input_mib": round(input_bytes / 2**20, 1),
             "floor": asdict(floor),
             "pipeline": asdict(pipeline),
+            "pipeline_stage_seconds": json.loads(stages_file.read_text()),
             "floor_rows_per_s": round(rows / floor.seconds),
             "pipeline_rows_per_s": round(rows / pipeline.seconds),
             "ratio_time": round(pipeline.seconds / floor.seconds, 2),
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(landing, ignore_errors=True)
             shutil.rmtree(lake, ignore_errors=True)
             floor_out.unlink(missing_ok=True)
+            floor_plan.unlink(missing_ok=True)
+            stages_file.unlink(missing_ok=True)
         print_table(results)
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -170,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(results: list[dict]) -> None:
     print(f"\n{'rows':>11} {'floor s':>8} {'floor MiB':>10} {'pipe s':>8} {'pipe MiB':>9} {'rows/s':>10} "
-          f"{'ratio':>6}")
+          f"{'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}")
     for r in results:
+        stages = r["pipeline_stage_seconds"]
         print(f"{r['rows_in_latest_delivery']:>11,} {r['floor']['seconds']:>8.1f} {r['floor']['peak_rss_mib']:>10.0f} "
               f"{r['pipeline']['seconds']:>8.1f} {r['pipeline']['peak_rss_mib']:>9.0f} "
-              f"{r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}", flush=True)
+              f"{r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}   {stages['raw']:>6.1f} "
+              f"{stages['normalized']:>6.1f} {stages['enriched']:>6.1f}", flush=True)
 
 
 if __name__ == "__main__":

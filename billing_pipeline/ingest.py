@@ -284,33 +284,30 @@ def _sum(frame: pl.LazyFrame, column: str) -> Decimal:
     return Decimal(value) if value is not None else Decimal(0)
 
 
-def duplicate_row_ids(frame: pl.LazyFrame, key: list[str]) -> pl.Series:
-    """`x_RawRow` of every row whose key repeats an earlier row's key (the first copy is kept).
+# Rows whose key hash repeats are re-read from the raw slice into memory up to this many (one read
+# of the raw file); beyond it (a whole delivery sent twice) they stay lazy and stream.
+CANDIDATES_IN_MEMORY = 250_000
 
-    Exact, and light on memory at tens of millions of rows: keys are first hashed to 64 bits, and
-    only rows whose hash repeats are compared on their real key values.
+
+def _repeated_rows(raw: pl.LazyFrame, to_focus: Callable[[pl.LazyFrame], pl.LazyFrame], key: list[str],
+                   decisions: pl.DataFrame) -> tuple[pl.Series, pl.LazyFrame]:
+    """The rows that repeat an earlier row's key, compared exactly, and their FOCUS rows.
+
+    Exact, and light on memory at tens of millions of rows: the decision pass hashed every key to
+    64 bits; only rows whose hash repeats are mapped again, from their raw rows, and compared on
+    their real key values (the mapping does not let a row filter through, so filtering the whole
+    day's FOCUS rows would map every row again).
     """
-    hashes = frame.select(
-        "x_RawRow",
-        pl.struct(key).hash(seed=0).alias("_h"),
-        pl.all_horizontal([pl.col(c).is_not_null() for c in key]).alias("_keyed"),
-    ).collect(engine="streaming")
-    return _exact_duplicates(frame, key, hashes)
-
-
-def _exact_duplicates(frame: pl.LazyFrame, key: list[str], hashes: pl.DataFrame) -> pl.Series:
-    """From (x_RawRow, _h, _keyed), the rows that repeat an earlier row's key, compared exactly."""
-    keyed = hashes.filter(pl.col("_keyed"))
-    candidates = keyed.filter(pl.col("_h").is_duplicated()).get_column("x_RawRow")
+    candidates = decisions.filter(pl.col("_keyed") & pl.col("_h").is_duplicated()).get_column("x_RawRow")
     if candidates.is_empty():
-        return pl.Series("x_RawRow", [], dtype=pl.UInt32)
-    rows = (
-        frame.filter(pl.col("x_RawRow").is_in(candidates.implode()))
-        .select("x_RawRow", *key)
-        .collect()
-        .sort("x_RawRow")
-    )
-    return rows.filter(~pl.struct(key).is_first_distinct()).get_column("x_RawRow")
+        return pl.Series("x_RawRow", [], dtype=pl.UInt32), pl.LazyFrame()
+    subset = raw.filter(pl.col("x_RawRow").is_in(candidates.implode()))
+    if candidates.len() <= CANDIDATES_IN_MEMORY:
+        subset = subset.collect(engine="streaming").lazy()
+    focus = to_focus(subset).filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
+    keys = focus.select("x_RawRow", *key).collect(engine="streaming").sort("x_RawRow")
+    repeated = keys.filter(~pl.struct(key).is_first_distinct()).get_column("x_RawRow")
+    return repeated, focus.filter(pl.col("x_RawRow").is_in(repeated.implode()))
 
 
 def build_normalized_slice(
@@ -352,12 +349,11 @@ def build_normalized_slice(
     else:
         store.remove(rows_url)
 
-    good = focus.filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
-    duplicate_ids = _exact_duplicates(good, key, decisions.filter(pl.col("_bad_reason").is_null()))
+    duplicate_ids, dropped = _repeated_rows(raw, adapter.to_focus, key,
+                                            decisions.filter(pl.col("_bad_reason").is_null()))
     excluded = pl.concat([bad_ids.get_column("x_RawRow"), duplicate_ids]).implode()
     result.duplicate_rows = duplicate_ids.len()
     if result.duplicate_rows:
-        dropped = good.filter(pl.col("x_RawRow").is_in(duplicate_ids.implode()))
         store.write_parquet(conform(dropped), dups_url, workdir)
         result.duplicate_cost = _sum(pl.scan_parquet(store.stage(dups_url, workdir)), "BilledCost")
     else:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing_pipeline import ingest
 from billing_pipeline.config import BillingConfig, load_config
 from billing_pipeline.lake import quarantine_url, slice_url
 from billing_pipeline.storage import Store, scratch_dir
@@ -138,7 +139,12 @@ def test_legacy_cur_reads_only_the_assembly_the_period_manifest_names(tmp_path: 
     assert run.normalized[0].duplicate_rows == 0
 
 
-def test_a_file_delivered_twice_is_counted_once_and_its_copies_are_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_memory", [True, False], ids=["candidates-in-memory", "candidates-streamed"])
+def test_a_file_delivered_twice_is_counted_once_and_its_copies_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
+) -> None:
+    if not in_memory:  # a delivery sent twice at scale: the repeated rows are not collected into memory
+        monkeypatch.setattr(ingest, "CANDIDATES_IN_MEMORY", 0)
     sample = sample_as_cur2_frame()
     root = tmp_path / "landing" / "cur2-export"
     write_data_export(root, "exec-1", {"part-1.snappy.parquet": sample, "part-1-copy.snappy.parquet": sample})
