@@ -404,9 +404,10 @@ def build_enriched_slice(
     result.rows = totals["rows"].item()
     result.billed_cost = Decimal(totals["billed"].item() or 0)
     result.unallocated_cost = Decimal(totals["unallocated"].item() or 0)
+    rules = frame.group_by("allocation_rule").len().collect(engine="streaming")  # a handful of distinct rules
     result.by_rule = dict(
-        frame.select(pl.col("allocation_rule").str.extract(r"^([a-z]+)", 1).fill_null("unallocated"))
-        .group_by("allocation_rule").len().sort("allocation_rule").collect().iter_rows()
+        rules.group_by(pl.col("allocation_rule").str.extract(r"^([a-z]+)", 1).fill_null("unallocated"))
+        .agg(pl.col("len").sum()).sort("allocation_rule").iter_rows()
     )
     store.publish_file(local, target)
     return result

@@ -278,8 +278,7 @@ class AwsCurAdapter:
 
         product_code = keep("product_code", string("line_item_product_code"))
         product_name = keep("product_name", pl.coalesce(string("product_product_name"), string("product_servicename")))
-        code = per_distinct("code", [product_code, string("product_servicecode"), product_name],
-                            catalog.service_code)
+        code = keep("code", catalog.service_code(product_code, string("product_servicecode"), product_name))
         service_name = keep("service_name",
                             pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown")))
 
@@ -350,8 +349,8 @@ class AwsCurAdapter:
             pl.when(commitment_type == "Savings Plan").then(commitment_unit_currency).otherwise(pl.lit("Hours"))
         )
 
-        region = per_distinct("region", [string("product_region_code"), string("product_region")], catalog.region_id)
-        region_name = per_distinct("region_name", [region, string("product_location")], catalog.region_name)
+        region = keep("region", catalog.region_id(string("product_region_code"), string("product_region")))
+        region_name = keep("region_name", catalog.region_name(region, string("product_location")))
         resource_id = keep("resource_id", string("line_item_resource_id"))
         resource_type = keep("resource_type", catalog.resource_type(resource_id, code))  # ids are near-unique
         sku_meter = per_distinct("sku_meter", [string("line_item_usage_type")], catalog.sku_meter)

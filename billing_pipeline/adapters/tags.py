@@ -39,14 +39,9 @@ def tags_from_map(column: str) -> pl.Expr:
 
 
 def _json_string(expr: pl.Expr) -> pl.Expr:
-    escaped = (
-        expr.str.replace_all("\\", "\\\\", literal=True)
-        .str.replace_all('"', '\\"', literal=True)
-        .str.replace_all("\n", "\\n", literal=True)
-        .str.replace_all("\r", "\\r", literal=True)
-        .str.replace_all("\t", "\\t", literal=True)
-    )
-    return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
+    """A JSON string literal, escaped by polars' own JSON encoder (quotes, backslashes, every control
+    character): `{"v":"..."}` of a one-field struct, stripped back to the quoted string."""
+    return pl.struct(expr.alias("v")).struct.json_encode().str.slice(len('{"v":')).str.strip_suffix("}")
 
 
 def tags_json(tags: pl.Expr) -> pl.Expr:
