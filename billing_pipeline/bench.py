@@ -4,8 +4,12 @@ For each size the generator writes one day of CUR 2.0 (full column set, map colu
 of line item types). Then, each in its own process so that peak RSS is that step's alone:
 - floor: a plain polars lazy scan of the same Parquet, projected to the columns the pipeline reads,
   written with a streaming sink (the cost of reading and writing the bytes);
-- pipeline: raw -> normalized -> tag-enriched for that day, through the functions the assets call.
-Reports wall time, rows per second, peak RSS and the ratio pipeline / floor; writes JSON.
+- pipeline: raw -> normalized -> tag-enriched for that day, through the functions the assets call
+  (one process, as the `billing_daily` job runs them), with the seconds of each stage;
+- layers copy: a plain polars copy of the three files the pipeline wrote, i.e. what reading and
+  writing three layers of that width costs before any mapping (a second, wider baseline).
+Reports wall time, rows per second, peak RSS and the ratios pipeline / floor and pipeline / layers
+copy; writes JSON.
 
 Usage: python -m billing_pipeline.bench [--sizes 1000000,5000000,10000000] [--out bench_results]
 """
@@ -76,10 +80,27 @@ def pipeline_columns(files: list[Path]) -> list[str]:
 
 def floor_step(plan: Path, out: Path) -> None:
     """Only the scan and the sink: files and columns were chosen by the parent, outside the timing."""
-    from billing_pipeline.storage import ROW_GROUP_ROWS
+    from billing_pipeline.storage import PARQUET_OPTIONS
 
     chosen = json.loads(plan.read_text())
-    pl.scan_parquet(chosen["files"]).select(chosen["columns"]).sink_parquet(out, row_group_size=ROW_GROUP_ROWS)
+    # written with the pipeline's own Parquet options, so the two differ only in what they compute
+    pl.scan_parquet(chosen["files"]).select(chosen["columns"]).sink_parquet(out, **PARQUET_OPTIONS)
+
+
+LAYERS = ("raw_line_items", "normalized_line_items", "tag_enriched_costs")
+
+
+def layer_files(lake: Path) -> list[Path]:
+    return [lake / layer / f"date={DAY}" / f"source={SOURCE}" / "part-0.parquet" for layer in LAYERS]
+
+
+def copy_step(lake: Path, out: Path) -> None:
+    """A plain polars copy of each layer file the pipeline wrote: what three materialized layers of
+    that width cost in reading and writing alone, before any mapping, dedup or allocation."""
+    from billing_pipeline.storage import PARQUET_OPTIONS
+
+    for index, layer in enumerate(layer_files(lake)):
+        pl.scan_parquet(layer).sink_parquet(out.with_suffix(f".{index}.parquet"), **PARQUET_OPTIONS)
 
 
 def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
@@ -106,7 +127,7 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", nargs="?", choices=["floor", "pipeline"], help=argparse.SUPPRESS)
+    parser.add_argument("step", nargs="?", choices=["floor", "pipeline", "copy"], help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="1000000,5000000,10000000")
     parser.add_argument("--out", default="bench_results")
     parser.add_argument("--work", default=None, help="scratch folder (default: <out>/work)")
@@ -121,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.step == "pipeline":
         pipeline_step(Path(args.landing), Path(args.target), Path(args.stages))
+        return 0
+    if args.step == "copy":
+        copy_step(Path(args.landing), Path(args.target))
         return 0
 
     out = Path(args.out).resolve()
@@ -150,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                                  str(landing), "--target", str(lake), "--stages", str(stages_file)])
         if floor.returncode or pipeline.returncode:
             raise SystemExit(f"a step failed for {size} rows: floor {floor.returncode}, pipeline {pipeline.returncode}")
-        normalized = pl.scan_parquet(lake / "normalized_line_items" / f"date={DAY}" / f"source={SOURCE}" /
-                                     "part-0.parquet").select(pl.len()).collect().item()
+        copy_out = work / f"copy-{size}.parquet"
+        copy = run_measured([sys.executable, "-m", "billing_pipeline.bench", "copy", "--landing", str(lake),
+                             "--target", str(copy_out)])
+        if copy.returncode:
+            raise SystemExit(f"copying the layers failed for {size} rows")
+        normalized = pl.scan_parquet(layer_files(lake)[1]).select(pl.len()).collect().item()
         results.append({
             "rows_generated_per_day": size,
             "rows_in_latest_delivery": rows,
@@ -163,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             "floor_rows_per_s": round(rows / floor.seconds),
             "pipeline_rows_per_s": round(rows / pipeline.seconds),
             "ratio_time": round(pipeline.seconds / floor.seconds, 2),
+            "layers_copy": asdict(copy),
+            "layer_columns": [len(pl.read_parquet_schema(f)) for f in layer_files(lake)],
+            "ratio_time_vs_layers_copy": round(pipeline.seconds / copy.seconds, 2),
             "ratio_peak_rss": round(pipeline.peak_rss_mib / floor.peak_rss_mib, 2),
         })
         if not args.keep:
@@ -171,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             floor_out.unlink(missing_ok=True)
             floor_plan.unlink(missing_ok=True)
             stages_file.unlink(missing_ok=True)
+            for leftover in work.glob(f"copy-{size}.*.parquet"):
+                leftover.unlink()
         print_table(results)
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -186,13 +219,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(results: list[dict]) -> None:
     print(f"\n{'rows':>11} {'floor s':>8} {'floor MiB':>10} {'pipe s':>8} {'pipe MiB':>9} {'rows/s':>10} "
-          f"{'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}")
+          f"{'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}   {'copy s':>6} {'vs copy':>7}")
     for r in results:
         stages = r["pipeline_stage_seconds"]
         print(f"{r['rows_in_latest_delivery']:>11,} {r['floor']['seconds']:>8.1f} {r['floor']['peak_rss_mib']:>10.0f} "
               f"{r['pipeline']['seconds']:>8.1f} {r['pipeline']['peak_rss_mib']:>9.0f} "
               f"{r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}   {stages['raw']:>6.1f} "
-              f"{stages['normalized']:>6.1f} {stages['enriched']:>6.1f}", flush=True)
+              f"{stages['normalized']:>6.1f} {stages['enriched']:>6.1f}   {r['layers_copy']['seconds']:>6.1f} "
+              f"{r['ratio_time_vs_layers_copy']:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

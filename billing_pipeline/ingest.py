@@ -24,7 +24,7 @@ from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
-from billing_pipeline.storage import ROW_GROUP_ROWS, Store
+from billing_pipeline.storage import PARQUET_OPTIONS, Store
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,9 @@ def build_raw_slice(
 
     def write_local(rows: list[pl.LazyFrame], bad: list[pl.LazyFrame]) -> None:
         if rows:
-            _concat(rows).sink_parquet(published, row_group_size=ROW_GROUP_ROWS)
+            _concat(rows).sink_parquet(published, **PARQUET_OPTIONS)
         if bad:
-            _concat(bad).sink_parquet(bad_dates, row_group_size=ROW_GROUP_ROWS)
+            _concat(bad).sink_parquet(bad_dates, **PARQUET_OPTIONS)
 
     try:
         write_local(day_rows, bad_date_frames)  # one streaming pass: every file read and written once
@@ -264,9 +264,9 @@ def _isolate_unreadable(
         part = workdir / f"raw-{source}-{index}.parquet"
         bad_part = workdir / f"baddate-{source}-{index}.parquet"
         try:
-            day_rows[index].sink_parquet(part, row_group_size=ROW_GROUP_ROWS)
+            day_rows[index].sink_parquet(part, **PARQUET_OPTIONS)
             if has_bad_dates:
-                bad_date_frames[index].sink_parquet(bad_part, row_group_size=ROW_GROUP_ROWS)
+                bad_date_frames[index].sink_parquet(bad_part, **PARQUET_OPTIONS)
         except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
             part.unlink(missing_ok=True)
             bad_part.unlink(missing_ok=True)
@@ -284,8 +284,8 @@ def _sum(frame: pl.LazyFrame, column: str) -> Decimal:
     return Decimal(value) if value is not None else Decimal(0)
 
 
-# Rows whose key hash repeats are re-read from the raw slice into memory up to this many (one read
-# of the raw file); beyond it (a whole delivery sent twice) they stay lazy and stream.
+# FOCUS rows of the rows whose key hash repeats are held in memory up to this many (one read of
+# the raw file); beyond it (a whole delivery sent twice) they stay lazy and stream.
 CANDIDATES_IN_MEMORY = 250_000
 
 
@@ -301,10 +301,10 @@ def _repeated_rows(raw: pl.LazyFrame, to_focus: Callable[[pl.LazyFrame], pl.Lazy
     candidates = decisions.filter(pl.col("_keyed") & pl.col("_h").is_duplicated()).get_column("x_RawRow")
     if candidates.is_empty():
         return pl.Series("x_RawRow", [], dtype=pl.UInt32), pl.LazyFrame()
-    subset = raw.filter(pl.col("x_RawRow").is_in(candidates.implode()))
-    if candidates.len() <= CANDIDATES_IN_MEMORY:
-        subset = subset.collect(engine="streaming").lazy()
+    subset = raw.filter(pl.col("x_RawRow").is_in(candidates.implode()))  # filtered before it is mapped
     focus = to_focus(subset).filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
+    if candidates.len() <= CANDIDATES_IN_MEMORY:
+        focus = focus.collect(engine="streaming").lazy()
     keys = focus.select("x_RawRow", *key).collect(engine="streaming").sort("x_RawRow")
     repeated = keys.filter(~pl.struct(key).is_first_distinct()).get_column("x_RawRow")
     return repeated, focus.filter(pl.col("x_RawRow").is_in(repeated.implode()))
@@ -360,7 +360,7 @@ def build_normalized_slice(
         store.remove(dups_url)
     publishable = workdir / f"normalized-{source.name}.parquet"
     kept = focus.filter(~pl.col("x_RawRow").is_in(excluded)).drop("_bad_reason")
-    conform(kept).sink_parquet(publishable, row_group_size=ROW_GROUP_ROWS)
+    conform(kept).sink_parquet(publishable, **PARQUET_OPTIONS)
     result.rows = validate_focus_file(str(publishable))
     totals = pl.scan_parquet(publishable).select(
         pl.col("BilledCost").sum().alias("billed"),
@@ -394,7 +394,7 @@ def build_enriched_slice(
         return result
     enriched = allocate_by_distinct_tags(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
     local = workdir / f"enriched-{source.name}.parquet"
-    enriched.sink_parquet(local, row_group_size=ROW_GROUP_ROWS)
+    enriched.sink_parquet(local, **PARQUET_OPTIONS)
     frame = pl.scan_parquet(local)
     totals = frame.select(
         pl.len().alias("rows"),

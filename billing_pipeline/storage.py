@@ -28,6 +28,13 @@ from fsspec.core import url_to_fs
 # layers was measured unchanged with it (see README, "Performance").
 ROW_GROUP_ROWS = 100_000
 
+# Every Parquet file the pipeline writes. zstd at level 1 rather than polars' default 3: encoding
+# is the largest single cost of a layer's pass, and a 1M-row normalized slice was written in 2.18 s
+# instead of 2.45 s for 103 MiB instead of 102 MiB.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "row_group_size": ROW_GROUP_ROWS, "compression": "zstd", "compression_level": 1, "statistics": True,
+}
+
 
 def is_remote(url: str) -> bool:
     return "://" in url and not url.startswith("file://")
@@ -187,9 +194,9 @@ class Store:
         tmp = workdir / f".tmp-{uuid.uuid4().hex}.partial"
         try:
             if isinstance(frame, pl.DataFrame):
-                frame.write_parquet(tmp, statistics=True, row_group_size=ROW_GROUP_ROWS)
+                frame.write_parquet(tmp, **PARQUET_OPTIONS)
             else:
-                frame.sink_parquet(tmp, statistics=True, row_group_size=ROW_GROUP_ROWS)
+                frame.sink_parquet(tmp, **PARQUET_OPTIONS)
             self.publish_file(tmp, dest_url)
         finally:
             tmp.unlink(missing_ok=True)
