@@ -24,7 +24,7 @@ from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
 from billing_pipeline.focus import MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
-from billing_pipeline.storage import PARQUET_OPTIONS, Store
+from billing_pipeline.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, Store
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,17 @@ def _sum(frame: pl.LazyFrame, column: str) -> Decimal:
 CANDIDATES_IN_MEMORY = 250_000
 
 
+def _rows_in_blocks(raw: pl.LazyFrame, row_ids: pl.Series) -> pl.LazyFrame:
+    """The rows `row_ids` of the raw slice, reading only the blocks of rows that hold them.
+
+    Each block is a slice, which polars pushes down to the Parquet reader, so the row groups without
+    a wanted row are not decoded (repeated rows usually cluster: a file delivered twice).
+    """
+    blocks = (row_ids // ROW_GROUP_ROWS).unique().sort()
+    pieces = [raw.slice(int(block) * ROW_GROUP_ROWS, ROW_GROUP_ROWS) for block in blocks]
+    return pl.concat(pieces).filter(pl.col("x_RawRow").is_in(row_ids.implode()))
+
+
 def _repeated_rows(raw: pl.LazyFrame, to_focus: Callable[[pl.LazyFrame], pl.LazyFrame], key: list[str],
                    decisions: pl.DataFrame) -> tuple[pl.Series, pl.LazyFrame]:
     """The rows that repeat an earlier row's key, compared exactly, and their FOCUS rows.
@@ -301,7 +312,7 @@ def _repeated_rows(raw: pl.LazyFrame, to_focus: Callable[[pl.LazyFrame], pl.Lazy
     candidates = decisions.filter(pl.col("_keyed") & pl.col("_h").is_duplicated()).get_column("x_RawRow")
     if candidates.is_empty():
         return pl.Series("x_RawRow", [], dtype=pl.UInt32), pl.LazyFrame()
-    subset = raw.filter(pl.col("x_RawRow").is_in(candidates.implode()))  # filtered before it is mapped
+    subset = _rows_in_blocks(raw, candidates)  # filtered before it is mapped
     focus = to_focus(subset).filter(pl.col("_bad_reason").is_null()).drop("_bad_reason")
     if candidates.len() <= CANDIDATES_IN_MEMORY:
         focus = focus.collect(engine="streaming").lazy()

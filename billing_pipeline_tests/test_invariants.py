@@ -218,3 +218,18 @@ def test_a_run_killed_mid_write_leaves_the_previous_slice_intact(tmp_path: Path)
     process.wait()
     assert pl.read_parquet(target)["a"].to_list() == [7]
     assert not [p for p in target.parent.iterdir() if p.suffix == ".parquet" and p.name != "part-0.parquet"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(wanted=st.sets(st.integers(min_value=0, max_value=49), min_size=1, max_size=12),
+       block=st.integers(min_value=1, max_value=20))
+def test_rows_read_by_blocks_are_exactly_the_wanted_rows(tmp_path_factory, monkeypatch, wanted, block) -> None:
+    """Repeated rows are re-read block by block (slices of the raw file): none lost, none extra."""
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", block)
+    path = tmp_path_factory.mktemp("blocks") / "raw.parquet"
+    pl.DataFrame({"cost": [f"{i}.5" for i in range(50)]}).write_parquet(path, row_group_size=7)
+    raw = pl.scan_parquet(path).with_row_index("x_RawRow")
+    ids = pl.Series("x_RawRow", sorted(wanted), dtype=pl.UInt32)
+    got = ingest._rows_in_blocks(raw, ids).collect()
+    assert sorted(got["x_RawRow"].to_list()) == sorted(wanted)
+    assert sorted(got["cost"].to_list()) == sorted(f"{i}.5" for i in wanted)
