@@ -40,5 +40,7 @@ conformance: install validator
 clean:
 	rm -rf data .dagster_home bench_results
 
+# make's $(or ...) splits at commas, so the default list is a plain variable
+SIZES ?= 1000000,5000000,10000000
 bench: install
-	$(PY) -m billing_pipeline.bench --sizes $(or $(SIZES),1000000,5000000,10000000) --out bench_results
+	$(PY) -m billing_pipeline.bench --sizes $(SIZES) --out bench_results
