@@ -73,6 +73,7 @@ from billing_pipeline.adapters.base import (
 from billing_pipeline.adapters.focus_native import FocusAdapter, tags_from_json
 from billing_pipeline.adapters.tags import tags_json
 from billing_pipeline.focus import MONEY
+from billing_pipeline.lookup import lookup
 from billing_pipeline.storage import FileInfo, Store, join
 
 PROVIDER = "Microsoft"
@@ -469,7 +470,7 @@ class AzureAdapter:
         commitment_purchase = (category == "Purchase") & committed
         billed = _billed(get, schema)
         effective = pl.when(commitment_purchase).then(pl.lit(0, dtype=MONEY)).otherwise(cost)
-        unit = get.text("unit").replace_strict(units, default=None, return_dtype=pl.String)
+        unit = lookup(get.text("unit"), units)
         quantity = get.money("quantity")
         pricing_quantity = pl.when(priced & unit.is_not_null()).then(quantity)
         usage_quantity = pl.when(is_usage & ~unused & unit.is_not_null()).then(quantity)
@@ -486,10 +487,8 @@ class AzureAdapter:
         period_end = pl.coalesce(
             azure_datetime(get.col("billing_period_end"), get.dtype("billing_period_end")).dt.offset_by("1d"),
             period_start.dt.offset_by("1mo"))
-        region_id = get.text("location").replace_strict({k: v[0] for k, v in regions.items()}, default=None,
-                                                        return_dtype=pl.String)
-        region_name = get.text("location").replace_strict({k: v[1] for k, v in regions.items()}, default=None,
-                                                          return_dtype=pl.String)
+        region_id = lookup(get.text("location"), {k: v[0] for k, v in regions.items()})
+        region_name = lookup(get.text("location"), {k: v[1] for k, v in regions.items()})
         resource_id = get.text("resource_id")
         service = pl.coalesce(get.text("meter_category"), get.text("consumed_service"), pl.lit("Unknown"))
         commitment_type = pl.when(commitment_id.is_not_null() & (committed | unused | commitment_purchase)).then(
@@ -541,15 +540,13 @@ class AzureAdapter:
             pl.when(pricing_quantity.is_not_null()).then(unit).alias("PricingUnit"),
             pl.lit(PROVIDER).alias("ProviderName"),
             pl.coalesce(get.text("publisher_name"), pl.lit(PROVIDER)).alias("PublisherName"),
-            service.replace_strict({k: v[0] for k, v in services.items()}, default=OTHER[0],
-                                   return_dtype=pl.String).alias("ServiceCategory"),
-            service.replace_strict({k: v[1] for k, v in services.items()}, default=OTHER[1],
-                                   return_dtype=pl.String).alias("ServiceSubcategory"),
+            lookup(service, {k: v[0] for k, v in services.items()}, default=OTHER[0]).alias("ServiceCategory"),
+            lookup(service, {k: v[1] for k, v in services.items()}, default=OTHER[1]).alias("ServiceSubcategory"),
             service.alias("ServiceName"),
             get.text("availability_zone").alias("AvailabilityZone"),
-            get.text("frequency").replace_strict(
-                {"UsageBased": "Usage-Based", "Recurring": "Recurring", "OneTime": "One-Time"}, default="Usage-Based",
-                return_dtype=pl.String).alias("ChargeFrequency"),
+            lookup(get.text("frequency"),
+                   {"UsageBased": "Usage-Based", "Recurring": "Recurring", "OneTime": "One-Time"},
+                   default="Usage-Based").alias("ChargeFrequency"),
             get.text("invoice_id").alias("InvoiceId"),
             pl.when(commitment_type.is_not_null()).then(commitment_id).alias("CommitmentDiscountId"),
             pl.when(commitment_type.is_not_null()).then(

@@ -41,6 +41,7 @@ from billing_pipeline.focus import (
     SERVICE_CATEGORIES,
     TIMESTAMP,
 )
+from billing_pipeline.lookup import lookup
 from billing_pipeline.storage import Store, join
 
 ENUMERATIONS: dict[str, tuple[str, ...]] = {
@@ -59,9 +60,8 @@ def canonical_enumeration(name: str, allowed: tuple[str, ...]) -> pl.Expr:
 
     Any other value is left as delivered, so that the FOCUS contract rejects it loudly.
     """
-    lookup = {value.lower(): value for value in allowed}
     value = text(name)
-    return value.str.to_lowercase().replace_strict(lookup, default=value, return_dtype=pl.String)
+    return lookup(value.str.to_lowercase(), {spelling.lower(): spelling for spelling in allowed}, default=value)
 
 
 _PAIR = r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9.eE+]+|true|false|null)'
@@ -240,7 +240,7 @@ def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
         other = pl.when(category.is_in(SERVICE_CATEGORIES)).then(pl.format("Other ({})", category))
         known = pl.coalesce(
             catalog.subcategory_for_name(name, category),
-            name.replace_strict(SERVICE_SUBCATEGORIES, default=None, return_dtype=pl.String),
+            lookup(name, SERVICE_SUBCATEGORIES),
         )
         additions.append(pl.coalesce(known, other).alias("ServiceSubcategory"))
     for unit in ("PricingUnit", "ConsumedUnit"):

@@ -48,6 +48,7 @@ from billing_pipeline.adapters.base import (
 )
 from billing_pipeline.adapters.tags import TAG, TAG_LIST, tags_json
 from billing_pipeline.focus import MONEY, TIMESTAMP
+from billing_pipeline.lookup import lookup
 from billing_pipeline.storage import Store
 
 PROVIDER = "Google Cloud"
@@ -187,8 +188,7 @@ def focus_unit_name(unit: str | None) -> str | None:
 
 def _mapped(expr: pl.Expr, distinct: list[str | None], function) -> pl.Expr:  # noqa: ANN001 - a plain callable
     """`expr` mapped through `function`, evaluated once per distinct value (not per row)."""
-    lookup = {value: function(value) for value in distinct if value is not None}
-    return expr.replace_strict(lookup, default=None, return_dtype=pl.String)
+    return lookup(expr, {value: function(value) for value in distinct if value is not None})
 
 
 # ---- reading: both file formats to one typed shape ----------------------------------------------------
@@ -402,7 +402,7 @@ class GcpAdapter:
         consumed_quantity = pl.when(consumed_unit.is_not_null()).then(money("usage", "amount"))
         region = _stext(schema, "location", "region")
         region_name = pl.coalesce(
-            region.replace_strict(REGIONS, default=None, return_dtype=pl.String), region)
+            lookup(region, REGIONS), region)
         project = _stext(schema, "project", "id")
         resource_id = _stext(schema, "resource", "global_name")
         sku = _stext(schema, "sku", "id")
@@ -446,10 +446,8 @@ class GcpAdapter:
             pl.lit(PROVIDER).alias("ProviderName"),
             pl.when(third_party).then(pl.coalesce(_stext(schema, "seller_name"), pl.lit(PROVIDER)))
             .otherwise(pl.lit(PROVIDER)).alias("PublisherName"),
-            service.replace_strict({k: v[0] for k, v in services.items()}, default=OTHER[0],
-                                   return_dtype=pl.String).alias("ServiceCategory"),
-            service.replace_strict({k: v[1] for k, v in services.items()}, default=OTHER[1],
-                                   return_dtype=pl.String).alias("ServiceSubcategory"),
+            lookup(service, {k: v[0] for k, v in services.items()}, default=OTHER[0]).alias("ServiceCategory"),
+            lookup(service, {k: v[1] for k, v in services.items()}, default=OTHER[1]).alias("ServiceSubcategory"),
             pl.coalesce(service, pl.lit("Unknown")).alias("ServiceName"),
             _stext(schema, "location", "zone").alias("AvailabilityZone"),
             pl.when(is_usage).then(pl.lit("Usage-Based")).otherwise(pl.lit("One-Time")).alias("ChargeFrequency"),
