@@ -91,7 +91,9 @@ LAYERS = ("raw_line_items", "normalized_line_items", "tag_enriched_costs")
 
 
 def layer_files(lake: Path) -> list[Path]:
-    return [lake / layer / f"date={DAY}" / f"source={SOURCE}" / "part-0.parquet" for layer in LAYERS]
+    from billing_pipeline.lake import slice_url
+
+    return [Path(slice_url(str(lake), layer, DAY, SOURCE)) for layer in LAYERS]
 
 
 def copy_step(lake: Path, out: Path) -> None:

@@ -59,7 +59,7 @@ from billing_pipeline.adapters.base import (
     DATETIME_FORMATS,
     Delivery,
     FileProblem,
-    is_inside,
+    check_listed_file,
     listing_fingerprint,
     load_manifest,
     modified_at,
@@ -68,13 +68,12 @@ from billing_pipeline.adapters.base import (
     parse_money,
     parse_timestamp,
     read_export_file,
-    relative_to_anchor,
 )
 from billing_pipeline.adapters.focus_native import FocusAdapter, tags_from_json
 from billing_pipeline.adapters.tags import tags_json
 from billing_pipeline.focus import MONEY
 from billing_pipeline.lookup import lookup
-from billing_pipeline.storage import FileInfo, Store, join
+from billing_pipeline.storage import FileInfo, Store
 
 PROVIDER = "Microsoft"
 DATA_SUFFIXES = (".csv", ".csv.gz", ".gz", ".parquet")
@@ -350,18 +349,11 @@ class AzureAdapter:
             blobs = []
         for blob in blobs:
             name = str((blob or {}).get("blobName") or "")
-            relative = relative_to_anchor(name, re.escape(range_name) + "/")
-            if relative is None or not is_inside(relative, range_name):
-                problems.append(FileProblem(name, f"manifest {manifest.url} lists a blob outside its {range_name}/ "
-                                                  "folder", "outside_prefix"))
-                continue
-            local = join(root, relative)
-            if local not in present:
-                problems.append(FileProblem(local, f"listed in manifest {manifest.url} but not delivered", "missing"))
-                continue
-            if local in files:
-                problems.append(FileProblem(local, f"listed twice in manifest {manifest.url}; read once",
-                                            "listed_twice"))
+            local = check_listed_file(name, re.escape(range_name) + "/", range_name, root, present, files,
+                                      manifest.url, f"manifest {manifest.url} lists a blob outside its {range_name}/ "
+                                      "folder")
+            if isinstance(local, FileProblem):
+                problems.append(local)
                 continue
             size = blob.get("byteCount")
             if isinstance(size, int) and size != present[local].size:

@@ -277,6 +277,26 @@ def modified_at(modified: str) -> dt.datetime:
         return parse_timestamp(modified, dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
 
+def check_listed_file(
+    name: str, anchor: str, folder: str, root: str, present: dict[str, FileInfo], accepted: list[str],
+    manifest_url: str, outside_reason: str,
+) -> str | FileProblem:
+    """A file a manifest lists, resolved below `root`: its URL, or why it is not read.
+
+    Outside the manifest's `folder` (`outside_prefix`), absent from the listing `present` (`missing`)
+    or already in `accepted` (`listed_twice`): what every manifest-driven delivery must refuse.
+    """
+    relative = relative_to_anchor(name, anchor)
+    if relative is None or not is_inside(relative, folder):
+        return FileProblem(name, outside_reason, "outside_prefix")
+    local = join(root, relative)
+    if local not in present:
+        return FileProblem(local, f"listed in manifest {manifest_url} but not delivered", "missing")
+    if local in accepted:
+        return FileProblem(local, f"listed twice in manifest {manifest_url}; read once", "listed_twice")
+    return local
+
+
 def discover_data_exports(
     store: Store, source: str, root: str, billing_period: str, file_format: str
 ) -> list[Delivery]:
@@ -303,25 +323,13 @@ def discover_data_exports(
         problems: list[FileProblem] = []
         files: list[str] = []
         for uri in document.get("dataFiles") or []:
-            relative = relative_to_anchor(str(uri), r"data/BILLING_PERIOD=")
-            if relative is None or not is_inside(relative, f"data/{period_dir}"):
-                problems.append(
-                    FileProblem(
-                        str(uri),
-                        f"manifest {manifest.url} lists a file outside its export's data/{period_dir}/ prefix",
-                        "outside_prefix",
-                    )
-                )
+            listed = check_listed_file(
+                str(uri), r"data/BILLING_PERIOD=", f"data/{period_dir}", root, present, files, manifest.url,
+                f"manifest {manifest.url} lists a file outside its export's data/{period_dir}/ prefix")
+            if isinstance(listed, FileProblem):
+                problems.append(listed)
                 continue
-            local = join(root, relative)
-            if local not in present:
-                problems.append(FileProblem(local, f"listed in manifest {manifest.url} but not delivered", "missing"))
-                continue
-            if local in files:
-                problems.append(
-                    FileProblem(local, f"listed twice in manifest {manifest.url}; read once", "listed_twice"))
-                continue
-            files.append(local)
+            files.append(listed)
         fingerprint = listing_fingerprint([present[u] for u in files])
         deliveries.append(
             Delivery(
