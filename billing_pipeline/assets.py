@@ -3,14 +3,13 @@ builder for its layer, refreshes the DuckDB views, and reports what it did as me
 
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    Failure,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
@@ -29,7 +28,7 @@ from billing_pipeline.fingerprints import (
     publish_reconciliation_if_stale,
 )
 from billing_pipeline.focus import table_schema
-from billing_pipeline.ingest import DeliveryIncompleteError
+from billing_pipeline.ingest import DeliveryIncompleteError, PublishGuard
 from billing_pipeline.lake import refresh_views
 from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, read_invoices
 from billing_pipeline.storage import scratch_dir
@@ -45,12 +44,25 @@ def _money(value: Decimal) -> float:
 
 
 def _markdown(rows: Sequence[dict[str, object]]) -> str:
-    if not rows:
-        return "_no export delivered for this day_"
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
-    return "\n".join(lines)
+    """A preview table; its cells (versions, account ids) are delivered text, escaped for Markdown."""
+    from billing_pipeline.escaping import markdown_table
+
+    return markdown_table(rows, empty="_no export delivered for this day_")
+
+
+ACCEPT_TAG = "billing/accept"  # `<source>:<YYYY-MM>[,...]`: an operator accepts a held-back smaller version
+ACCEPTED_BY_TAG = "billing/accepted_by"  # who (recorded in the state); else the launching user, else the run
+
+
+def accepted_from_tags(tags: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """(source, period) -> who accepted it, from a run's tags (empty when the run accepts nothing)."""
+    who = tags.get(ACCEPTED_BY_TAG) or tags.get("dagster/user") or "operator (run tag)"
+    out: dict[tuple[str, str], str] = {}
+    for item in (tags.get(ACCEPT_TAG) or "").split(","):
+        source, _, period = item.strip().partition(":")
+        if source and period:
+            out[(source, period)] = who
+    return out
 
 
 def _day(context: AssetExecutionContext) -> dt.date:
@@ -72,31 +84,41 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         description=(
             "The day's rows of the current (latest complete) delivery of every export source, values untouched, "
             "plus lineage columns (x_Source, x_FileUri, x_ExportVersion, x_DeliveredAt, x_IngestedAt). "
-            "Unreadable files are copied to the lake's quarantine; a delivery missing files holds the day back."
+            "Unreadable files are copied to the lake's quarantine and make their delivery incomplete: the previous "
+            "complete delivery is used, else the source's day is held back. A new version that is empty or much "
+            "smaller than the published one waits for an operator (run tag billing/accept=<source>:<YYYY-MM>); "
+            "held-back sources keep their slices and fail the publish_guard check, the others go on."
         ),
     )
     def raw_line_items(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
         config = billing.config
         store = billing.store()
         day = _day(context)
-        slices, held_back = [], []
+        slices, held_back = [], {}
+        accepted = accepted_from_tags(context.run.tags)
         with scratch_dir() as workdir:
             for source in config.sources:
+                period = day.strftime("%Y-%m")
+                by_tag = accepted.get((source.name, period))
+                guard = PublishGuard(config.publish_guard.max_shrink_fraction,
+                                     by_tag or config.publish_guard.accepted_by(source.name, period))
+                via = f"run tag {ACCEPT_TAG} of run {context.run_id}" if by_tag else "billing.yaml publish_guard.accept"
                 try:
-                    slices.append(build_raw_slice_if_changed(source, day, store, config.lake_url, workdir))
-                except DeliveryIncompleteError as error:
+                    slices.append(build_raw_slice_if_changed(source, day, store, config.lake_url, workdir,
+                                                             guard=guard, accepted_via=via))
+                except DeliveryIncompleteError as error:  # this source only: the others go on (invariant 6)
                     context.log.error(str(error))
-                    held_back.append(str(error))
+                    held_back[source.name] = str(error)
         for result in slices:
             for problem in result.problems:
                 context.log.warning(problem.describe(result.source))
         _refresh(config, billing)
-        if held_back:
-            raise Failure(description="; ".join(held_back), metadata={"held_back_sources": len(held_back)})
         rows = sum(s.rows for s in slices)
         return MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
+                "held_back_sources": len(held_back),
+                "held_back": MetadataValue.json(held_back),
                 "files_read": sum(s.files_read for s in slices),
                 "quarantined_files": sum(s.quarantined_files for s in slices),
                 "bad_date_rows": sum(s.bad_date_rows for s in slices),

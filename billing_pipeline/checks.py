@@ -92,6 +92,9 @@ def _check(asset: AssetKey, name: str, slo_name: str, compute: SliCall, partitio
 def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
     """Every SLI check, plus one freshness check per source (its own expected latency)."""
     specs: list[tuple[AssetKey, str, str, SliCall, str, bool]] = [
+        (RAW, "publish_guard", "publish_guard", slis.publish_guard,
+         "Invariant 5: sources whose day was held back (an incomplete delivery, an empty or much smaller new "
+         "version, a source listing nothing where the lake has data); their published slices are kept.", False),
         (RAW, "sli_export_success_rate", "export_success_rate", slis.export_success_rate,
          "M1: files of the current delivery read / files it lists, per source.", False),
         (RAW, "sli_export_latency", "export_latency_hours", slis.export_latency,

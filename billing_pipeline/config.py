@@ -79,6 +79,33 @@ class ReconciliationConfig(_Strict):
     relative_tolerance: Decimal = Decimal("0.0001")
 
 
+class ShrinkAcceptance(_Strict):
+    """An operator's acceptance of a held-back (day, source) version for one billing period."""
+
+    source: str
+    period: str = Field(pattern=r"^\d{4}-\d{2}$")  # YYYY-MM
+    by: str = Field(min_length=1)  # who accepted (recorded in the state with the time it took effect)
+    reason: str = ""
+
+
+class PublishGuardConfig(_Strict):
+    """Invariant 5: when a new version of a published (day, source) slice is held back instead of published.
+
+    A new version with zero rows, or whose row count or absolute billed cost falls by more than
+    `max_shrink_fraction` from the published one, waits for an operator (`accept`, or the run tag
+    `billing/accept` = `<source>:<YYYY-MM>[,...]`).
+    """
+
+    max_shrink_fraction: float = Field(default=0.5, gt=0, le=1)
+    accept: list[ShrinkAcceptance] = Field(default_factory=list)
+
+    def accepted_by(self, source: str, period: str) -> str | None:
+        for item in self.accept:
+            if item.source == source and item.period == period:
+                return item.by
+        return None
+
+
 class BillingConfig(_Strict):
     """The whole of `billing.yaml`."""
 
@@ -90,6 +117,7 @@ class BillingConfig(_Strict):
     duckdb_path: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
     reconciliation: ReconciliationConfig = ReconciliationConfig()
+    publish_guard: PublishGuardConfig = PublishGuardConfig()
     automation: AutomationConfig = AutomationConfig()
     slo: SloConfig = SloConfig()
     anomalies: AnomalyConfig = AnomalyConfig()

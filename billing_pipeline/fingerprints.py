@@ -35,12 +35,18 @@ from billing_pipeline.adapters import Delivery, adapter_for, choose_current
 from billing_pipeline.adapters.base import FileProblem, listing_fingerprint
 from billing_pipeline.config import BillingConfig, SourceConfig, TagPolicy
 from billing_pipeline.ingest import (
+    DeliveryIncompleteError,
     EnrichedSlice,
     NormalizedSlice,
+    PublishGuard,
+    PublishHeldBackError,
     RawSlice,
+    SchemaDriftError,
     build_enriched_slice,
     build_normalized_slice,
     build_raw_slice,
+    is_period_scoped,
+    partition_day,
 )
 from billing_pipeline.lake import slice_url
 from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, publish_reconciliation
@@ -155,12 +161,11 @@ def _fingerprint(count: int, high: int, low: int, columns: list[str]) -> str:
 def compute_delivery_days(store: Store, source: SourceConfig, delivery: Delivery) -> DeliveryDays:
     """One streaming pass over the delivery's files: per usage day, count and sums of row hashes.
 
-    Rows whose usage start cannot be parsed count for the period's first day, where the raw builder
-    quarantines them.
+    Rows whose usage start cannot be parsed, or (a delivery of one billing period) falls outside the
+    period, count for the period's first day, where the builders quarantine them.
     """
     adapter = adapter_for(source.provider)
     result = DeliveryDays(version=delivery.version, delivery_fingerprint=delivery.fingerprint)
-    first_day = days_of_period(delivery.billing_period)[0]
     totals: dict[str, list[int]] = {}
     columns: set[str] = set()
     with scratch_dir("billing-fp-") as workdir:
@@ -174,7 +179,7 @@ def compute_delivery_days(store: Store, source: SourceConfig, delivery: Delivery
                 columns.update(names)
                 start = adapter.usage_start(schema)
                 hashed = frame.select(
-                    start.dt.date().fill_null(first_day).alias("_day"),
+                    partition_day(start, delivery.billing_period, is_period_scoped(adapter, delivery)).alias("_day"),
                     pl.struct(names).hash(seed=0).alias("_h"),
                 )
                 grouped = (
@@ -316,11 +321,14 @@ def _raw_from_state(source: str, day: dt.date, raw: dict[str, Any]) -> ReusedRaw
 
 def build_raw_slice_if_changed(
     source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path,
+    guard: PublishGuard | None = None, accepted_via: str = "",
 ) -> RawSlice:
     """`build_raw_slice`, unless the current delivery holds exactly the rows the slice was built from.
 
     The decision reads the per-day fingerprint of the current delivery (cached), never the slice
-    itself, so an unchanged source of a requested day is neither re-read nor rewritten.
+    itself, so an unchanged source of a requested day is neither re-read nor rewritten. A slice held
+    back (invariant 5) is recorded in the state's `held_back` section, which the `publish_guard`
+    check reads; an operator's acceptance is recorded in `acceptances` with who, when and how.
     """
     started = time.monotonic()
     adapter = adapter_for(source.provider)
@@ -342,7 +350,7 @@ def build_raw_slice_if_changed(
         days = delivery_day_fingerprints(store, source, choice.current, lake_url)
         fingerprint = days.fingerprint(day)
         slice_present = _identity(store, target) != ABSENT
-        if (previous.get("fingerprint") == fingerprint and days.error is None
+        if (previous.get("fingerprint") == fingerprint and days.error is None and not state.get("held_back")
                 and slice_present == (int(previous.get("rows") or 0) > 0)):
             previous["confirmed_version"] = choice.current.version
             previous["confirmed_at"] = _now().isoformat()
@@ -351,15 +359,36 @@ def build_raw_slice_if_changed(
             return _raw_from_state(source.name, day, previous)
 
     ingested_at = _now()
-    result = build_raw_slice(source, day, store, lake_url, workdir, ingested_at=ingested_at)
-    same_delivery = choice.current is not None and result.fingerprint == choice.current.fingerprint
-    if choice.current is None:
+    try:
+        result = build_raw_slice(source, day, store, lake_url, workdir, ingested_at=ingested_at, guard=guard)
+    except DeliveryIncompleteError as error:
+        state = read_state(store, lake_url, source.name, day)
+        state["held_back"] = {
+            "kind": "shrink" if isinstance(error, PublishHeldBackError) else (
+                "drift" if isinstance(error, SchemaDriftError) else "incomplete"),
+            "problems": [dataclasses.asdict(p) for p in error.problems],
+            "reason": str(error)[:2000],
+            "at": ingested_at.isoformat(),
+            "version": choice.current.version if choice.current else None,
+        }
+        write_state(store, lake_url, source.name, day, state)
+        raise
+    used = result.delivery
+    if used is None:
         fingerprint = ABSENT
-    elif same_delivery and days is not None:
+    elif choice.current is not None and used == choice.current and days is not None:
         fingerprint = days.fingerprint(day)
-    else:
-        fingerprint = None  # the delivery moved under us: the next run must look again
+    else:  # an older complete delivery stood in for a broken newer one: record what was really read
+        fingerprint = delivery_day_fingerprints(store, source, used, lake_url).fingerprint(day)
     first_available = previous.get("first_available_at") or (ingested_at.isoformat() if result.rows else None)
+    state = read_state(store, lake_url, source.name, day)
+    state.pop("held_back", None)
+    if result.accepted_by:
+        state.setdefault("acceptances", []).append({
+            "by": result.accepted_by, "at": ingested_at.isoformat(), "via": accepted_via or "config",
+            "version": result.version, "period": period_of(day),
+            "published_rows_before": int(previous.get("rows") or 0), "rows": result.rows,
+        })
     state["raw"] = {
         "fingerprint": fingerprint,
         "version": result.version,
@@ -369,7 +398,7 @@ def build_raw_slice_if_changed(
         "first_available_at": first_available,
         "rows": result.rows,
         "files_read": result.files_read,
-        "files_listed": len(choice.current.files) if choice.current else 0,
+        "files_listed": len(used.files) if used else 0,
         "quarantined_files": result.quarantined_files,
         "bad_date_rows": result.bad_date_rows,
         "problems": [dataclasses.asdict(p) for p in result.problems],

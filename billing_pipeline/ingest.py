@@ -9,6 +9,7 @@ quarantine and recorded with its source, file and reason.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
 from billing_pipeline.adapters.drift import SchemaObserver, text_cells
 from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
-from billing_pipeline.focus import MONEY, conform, validate_focus_file
+from billing_pipeline.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
 from billing_pipeline.lake import quarantine_url, quarantined_file_url, slice_url
 from billing_pipeline.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, Store
 
@@ -45,9 +46,18 @@ QUARANTINE_RECORD_SCHEMA = {
 class DeliveryIncompleteError(RuntimeError):
     """The current delivery of a billing period misses files: the day is held back, not published short."""
 
+    def __init__(self, message: str, problems: list[FileProblem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])  # what was found on the way (recorded in the state for the SLIs)
+
 
 class SchemaDriftError(DeliveryIncompleteError):
     """A column the adapter needs was renamed, removed or retyped: the source's day is held back (`drift`)."""
+
+
+class PublishHeldBackError(DeliveryIncompleteError):
+    """A new version would publish much less than the lake holds (empty, shrunk, or the source lists no
+    delivery): it waits for an operator's acceptance; the published slice stays (invariant 5)."""
 
 
 @dataclass
@@ -64,6 +74,8 @@ class RawSlice:
     bad_date_rows: int = 0
     passed_over_versions: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    delivery: Delivery | None = None  # the delivery the slice was built from
+    accepted_by: str | None = None  # the operator whose acceptance let a smaller version through
 
     @property
     def quarantined_files(self) -> int:
@@ -110,20 +122,68 @@ def _write_records(store: Store, lake_url: str, day: dt.date, source: str, recor
         store.remove(url)
 
 
+@dataclass(frozen=True)
+class PublishGuard:
+    """Invariant 5 for one (day, source): how far a new version may fall, and who accepted a fall."""
+
+    max_shrink_fraction: float = 0.5
+    accepted_by: str | None = None  # an operator accepted this source's billing period publishing less
+
+
+@dataclass
+class _Attempt:
+    """One delivery read into local files, or the files that kept it from being read to its end."""
+
+    published: Path
+    bad_dates: Path | None
+    files_read: int = 0
+    unreadable: list[FileProblem] = field(default_factory=list)
+    schemas: SchemaObserver | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.unreadable
+
+
+def is_period_scoped(adapter: object, delivery: Delivery) -> bool:
+    """A manifest-described delivery holds one billing period: rows dated outside it are bad rows.
+
+    GCP is not (its files hold every usage month, invoiced by `invoice.month`), nor are plain folders.
+    """
+    return delivery.manifest_uri is not None and not getattr(adapter, "bills_by_invoice_month", False)
+
+
+def partition_day(start: pl.Expr, billing_period: str, scoped: bool) -> pl.Expr:
+    """The usage day a raw row is published under: its own, or (unparseable, or outside a scoped
+    delivery's period) the period's first day, where the row is quarantined with its reason."""
+    year, month = (int(part) for part in billing_period.split("-"))
+    first = dt.date(year, month, 1)
+    last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    date = start.dt.date()
+    if scoped:
+        date = pl.when(date.is_between(first, last)).then(date)
+    return date.fill_null(first)
+
+
 def build_raw_slice(
     source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path,
-    ingested_at: dt.datetime | None = None,
+    ingested_at: dt.datetime | None = None, guard: PublishGuard | None = None,
 ) -> RawSlice:
     """Publish the day's rows of the source's current delivery, untouched, plus lineage columns.
 
-    Raises `DeliveryIncompleteError` when the only deliveries of the period miss files.
+    Never publishes less than the lake holds without an operator (invariant 5): a delivery with a
+    file that cannot be read to its end is incomplete, so the previous complete delivery is used;
+    with none, `DeliveryIncompleteError` names source, file and reason and the old slice stays.
+    A new version that is empty or much smaller than the published one, or a source that lists no
+    delivery where the lake has data, raises `PublishHeldBackError` unless `guard.accepted_by`.
     """
     adapter = adapter_for(source.provider)
+    guard = guard or PublishGuard()
     ingested_at = ingested_at or dt.datetime.now(dt.UTC)
     period = day.strftime("%Y-%m")
     result = RawSlice(source=source.name, day=day)
     store.invalidate(source.url)
-    choice = choose_current(adapter.discover(store, source.name, source.url, period, source.format))
+    deliveries = adapter.discover(store, source.name, source.url, period, source.format)
     records: list[dict] = []
 
     def record(problem: FileProblem, version: str, rows: int = 0, copy: str | None = None) -> None:
@@ -134,91 +194,71 @@ def build_raw_slice(
             "rows": rows, "quarantined_copy": copy, "detected_at": ingested_at,
         })
 
-    for passed in choice.passed_over:
-        result.passed_over_versions.append(passed.version)
-        for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
-                                                       "delivery lists no data files (empty export)", "empty"),):
-            record(problem, passed.version)
     target = slice_url(lake_url, "raw_line_items", day, source.name)
-    if choice.current is None:
+    seen: set[str] = set()
+    unreadable: list[Delivery] = []
+    attempt: _Attempt | None = None
+    while True:
+        choice = choose_current([d for d in deliveries if d not in unreadable])
+        for passed in choice.passed_over:
+            if passed.version in seen:
+                continue
+            seen.add(passed.version)
+            result.passed_over_versions.append(passed.version)
+            for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
+                                                           "delivery lists no data files (empty export)", "empty"),):
+                record(problem, passed.version)
+        if choice.current is None:
+            break
+        attempt = _read_delivery(adapter, source, choice.current, day, store, lake_url, workdir, ingested_at,
+                                 record)
+        if attempt.complete:
+            break
+        assert attempt.schemas is not None
+        drift_records, drift_error = attempt.schemas.finish(day, ingested_at)
+        if drift_error:  # a breaking schema change holds the source's day back (drift.py), named as such
+            _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
+            raise SchemaDriftError(drift_error, result.problems)
+        unreadable.append(choice.current)
+        seen.add(choice.current.version)
+        result.passed_over_versions.append(choice.current.version)
+        log.warning("source %r: delivery %s is incomplete (a file cannot be read to its end); trying the "
+                    "previous complete one", source.name, choice.current.version)
+        attempt = None
+
+    if attempt is None:  # nothing complete and readable to publish from
         _write_records(store, lake_url, day, source.name, records, workdir, "raw")
-        if choice.held_back:
-            details = "; ".join(p.describe(source.name) for d in choice.passed_over for p in d.problems)
+        problems = [p for p in result.problems if p.kind not in ("outside_prefix", "listed_twice")]
+        if choice.held_back or unreadable:
+            details = "; ".join(p.describe(source.name) for p in problems)
             raise DeliveryIncompleteError(
-                f"source {source.name!r}: no complete delivery for billing period {period}, day {day} held back: "
-                f"{details}"
-            )
+                f"source {source.name!r}: no complete delivery for billing period {period}, day {day} held back "
+                f"(the published slice is kept): {details}", result.problems)
+        published_rows = _published_rows(store, target, workdir)
+        if published_rows and guard.accepted_by is None:
+            reason = (f"source {source.name!r}: {source.url} lists no delivery for billing period {period} "
+                      f"but the lake holds {published_rows} rows of {day}; held back (the published slice is kept) "
+                      f"until an operator accepts {source.name}:{period}")
+            record(FileProblem(source.url, reason, "held_back"), "none")
+            _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+            raise PublishHeldBackError(reason, result.problems)
+        if published_rows:
+            result.accepted_by = guard.accepted_by
         store.remove(target)
         return result
 
     delivery = choice.current
+    assert delivery is not None
+    result.delivery = delivery
     result.version = delivery.version
     result.delivered_at = delivery.delivered_at
     result.fingerprint = delivery.fingerprint
+    result.files_read = attempt.files_read
     for problem in delivery.problems:
-        copy = None
-        if problem.kind == "outside_prefix":
-            copy = None  # never read a file the manifest had no business naming
-        record(problem, delivery.version, copy=copy)
+        record(problem, delivery.version)
 
-    first_day_of_period = day.day == 1
-    schemas = SchemaObserver(source.provider, source.name, delivery, store, lake_url)
-    day_rows: list[pl.LazyFrame] = []
-    bad_date_frames: list[pl.LazyFrame] = []
-    readable: list[str] = []
-
-    def quarantine_file(file_uri: str, error: Exception) -> None:
-        reason = f"unreadable export file: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
-        kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
-        copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
-        try:
-            store.copy_in(file_uri, copy)
-        except Exception:  # noqa: BLE001
-            copy = None
-        record(FileProblem(file_uri, reason, kind), delivery.version, copy=copy)
-        log.warning("%s", FileProblem(file_uri, reason, kind).describe(source.name))
-
-    def open_file(file_uri: str) -> tuple[pl.LazyFrame, pl.Expr]:
-        """The file's rows with lineage columns, and its usage start expression (reads the footer only)."""
-        frame = adapter.read(store.stage(file_uri, workdir), delivery.file_format)
-        schema = frame.collect_schema()
-        schemas.observe(file_uri, schema, frame)
-        start = adapter.usage_start(schema)
-        return frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at)), start
-
-    for file_uri in delivery.files:
-        try:
-            frame, start = open_file(file_uri)
-        except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
-            quarantine_file(file_uri, error)
-            continue
-        readable.append(file_uri)
-        day_rows.append(frame.filter(start.dt.date() == day))
-        if first_day_of_period:
-            bad_date_frames.append(frame.filter(start.is_null()).with_columns(
-                pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")))
-
-    published = workdir / f"raw-{source.name}.parquet"
-    bad_dates = workdir / f"baddate-{source.name}.parquet"
-
-    def write_local(rows: list[pl.LazyFrame], bad: list[pl.LazyFrame]) -> None:
-        if rows:
-            _concat(rows).sink_parquet(published, **PARQUET_OPTIONS)
-        if bad:
-            _concat(bad).sink_parquet(bad_dates, **PARQUET_OPTIONS)
-
-    try:
-        write_local(day_rows, bad_date_frames)  # one streaming pass: every file read and written once
-    except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
-        published.unlink(missing_ok=True)
-        bad_dates.unlink(missing_ok=True)
-        day_rows, bad_date_frames, readable = _isolate_unreadable(
-            readable, day_rows, bad_date_frames, workdir, source.name, quarantine_file)
-        write_local(day_rows, bad_date_frames)
-    result.files_read = len(readable)
-
-    if bad_date_frames:
-        bad_rows = pl.scan_parquet(bad_dates)
+    if attempt.bad_dates is not None and attempt.bad_dates.exists():
+        bad_rows = pl.scan_parquet(attempt.bad_dates)
         count = bad_rows.select(pl.len()).collect().item()
         result.bad_date_rows = count
         if count:
@@ -229,17 +269,137 @@ def build_raw_slice(
             record(FileProblem(source.url, f"{count} rows with an unparseable usage start date", "bad_date"),
                    delivery.version, rows=count)
 
-    drift_records, drift_error = schemas.finish(day, ingested_at)
+    assert attempt.schemas is not None
+    drift_records, drift_error = attempt.schemas.finish(day, ingested_at)
+    published = attempt.published
+    new_rows = pl.scan_parquet(published).select(pl.len()).collect().item() if published.exists() else 0
+    shrink = None if drift_error else _shrink(adapter, store, target, published, new_rows, guard, workdir)
+    if shrink and guard.accepted_by is None:
+        reason = (f"source {source.name!r}, day {day}: delivery {delivery.version} {shrink}; held back (the "
+                  f"published slice is kept) until an operator accepts {source.name}:{period}")
+        record(FileProblem(delivery.manifest_uri or source.url, reason, "held_back"), delivery.version)
+    elif shrink:
+        result.accepted_by = guard.accepted_by
+        record(FileProblem(delivery.manifest_uri or source.url,
+                           f"{shrink}; published as accepted by {guard.accepted_by}", "accepted"), delivery.version)
     _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
     if drift_error:
         published.unlink(missing_ok=True)
-        raise SchemaDriftError(drift_error)
-    if not day_rows:
+        raise SchemaDriftError(drift_error, result.problems)
+    if shrink and guard.accepted_by is None:
+        published.unlink(missing_ok=True)
+        raise PublishHeldBackError(reason, result.problems)
+    if not new_rows:
         store.remove(target)
         return result
-    result.rows = pl.scan_parquet(published).select(pl.len()).collect().item()  # the footer only
+    result.rows = new_rows
     store.publish_file(published, target)
     return result
+
+
+def _published_rows(store: Store, target: str, workdir: Path) -> int:
+    """Rows of the published slice (its footer), 0 when there is none."""
+    if not store.exists(target):
+        return 0
+    return pl.scan_parquet(store.stage(target, workdir)).select(pl.len()).collect().item()
+
+
+def _abs_billed(adapter: object, frame: pl.LazyFrame) -> Decimal:
+    value = adapter.raw_totals(frame).select(pl.col("cost").abs().sum()).collect().item()  # type: ignore[attr-defined]
+    return Decimal(value) if value is not None else Decimal(0)
+
+
+def _shrink(adapter: object, store: Store, target: str, new_file: Path, new_rows: int, guard: PublishGuard,
+            workdir: Path) -> str | None:
+    """Why the new version publishes much less than the published one (None: it does not)."""
+    if not store.exists(target):
+        return None
+    old = pl.scan_parquet(store.stage(target, workdir))
+    old_rows = old.select(pl.len()).collect().item()
+    if not old_rows:
+        return None
+    if not new_rows:
+        return f"has no rows for this day where the published slice has {old_rows}"
+    keep = 1 - guard.max_shrink_fraction
+    if new_rows < old_rows * keep:
+        return (f"has {new_rows} rows for this day against {old_rows} published (a fall of more than "
+                f"{guard.max_shrink_fraction:.0%})")
+    old_cost, new_cost = _abs_billed(adapter, old), _abs_billed(adapter, pl.scan_parquet(new_file))
+    if new_cost < old_cost * Decimal(str(keep)):
+        return (f"has an absolute billed cost of {new_cost.normalize():f} for this day against "
+                f"{old_cost.normalize():f} published (a fall of more than {guard.max_shrink_fraction:.0%})")
+    return None
+
+
+def _read_delivery(
+    adapter: object, source: SourceConfig, delivery: Delivery, day: dt.date, store: Store, lake_url: str,
+    workdir: Path, ingested_at: dt.datetime, record: Callable[..., None],
+) -> _Attempt:
+    """Read the day's rows of one delivery to local files in one streaming pass; quarantine every file
+    that cannot be read to its end (the attempt is then incomplete and nothing of it is published)."""
+    first_day_of_period = day.day == 1
+    scoped = is_period_scoped(adapter, delivery)
+    attempt = _Attempt(published=workdir / f"raw-{source.name}-{_safe(delivery.version)}.parquet",
+                       bad_dates=workdir / f"baddate-{source.name}-{_safe(delivery.version)}.parquet")
+    attempt.schemas = SchemaObserver(source.provider, source.name, delivery, store, lake_url)
+    day_rows: list[pl.LazyFrame] = []
+    bad_date_frames: list[pl.LazyFrame] = []
+    readable: list[str] = []
+
+    def quarantine_file(file_uri: str, error: Exception) -> None:
+        reason = f"unreadable export file: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+        kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
+        copy = quarantined_file_url(lake_url, source.name, delivery.version, file_uri)
+        try:
+            store.copy_in(file_uri, copy)
+        except Exception:  # noqa: BLE001
+            copy = None
+        problem = FileProblem(file_uri, f"{reason} (delivery {delivery.version} is incomplete)", kind)
+        attempt.unreadable.append(problem)
+        record(problem, delivery.version, copy=copy)
+        log.warning("%s", problem.describe(source.name))
+
+    for file_uri in delivery.files:
+        try:
+            frame = adapter.read(store.stage(file_uri, workdir), delivery.file_format)  # type: ignore[attr-defined]
+            schema = frame.collect_schema()
+            attempt.schemas.observe(file_uri, schema, frame)
+            start = adapter.usage_start(schema)  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - reported with source, file and reason
+            quarantine_file(file_uri, error)
+            continue
+        frame = frame.with_columns(_lineage(source, delivery, file_uri, day, ingested_at))
+        readable.append(file_uri)
+        day_rows.append(frame.filter(start.is_not_null()
+                                     & (partition_day(start, delivery.billing_period, scoped) == day)))
+        if first_day_of_period:
+            bad_date_frames.append(frame.filter(start.is_null()).with_columns(
+                pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")))
+    if attempt.unreadable:
+        return attempt
+
+    def write_local(rows: list[pl.LazyFrame], bad: list[pl.LazyFrame]) -> None:
+        if rows:
+            _concat(rows).sink_parquet(attempt.published, **PARQUET_OPTIONS)
+        if bad:
+            _concat(bad).sink_parquet(attempt.bad_dates, **PARQUET_OPTIONS)
+
+    try:
+        write_local(day_rows, bad_date_frames)  # one streaming pass: every file read and written once
+    except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
+        attempt.published.unlink(missing_ok=True)
+        attempt.bad_dates.unlink(missing_ok=True)
+        day_rows, bad_date_frames, readable = _isolate_unreadable(
+            readable, day_rows, bad_date_frames, workdir, source.name, quarantine_file)
+        if attempt.unreadable:
+            return attempt
+        write_local(day_rows, bad_date_frames)
+    attempt.files_read = len(readable)
+    return attempt
+
+
+def _safe(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
@@ -254,7 +414,7 @@ def _isolate_unreadable(
     """Read each file in full on its own; quarantine the ones that fail, keep the rest as local parts.
 
     The slow path, taken only when the one-pass read of a delivery failed (a file whose footer is
-    sound but whose data pages are not): the good files' rows are still published.
+    sound but whose data pages are not): it names the broken file, which makes the delivery incomplete.
     """
     kept_rows: list[pl.LazyFrame] = []
     kept_bad: list[pl.LazyFrame] = []
@@ -321,6 +481,31 @@ def _repeated_rows(raw: pl.LazyFrame, to_focus: Callable[[pl.LazyFrame], pl.Lazy
     return repeated, focus.filter(pl.col("x_RawRow").is_in(repeated.implode()))
 
 
+def whole_row_key(focus_schema: pl.Schema) -> list[str]:
+    """Every delivered column of a FOCUS row, lineage and derived columns aside: a row's identity
+    when nothing else identifies it (a file delivered twice under two names repeats all of it)."""
+    derived = ("x_RawRow", "x_TagList")
+    return [c for c in focus_schema if c not in LINEAGE_COLUMNS and c not in derived and not c.startswith("_")]
+
+
+def _with_out_of_period_reasons(adapter: object, raw: pl.LazyFrame, day: dt.date,
+                                decisions: pl.DataFrame) -> pl.DataFrame:
+    """Rows published under `day` but dated elsewhere (outside their delivery's billing period, see
+    `partition_day`) become bad rows whose reason names the column and the value."""
+    start = adapter.usage_start(raw.collect_schema())  # type: ignore[attr-defined]
+    column = (start.meta.root_names() or ["usage start"])[0]
+    out = raw.select(
+        "x_RawRow",
+        pl.format("usage date {} in {} outside the billing period {} of its delivery",
+                  pl.col(column).cast(pl.String), pl.lit(column), pl.lit(day.strftime("%Y-%m"))).alias("_out"),
+        start.dt.date().alias("_date"),
+    ).filter(pl.col("_date").is_not_null() & (pl.col("_date") != day)).drop("_date").collect(engine="streaming")
+    if out.is_empty():
+        return decisions
+    return decisions.join(out, on="x_RawRow", how="left", maintain_order="left").with_columns(
+        pl.coalesce("_bad_reason", "_out").alias("_bad_reason")).drop("_out")
+
+
 def build_normalized_slice(
     source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path
 ) -> NormalizedSlice:
@@ -342,13 +527,19 @@ def build_normalized_slice(
         return result
     raw = pl.scan_parquet(store.stage(raw_url, workdir)).with_row_index("x_RawRow")
     focus = adapter.to_focus(raw)
-    key = adapter.dedup_key(focus.drop("_bad_reason").collect_schema())
+    focus_schema = focus.drop("_bad_reason").collect_schema()
+    key = adapter.dedup_key(focus_schema)
+    row_key = whole_row_key(focus_schema)
+    # A key of every delivered column compares nulls as equal (a FOCUS row is mostly nulls); an id key
+    # (AWS) decides only where the id is there, and rows without one are compared on every column.
+    keyed = pl.lit(True) if set(row_key) <= set(key) else pl.all_horizontal([pl.col(c).is_not_null() for c in key])
     decisions = focus.select(
         "x_RawRow",
         "_bad_reason",
         pl.struct(key).hash(seed=0).alias("_h"),
-        pl.all_horizontal([pl.col(c).is_not_null() for c in key]).alias("_keyed"),
+        keyed.alias("_keyed"),
     ).collect(engine="streaming")
+    decisions = _with_out_of_period_reasons(adapter, raw, day, decisions)
     result.raw_rows = decisions.height
 
     bad_ids = decisions.filter(pl.col("_bad_reason").is_not_null()).select("x_RawRow", "_bad_reason")
@@ -360,8 +551,15 @@ def build_normalized_slice(
     else:
         store.remove(rows_url)
 
-    duplicate_ids, dropped = _repeated_rows(raw, adapter.to_focus, key,
-                                            decisions.filter(pl.col("_bad_reason").is_null()))
+    clean = decisions.filter(pl.col("_bad_reason").is_null())
+    duplicate_ids, dropped = _repeated_rows(raw, adapter.to_focus, key, clean)
+    unkeyed = clean.filter(~pl.col("_keyed")).with_columns(pl.lit(True).alias("_keyed"))
+    if unkeyed.height > 1:  # rows without an id: a duplicate only when equal in every column
+        more_ids, more = _repeated_rows(raw, adapter.to_focus, row_key, unkeyed)
+        if more_ids.len():
+            duplicate_ids = pl.concat([duplicate_ids, more_ids])
+            dropped = pl.concat([dropped, more], how="diagonal_relaxed") if duplicate_ids.len() > more_ids.len() \
+                else more
     excluded = pl.concat([bad_ids.get_column("x_RawRow"), duplicate_ids]).implode()
     result.duplicate_rows = duplicate_ids.len()
     if result.duplicate_rows:

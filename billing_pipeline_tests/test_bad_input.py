@@ -54,7 +54,7 @@ def _halves(sample: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return sample.slice(0, middle), sample.slice(middle)
 
 
-@pytest.mark.parametrize(
+BAD_FILES = pytest.mark.parametrize(
     ("bad_name", "bad_bytes", "kind"),
     [
         ("part-2.snappy.parquet", None, "unreadable"),  # truncated Parquet (filled in below)
@@ -63,28 +63,54 @@ def _halves(sample: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     ],
     ids=["truncated-parquet", "corrupt-gzip", "empty-file"],
 )
-def test_a_bad_file_is_quarantined_and_the_good_ones_still_publish(
+
+
+def _truncated(tmp_path: Path, frame: pl.DataFrame) -> bytes:
+    whole = tmp_path / "whole.parquet"
+    frame.write_parquet(whole)
+    return whole.read_bytes()[: whole.stat().st_size // 2]
+
+
+@BAD_FILES
+def test_a_bad_file_makes_its_delivery_incomplete_and_the_previous_one_stays(
     tmp_path: Path, sample: pl.DataFrame, bad_name: str, bad_bytes: bytes | None, kind: str
 ) -> None:
+    """Invariant 5: a newer delivery with a file that cannot be read to its end is incomplete; the
+    previous complete delivery stays current, the bad file is quarantined byte for byte."""
     good, other = _halves(sample)
-    if bad_bytes is None:
-        whole = tmp_path / "whole.parquet"
-        other.write_parquet(whole)
-        bad_bytes = whole.read_bytes()[: whole.stat().st_size // 2]
-    write_data_export(_root(tmp_path), "exec-1", {"part-1.snappy.parquet": good, bad_name: bad_bytes})
+    bad_bytes = _truncated(tmp_path, other) if bad_bytes is None else bad_bytes
+    write_data_export(_root(tmp_path), "exec-1", {"part-1.snappy.parquet": sample}, export_time="2023-11-20T00:00:00Z")
     config = _config(tmp_path)
+    run_spine(config, DAY)
+    write_data_export(_root(tmp_path), "exec-2", {"part-1.snappy.parquet": good, bad_name: bad_bytes},
+                      export_time="2023-11-21T00:00:00Z")
     run = run_spine(config, DAY)
 
+    assert run.raw[0].version == "exec-1" and run.raw[0].passed_over_versions == ["exec-2"]
     problems = run.raw[0].problems
     assert [p.kind for p in problems] == [kind]
-    assert bad_name in problems[0].file_uri and problems[0].reason
+    assert bad_name in problems[0].file_uri and "exec-2 is incomplete" in problems[0].reason
     assert SOURCE in problems[0].describe(SOURCE)
     records = _records(config)
     assert records.height == 1 and records["kind"].item() == kind and bad_name in records["file_uri"].item()
     copy = Path(records["quarantined_copy"].item())
     assert copy.read_bytes() == bad_bytes  # the bad file is kept, byte for byte
-    assert (_root(tmp_path) / "data" / "BILLING_PERIOD=2023-11" / "exec-1" / bad_name).exists()  # landing untouched
-    assert sum(Decimal(str(v)) for v in _normalized(config)["BilledCost"]) == _day_cost(good)
+    assert (_root(tmp_path) / "data" / "BILLING_PERIOD=2023-11" / "exec-2" / bad_name).exists()  # landing untouched
+    assert sum(Decimal(str(v)) for v in _normalized(config)["BilledCost"]) == _day_cost(sample)
+
+
+@BAD_FILES
+def test_a_bad_file_without_a_previous_delivery_holds_the_day_back_naming_it(
+    tmp_path: Path, sample: pl.DataFrame, bad_name: str, bad_bytes: bytes | None, kind: str
+) -> None:
+    good, other = _halves(sample)
+    bad_bytes = _truncated(tmp_path, other) if bad_bytes is None else bad_bytes
+    write_data_export(_root(tmp_path), "exec-1", {"part-1.snappy.parquet": good, bad_name: bad_bytes})
+    config = _config(tmp_path)
+    with scratch_dir() as workdir, pytest.raises(DeliveryIncompleteError, match=rf"'cur2'.*{bad_name}.*unreadable"):
+        build_raw_slice(config.sources[0], DAY, Store(), config.lake_url, workdir)
+    assert not Path(slice_url(config.lake_url, "raw_line_items", DAY, SOURCE)).exists()
+    assert _records(config)["kind"].to_list() == [kind]
 
 
 def test_a_manifest_naming_a_missing_file_holds_the_day_back(tmp_path: Path, sample: pl.DataFrame) -> None:
@@ -184,7 +210,8 @@ def test_an_unreadable_manifest_holds_the_day_back(tmp_path: Path, sample: pl.Da
 
 def test_a_file_with_a_sound_footer_but_corrupt_pages_is_quarantined(tmp_path: Path, sample: pl.DataFrame) -> None:
     """The delivery is read in one pass; when that pass fails past the footers, each file is read on
-    its own so that only the broken one is quarantined and the good ones still publish."""
+    its own so that the broken one is named and quarantined; its delivery is incomplete, so the
+    previous complete delivery stays current."""
     good, other = _halves(sample)
     whole = tmp_path / "whole.parquet"
     other.write_parquet(whole, compression="zstd")
@@ -192,16 +219,19 @@ def test_a_file_with_a_sound_footer_but_corrupt_pages_is_quarantined(tmp_path: P
     for index in range(200, len(garbled) // 3):  # data pages only: the footer at the end stays intact
         garbled[index] ^= 0x5A
     assert len(pl.scan_parquet(whole).collect_schema()) == len(other.columns)
-    write_data_export(_root(tmp_path), "exec-1",
-                      {"part-1.snappy.parquet": good, "part-2.snappy.parquet": bytes(garbled)})
+    write_data_export(_root(tmp_path), "exec-1", {"part-1.snappy.parquet": good}, export_time="2023-11-20T00:00:00Z")
     config = _config(tmp_path)
+    run_spine(config, DAY)
+    write_data_export(_root(tmp_path), "exec-2",
+                      {"part-1.snappy.parquet": good, "part-2.snappy.parquet": bytes(garbled)},
+                      export_time="2023-11-21T00:00:00Z")
     run = run_spine(config, DAY)
 
     problems = run.raw[0].problems
     assert [p.kind for p in problems] == ["unreadable"]
     assert "part-2.snappy.parquet" in problems[0].file_uri
     assert problems[0].reason.startswith("unreadable export file: ComputeError: parquet")
-    assert run.raw[0].files_read == 1
+    assert run.raw[0].version == "exec-1" and run.raw[0].files_read == 1
     copy = Path(_records(config)["quarantined_copy"].item())
     assert copy.read_bytes() == bytes(garbled)
     assert sum(Decimal(str(v)) for v in _normalized(config)["BilledCost"]) == _day_cost(good)

@@ -24,6 +24,7 @@ from .ops_fixtures import cur2_month_frame, deliver_cur2, month_days, run_day
 PERIOD = "2023-11"
 DAY = "2023-11-03"
 SLI_KEYS = {
+    "publish_guard": "sli/publish_guard",
     "sli_export_success_rate": "sli/export_success_rate",
     "sli_export_latency": "sli/export_latency_hours",
     "sli_backfill_backlog": "sli/backfill_backlog",
@@ -113,14 +114,19 @@ def test_a_drifted_file_fails_the_blocking_schema_contract(tmp_path: Path, insta
                                start_date="2023-10-01")
     result = build_definitions(config_path).resolve_job_def(JOB_NAME).execute_in_process(
         partition_key=DAY, instance=instance, raise_on_error=False)
-    # A column the adapter needs is gone: the raw step stops the source's day (SchemaDriftError, issue 4)
-    # with a `schema_change` record naming the column and the delivery, instead of publishing it short.
-    assert not result.success
+    # A column the adapter needs is gone: the raw step holds the source's day back (SchemaDriftError, issue 4)
+    # with a `schema_change` record naming the column and the delivery, instead of publishing it short;
+    # M9 counts it and the publish guard fails at ERROR for that source.
     lake = load_config(config_path).lake_url
     records = pl.read_parquet(quarantine_url(lake, "records", dt.date.fromisoformat(DAY), "alpha"))
     (reason,) = records.filter(pl.col("kind") == "schema_change")["reason"].to_list()
     assert reason.startswith("breaking: ") and "'line_item_usage_start_date'" in reason and "part-2.csv.gz" in reason
-    assert instance.get_latest_materialization_event(AssetKey("normalized_line_items")) is None
+    evaluations = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert not evaluations["contract_schema"].passed
+    assert evaluations["contract_schema"].metadata["sli/schema_failures"].value == 1.0
+    assert not evaluations["publish_guard"].passed
+    assert not (Path(lake) / "normalized_line_items" / f"date={DAY}" / "source=alpha").exists()
 
 
 def test_denied_reads_are_counted_as_access_violations(tmp_path: Path, monkeypatch) -> None:

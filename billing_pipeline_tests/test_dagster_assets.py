@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterInstance, instance_for_test
+from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 
@@ -69,20 +69,30 @@ def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> No
         assert spec.description and spec.group_name == "billing_spine" and spec.owners and spec.kinds
 
 
-def test_an_incomplete_delivery_fails_the_day_naming_source_and_file(tmp_path: Path,
-                                                                     instance: DagsterInstance) -> None:
+def test_an_incomplete_delivery_fails_its_sources_guard_naming_source_and_file(tmp_path: Path,
+                                                                                instance: DagsterInstance) -> None:
+    """Invariant 5 and 6: the held-back source fails the ERROR `publish_guard` check naming source and
+    file; the other source of the day is built and checked as usual."""
     root = tmp_path / "landing" / "cur2-export"
     write_data_export(root, "exec-1", {"part-1.snappy.parquet": sample_as_cur2_frame()},
                       extra_uris=["s3://b/cur2-export/data/BILLING_PERIOD=2023-11/exec-1/part-7.snappy.parquet"])
-    config_path = write_config(tmp_path, [{"name": "cur2_main", "provider": "aws_cur2", "url": str(root)}],
+    healthy = tmp_path / "landing" / "healthy"
+    write_data_export(healthy, "exec-1", {"part-1.snappy.parquet": sample_as_cur2_frame()})
+    config_path = write_config(tmp_path, [{"name": "cur2_main", "provider": "aws_cur2", "url": str(root)},
+                                          {"name": "cur2_other", "provider": "aws_cur2", "url": str(healthy)}],
                                start_date="2023-11-01")
     result = build_definitions(config_path).resolve_job_def(JOB_NAME).execute_in_process(
         partition_key=DAY, instance=instance, raise_on_error=False)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    message = str(failure.event_specific_data.error.message)
+    evaluations = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    guard = evaluations["publish_guard"]
+    assert not guard.passed and guard.severity == AssetCheckSeverity.ERROR
+    message = guard.description or ""
     assert "cur2_main" in message and "part-7.snappy.parquet" in message and "held back" in message
-    assert instance.get_latest_materialization_event(AssetKey("normalized_line_items")) is None
+    assert "cur2_other" not in message
+    lake = tmp_path / "lake"
+    assert not (lake / "normalized_line_items" / f"date={DAY}" / "source=cur2_main").exists()
+    assert (lake / "normalized_line_items" / f"date={DAY}" / "source=cur2_other" / "part-0.parquet").exists()
 
 
 def test_the_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:

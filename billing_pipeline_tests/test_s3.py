@@ -40,8 +40,8 @@ def test_spine_reads_and_writes_s3(tmp_path: Path, s3_endpoint: str) -> None:
         client.create_bucket(Bucket=bucket)
     sample = sample_as_cur2_frame()
     local = tmp_path / "staging" / "cur2-export"
-    write_data_export(local, "exec-1", {"part-1.snappy.parquet": sample, "part-2.snappy.parquet": b"\x00" * 64})
-    assert upload_tree(client, local, "landing", "billing/cur2-export") == 3
+    write_data_export(local, "exec-1", {"part-1.snappy.parquet": sample}, export_time="2023-11-20T00:00:00Z")
+    assert upload_tree(client, local, "landing", "billing/cur2-export") == 2
     config = load_config(write_config(
         tmp_path,
         [{"name": "cur2", "provider": "aws_cur2", "url": "s3://landing/billing/cur2-export"}],
@@ -50,7 +50,13 @@ def test_spine_reads_and_writes_s3(tmp_path: Path, s3_endpoint: str) -> None:
         start_date="2023-11-01",
         storage_options={"endpoint_url": s3_endpoint},
     ))
+    run_spine(config, DAY)
+    # a newer delivery with a corrupt file is incomplete: the good one stays current (invariant 5)
+    write_data_export(local, "exec-2", {"part-1.snappy.parquet": sample.head(10), "part-2.snappy.parquet": b"\x00" * 64},
+                      export_time="2023-11-21T00:00:00Z")
+    upload_tree(client, local, "landing", "billing/cur2-export")
     run = run_spine(config, DAY)
+    assert run.raw[0].version == "exec-1" and run.raw[0].passed_over_versions == ["exec-2"]
 
     expected = sum(
         (Decimal(v) for v in sample.filter(pl.col("line_item_usage_start_date").str.slice(0, 10) == "2023-11-01")[
