@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -482,7 +483,21 @@ class AwsCur2Adapter(AwsCurAdapter):
 
 class AwsLegacyCurAdapter(AwsCurAdapter):
     """Legacy CUR: `<root>/<yyyymmdd-yyyymmdd>/[<assemblyId>/]<name>-Manifest.json` (CSV), or the
-    Athena integration's `<root>/year=YYYY/month=M/*.parquet` (snake_case, overwrite mode)."""
+    Athena integration's `<root>/year=YYYY/month=M/*.parquet` (snake_case, overwrite mode).
+
+    Which assembly is current. AWS rewrites the period-level manifest `<yyyymmdd-yyyymmdd>/<name>-Manifest.json`
+    with every delivery; its `assemblyId` names the current assembly, and that delivery is marked
+    `named_current`, so it is current whatever the objects' times say (a landing zone copied in one
+    go, as `aws s3 sync` does, gives every object the same LastModified). The legacy manifest
+    states no delivery time (its fields: assemblyId, account, columns, charset, compression,
+    contentType, reportId, reportName, billingPeriod, bucket, reportKeys, additionalArtifactKeys),
+    so the other assemblies are dated by their manifest object's LastModified, the only evidence
+    left. When the named assembly is incomplete (or the period-level manifest is unreadable), it is
+    passed over and the others are taken newest first, as for any passed-over delivery; when the
+    newest complete ones share a LastModified with other files, nothing is published and the tie is
+    reported naming them (`choose_current`). Without a period-level manifest the same time order
+    decides.
+    """
 
     provider = "aws_cur"
 
@@ -502,9 +517,14 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
             for manifest in (f for f in listing if f.url.endswith("-Manifest.json")):
                 delivery = self._delivery(store, source, root, billing_period, range_name, manifest, present,
                                           file_format)
+                if manifest.url.rsplit("/", 1)[0] == period_dir.rstrip("/"):
+                    delivery = replace(delivery, named_current=True)  # the period-level manifest names it
                 known = deliveries.get(delivery.version)
-                if known is None or delivery.delivered_at > known.delivered_at:
-                    deliveries[delivery.version] = delivery
+                if known is not None:
+                    # the period-level manifest and the assembly's own describe one delivery: keep the later
+                    later = delivery if delivery.delivered_at > known.delivered_at else known
+                    delivery = replace(later, named_current=known.named_current or delivery.named_current)
+                deliveries[delivery.version] = delivery
         return list(deliveries.values())
 
     def _delivery(self, store: Store, source: str, root: str, billing_period: str, range_name: str, manifest,

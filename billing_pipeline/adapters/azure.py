@@ -12,7 +12,9 @@ back in favour of the previous complete run, when a blob is missing, has another
 add up to the manifest's total). Only the newest runs are counted, until one is complete; counts
 are cached per file identity. Overwrite mode keeps one manifest in place; create-new mode one per
 run folder. Files without any manifest (older, non-partitioned exports) are each a delivery of
-their own: the newest file wins.
+their own: the newest file wins. Runs are dated by `runInfo.submittedTime` (the manifest's
+modification time only when it states none), manifest-less files by their modification time; two
+complete candidates of the same time with other files are a tie, reported and never guessed.
 
 Headers. EA (`Cost`, `BillingCurrency`, PascalCase), MCA (`CostInBillingCurrency`,
 `billingCurrency`, camelCase), pay-as-you-go (`PreTaxCost`, `UsageDateTime`) and localized
@@ -375,14 +377,21 @@ class AzureAdapter:
 
     def _check_row_counts(self, store: Store, deliveries: list[Delivery], present: dict[str, FileInfo]
                           ) -> list[Delivery]:
-        """Count rows of the newest runs until one matches its manifest; a mismatch marks a run incomplete."""
+        """Count rows of the newest runs until one matches its manifest; a mismatch marks a run incomplete.
+
+        Runs submitted at the same time as the first complete one are counted too: `choose_current`
+        must see which of them are really complete before it calls them a tie.
+        """
         out = list(deliveries)
         ordered = sorted(range(len(out)), key=lambda i: (out[i].delivered_at, out[i].version), reverse=True)
+        settled: dt.datetime | None = None  # submitted time of the first complete run
         for index in ordered:
             delivery = out[index]
+            if settled is not None and delivery.delivered_at != settled:
+                break
             if delivery.incomplete or delivery.empty or delivery.manifest_uri is None:
                 if not (delivery.incomplete or delivery.empty):
-                    break
+                    settled = delivery.delivered_at
                 continue
             expected, total = _EXPECTED.get((delivery.manifest_uri, delivery.fingerprint), ({}, None))
             problems = list(delivery.problems)
@@ -398,7 +407,7 @@ class AzureAdapter:
                                                                    f"dataRowCount {total}", "missing"))
             out[index] = Delivery(**{**delivery.__dict__, "problems": tuple(problems)})
             if not out[index].incomplete:
-                break
+                settled = delivery.delivered_at
         return out
 
     # ---- reading and mapping ---------------------------------------------------------------------------
