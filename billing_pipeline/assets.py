@@ -3,8 +3,9 @@ builder for its layer, refreshes the DuckDB views, and reports what it did as me
 
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 import polars as pl
 from dagster import (
@@ -18,7 +19,7 @@ from dagster import (
     asset,
 )
 
-from billing_pipeline.config import BillingConfig
+from billing_pipeline.config import BillingConfig, SourceConfig
 from billing_pipeline.fingerprints import (
     build_enriched_slice_if_stale,
     build_normalized_slice_if_stale,
@@ -26,6 +27,7 @@ from billing_pipeline.fingerprints import (
     invoices_digest,
     is_reused,
     publish_reconciliation_if_stale,
+    record_layer_outcome,
 )
 from billing_pipeline.focus import table_schema
 from billing_pipeline.ingest import DeliveryIncompleteError, PublishGuard
@@ -34,6 +36,7 @@ from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, read_invoices
 from billing_pipeline.storage import scratch_dir
 from resources import BillingResource
 
+T = TypeVar("T")
 GROUP = "billing_spine"
 OWNERS = ["team:finops-platform"]
 
@@ -69,8 +72,31 @@ def _day(context: AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _refresh(config: BillingConfig, billing: BillingResource) -> None:
-    refresh_views(config.lake_url, config.duckdb_file, billing.store())
+def _each_source(context: AssetExecutionContext, billing: BillingResource, layer: str,
+                 build: Callable[[SourceConfig], T]) -> list[T]:
+    """`build` for every source; one source's failure is logged and recorded (the `source_failures`
+    check fails naming it) and never stops the other sources (invariant 6)."""
+    config, store, day = billing.config, billing.store(), _day(context)
+    built = []
+    for source in config.sources:
+        try:
+            built.append(build(source))
+        except Exception as error:  # noqa: BLE001 - this source only; its previous slices stay
+            context.log.error(f"source {source.name!r}, {day}, {layer}: {type(error).__name__}: {error}")
+            record_layer_outcome(store, config.lake_url, source.name, day, layer, error)
+            continue
+        record_layer_outcome(store, config.lake_url, source.name, day, layer, None)
+    return built
+
+
+def _refresh(config: BillingConfig, billing: BillingResource, context: AssetExecutionContext | None = None) -> None:
+    """Refresh the DuckDB views; a convenience for analysts, so a failure is a warning, not a failed day."""
+    try:
+        refresh_views(config.lake_url, config.duckdb_file, billing.store())
+    except Exception as error:  # noqa: BLE001 - e.g. one damaged slice in the lake: the layers are still built
+        message = f"DuckDB views not refreshed: {type(error).__name__}: {error}"
+        if context is not None:
+            context.log.warning(message)
 
 
 def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition]:
@@ -112,7 +138,7 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         for result in slices:
             for problem in result.problems:
                 context.log.warning(problem.describe(result.source))
-        _refresh(config, billing)
+        _refresh(config, billing, context)
         rows = sum(s.rows for s in slices)
         return MaterializeResult(
             metadata={
@@ -156,8 +182,9 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         store = billing.store()
         day = _day(context)
         with scratch_dir() as workdir:
-            slices = [build_normalized_slice_if_stale(s, day, store, config.lake_url, workdir) for s in config.sources]
-        _refresh(config, billing)
+            slices = _each_source(context, billing, "normalized", lambda s: build_normalized_slice_if_stale(
+                s, day, store, config.lake_url, workdir))
+        _refresh(config, billing, context)
         for result in slices:
             for reason, count in result.reasons.items():
                 context.log.warning(f"source {result.source!r}, {day}: {count} rows quarantined: {reason}")
@@ -197,11 +224,9 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         store = billing.store()
         day = _day(context)
         with scratch_dir() as workdir:
-            slices = [
-                build_enriched_slice_if_stale(s, day, store, config.lake_url, config.tag_policy, workdir)
-                for s in config.sources
-            ]
-        _refresh(config, billing)
+            slices = _each_source(context, billing, "enriched", lambda s: build_enriched_slice_if_stale(
+                s, day, store, config.lake_url, config.tag_policy, workdir))
+        _refresh(config, billing, context)
         billed = sum((s.billed_cost for s in slices), Decimal(0))
         unallocated = sum((s.unallocated_cost for s in slices), Decimal(0))
         dimension_columns = [
@@ -245,14 +270,12 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         config = billing.config
         store = billing.store()
         day = _day(context)
-        frames = []
         with scratch_dir() as workdir:
             invoices = read_invoices(store, config.invoices_url, workdir)
             invoices_id = invoices_digest(store, config.invoices_url)
-            for source in config.sources:
-                frames.append(publish_reconciliation_if_stale(source, day, store, config, invoices, invoices_id,
-                                                              workdir))
-        _refresh(config, billing)
+            frames = _each_source(context, billing, "reconciliation", lambda s: publish_reconciliation_if_stale(
+                s, day, store, config, invoices, invoices_id, workdir))
+        _refresh(config, billing, context)
         table = pl.concat(frames) if frames else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
         statuses = dict(table.group_by("status").len().iter_rows()) if table.height else {}
         worst = table.select(pl.col("invoice_delta_relative").abs().max()).item() if table.height else None

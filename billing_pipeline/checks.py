@@ -120,6 +120,9 @@ def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) ->
          "table is stored at <lake>/cost_anomalies/date=D/.", False),
         (RECONCILED, "sli_reconciliation_delta", "reconciliation_delta", slis.reconciliation_delta,
          "M7: worst month-to-date delta against the invoice; any conservation break fails as ERROR.", False),
+        (RECONCILED, "source_failures", "source_failures", slis.source_failures,
+         "Invariant 6: sources whose normalized, enriched or reconciliation build failed this day; the other "
+         "sources were built and checked as usual.", False),
         (RECONCILED, "sli_ingestion_cost", "ingestion_compute_seconds", slis.ingestion_cost,
          "M5: compute seconds, bytes read and bytes stored for the day's slices.", False),
     ]

@@ -414,6 +414,22 @@ def build_raw_slice_if_changed(
     return result
 
 
+def record_layer_outcome(store: Store, lake_url: str, source: str, day: dt.date, layer: str,
+                         error: BaseException | None) -> None:
+    """Invariant 6: a layer that failed for one source is recorded in the state (`failures`), where
+    the `source_failures` check reads it, instead of failing the day for every source."""
+    state = read_state(store, lake_url, source, day)
+    failures = dict(state.get("failures") or {})
+    if error is None and layer not in failures:
+        return
+    if error is None:
+        failures.pop(layer)
+    else:
+        failures[layer] = {"reason": f"{type(error).__name__}: {error}"[:2000], "at": _now().isoformat()}
+    state["failures"] = failures
+    write_state(store, lake_url, source, day, state)
+
+
 def _stale(section: dict[str, Any], built_from: str, target_present: bool) -> bool:
     result = section.get("result") or {}
     return section.get("built_from") != built_from or target_present != (int(result.get("rows") or 0) > 0)

@@ -57,6 +57,7 @@ class SloOverride(_Strict):
 # `slis.py` (a rate has a floor, everything else a ceiling).
 SLO_DEFAULTS: dict[str, SloTarget] = {
     "publish_guard": SloTarget(target=0.0, severity="ERROR", route="page"),
+    "source_failures": SloTarget(target=0.0, severity="ERROR", route="page"),
     "export_success_rate": SloTarget(target=1.0, severity="WARN", route="ticket"),
     "export_latency_hours": SloTarget(target=6.0, severity="WARN", route="ticket"),
     "freshness": SloTarget(target=0.0, severity="ERROR", route="page"),

@@ -98,6 +98,19 @@ def publish_guard(config: BillingConfig, store: Store, day: dt.date, now: dt.dat
     return result
 
 
+def source_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Sources whose normalized, enriched or reconciliation build failed this day (the others went on)."""
+    per_source: dict[str, float] = {}
+    failed = []
+    for name, state in _states(config, store, day).items():
+        failures = state.get("failures") or {}
+        per_source[name] = float(len(failures))
+        failed += [f"source {name!r}, {layer}: {item['reason']}" for layer, item in sorted(failures.items())]
+    value = sum(per_source.values())
+    return _at_most("source_failures", value, config, per_source=per_source,
+                    summary="; ".join(failed) or "every source built every layer")
+
+
 # ---- M1 export success rate ---------------------------------------------------------------------------
 
 def export_success_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:

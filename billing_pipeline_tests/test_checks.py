@@ -25,6 +25,7 @@ PERIOD = "2023-11"
 DAY = "2023-11-03"
 SLI_KEYS = {
     "publish_guard": "sli/publish_guard",
+    "source_failures": "sli/source_failures",
     "sli_export_success_rate": "sli/export_success_rate",
     "sli_export_latency": "sli/export_latency_hours",
     "sli_backfill_backlog": "sli/backfill_backlog",

@@ -108,3 +108,29 @@ def test_the_workspace_loads_with_the_dagster_cli(tmp_path: Path) -> None:
     warnings = [line for line in completed.stderr.splitlines() if "Warning" in line]
     # the CLI's own notice that `dg check defs` supersedes this command is the only warning allowed
     assert all("SupersessionWarning" in line for line in warnings), completed.stderr
+
+
+def test_a_source_failing_a_later_layer_never_stops_the_others(tmp_path: Path, instance: DagsterInstance) -> None:
+    """Invariant 6 past the raw layer: one source's normalized build fails (its published raw slice is
+    damaged on disk); the other source is normalized, allocated and reconciled, and `source_failures`
+    fails at ERROR naming the broken source and layer."""
+    roots = {name: tmp_path / "landing" / name for name in ("broken", "healthy")}
+    for root in roots.values():
+        write_data_export(root, "exec-1", {"part-1.snappy.parquet": sample_as_cur2_frame()})
+    config_path = write_config(tmp_path, [{"name": n, "provider": "aws_cur2", "url": str(r)} for n, r in roots.items()],
+                               start_date="2023-11-01")
+    job = build_definitions(config_path).resolve_job_def(JOB_NAME)
+    assert job.execute_in_process(partition_key=DAY, instance=instance).success
+    lake = tmp_path / "lake"
+    raw = lake / "raw_line_items" / f"date={DAY}" / "source=broken" / "part-0.parquet"
+    raw.write_bytes(raw.read_bytes()[:200])  # the published slice is damaged after the fact
+    (lake / "normalized_line_items" / f"date={DAY}" / "source=healthy" / "part-0.parquet").unlink()
+
+    result = job.execute_in_process(partition_key=DAY, instance=instance, raise_on_error=False)
+    evaluations = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+                   for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    failures = evaluations["source_failures"]
+    assert not failures.passed and failures.severity == AssetCheckSeverity.ERROR
+    assert "'broken', normalized" in (failures.description or "") and "healthy" not in (failures.description or "")
+    assert (lake / "normalized_line_items" / f"date={DAY}" / "source=healthy" / "part-0.parquet").exists()
+    assert (lake / "reconciliation_deltas" / f"date={DAY}" / "source=healthy" / "part-0.parquet").exists()
