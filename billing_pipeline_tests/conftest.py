@@ -163,3 +163,74 @@ def write_data_export(
     meta.mkdir(parents=True, exist_ok=True)
     (meta / f"{root.name}-Manifest.json").write_text(json.dumps(manifest))
     return data
+
+
+# ---- independent totals: plain Python Decimal over delivered cells and lake cells ---------------------
+# (imports here, not at the top, so that these appended helpers leave the rest of the file untouched)
+from collections import defaultdict  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+
+def _decimal(value: Any) -> Decimal:
+    """A delivered number as Decimal, from its text (JSON read with parse_float=Decimal) or from
+    the shortest text of a float cell (what `str` gives), never through float arithmetic."""
+    if value is None:
+        return Decimal(0)
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _gcp_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of one GCP export file: NDJSON (optionally gzip) with the json module, numbers kept as
+    their delivered text; Parquet through polars, for reading cells only."""
+    if path.name.endswith(".parquet"):
+        import polars as pl
+
+        yield from pl.read_parquet(path).to_dicts()
+        return
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line, parse_float=Decimal)
+
+
+def _usage_day(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).date()
+    return dt.date.fromisoformat(str(value)[:10])  # BigQuery's JSON text: `2022-08-01 03:00:00 UTC`
+
+
+def gcp_delivered_totals(*files: Path, skip: Callable[[dict[str, Any]], bool] | None = None,
+                         ) -> dict[tuple[dt.date, str, str], tuple[Decimal, int, int]]:
+    """(usage day, billing account, currency) -> (cost + sum(credits.amount), charge rows, credit rows)
+    over every row of the given GCP export files (rows for which `skip` is true left out)."""
+    out: dict[tuple[dt.date, str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
+    for path in files:
+        for row in _gcp_rows(Path(path)):
+            if skip is not None and skip(row):
+                continue
+            slot = out[(_usage_day(row["usage_start_time"]), row["billing_account_id"], row["currency"])]
+            credits = row.get("credits") or []
+            slot[0] += _decimal(row["cost"]) + sum((_decimal(c["amount"]) for c in credits), Decimal(0))
+            slot[1] += 1
+            slot[2] += len(credits)
+    return {key: (v[0], v[1], v[2]) for key, v in out.items()}
+
+
+def parquet_cost_totals(source: Path | bytes | Any) -> dict[tuple[str, str], tuple[Decimal, Decimal, int]]:
+    """(BillingAccountId, BillingCurrency) -> (sum BilledCost, sum EffectiveCost, rows) of a lake slice,
+    summed in Python Decimal over each cell's text (polars only reads the cells)."""
+    import io
+
+    import polars as pl
+
+    frame = pl.read_parquet(io.BytesIO(source) if isinstance(source, bytes) else source,
+                            columns=["BillingAccountId", "BillingCurrency", "BilledCost", "EffectiveCost"])
+    out: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [Decimal(0), Decimal(0), 0])
+    for account, currency, billed, effective in frame.iter_rows():
+        slot = out[(account, currency)]
+        slot[0] += _decimal(billed)
+        slot[1] += _decimal(effective)
+        slot[2] += 1
+    return {key: (v[0], v[1], v[2]) for key, v in out.items()}

@@ -17,14 +17,14 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from billing_pipeline.adapters.gcp import GcpAdapter
+from billing_pipeline.adapters.gcp import CREDIT, GcpAdapter
 from billing_pipeline.adapters.gcp_bigquery import QUERY, pull_export, pull_with_resource, watermark
 from billing_pipeline.config import BillingConfig, load_config
 from billing_pipeline.generator.gcp_samples import koku_csv_to_nested, write_ndjson, write_parquet
 from billing_pipeline.lake import quarantine_url, slice_url
 from billing_pipeline.storage import Store
 
-from .conftest import SAMPLES, run_spine, write_config
+from .conftest import SAMPLES, gcp_delivered_totals, parquet_cost_totals, run_spine, write_config
 
 KOKU_2020 = SAMPLES / "koku_202011_30c31bca571d9b7f3b2c8459dd8bc34a_2020-11-08_2020-11-11.csv"
 KOKU_2022 = SAMPLES / "koku_2022-08-01_5.csv"
@@ -53,6 +53,31 @@ def _normalized(config: BillingConfig, day: dt.date) -> pl.DataFrame:
     return pl.read_parquet(slice_url(config.lake_url, "normalized_line_items", day, "gcp"))
 
 
+def _independent(delivered: dict[tuple[dt.date, str, str], tuple[Decimal, int, int]], day: dt.date,
+                 ) -> dict[tuple[str, str], tuple[Decimal, Decimal, int]]:
+    """What the lake must hold for `day`, from the delivered cells alone (`gcp_delivered_totals`): per
+    account and currency, BilledCost = EffectiveCost = cost + credits, one row per charge and per credit.
+    Unlike `conservation_delta`, nothing here goes through the adapter, so a credit dropped both from the
+    FOCUS rows and from the adapter's own raw totals still fails."""
+    return {(account, currency): (total, total, charges + credits)
+            for (d, account, currency), (total, charges, credits) in delivered.items() if d == day}
+
+
+def _with_credits(frame: pl.DataFrame) -> pl.DataFrame:
+    """The 2022 sample has no credits: give every second row (the odd ones) a sustained-use credit, so
+    that a test on it also sees credits that go missing."""
+    credit = pl.struct(pl.lit("Sustained Usage Discount").alias("name"), pl.lit(-0.012345).alias("amount"),
+                       pl.lit("Sustained Usage Discount").alias("full_name"), pl.lit("sud-1").alias("id"),
+                       pl.lit("SUSTAINED_USAGE_DISCOUNT").alias("type"))
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 1).then(pl.concat_list(credit)).otherwise(pl.col("credits"))
+        .cast(pl.List(CREDIT)).alias("credits"))
+
+
+def _lake(config: BillingConfig, day: dt.date) -> dict[tuple[str, str], tuple[Decimal, Decimal, int]]:
+    return parquet_cost_totals(slice_url(config.lake_url, "normalized_line_items", day, "gcp"))
+
+
 @pytest.mark.parametrize("sample", [KOKU_2020, KOKU_2022], ids=["koku-2020-credits", "koku-2022-resources"])
 @pytest.mark.parametrize("suffix", [".json.gz", ".parquet"])
 def test_public_samples_are_conserved_exactly_with_credits_as_rows(tmp_path: Path, sample: Path, suffix: str) -> None:
@@ -61,9 +86,12 @@ def test_public_samples_are_conserved_exactly_with_credits_as_rows(tmp_path: Pat
     (write_ndjson if suffix == ".json.gz" else write_parquet)(frame, landing / f"export{suffix}")
     config = _config(tmp_path, landing)
     expected = _expected(sample)
+    delivered = gcp_delivered_totals(landing / f"export{suffix}")
+    assert delivered == expected  # the delivered file holds what the sample holds, credits included
     for day in sorted({k[0] for k in expected}):
         run = run_spine(config, day)
         assert (run.reconciliation["conservation_delta"] == 0).all()
+        assert _lake(config, day) == _independent(delivered, day)
         normalized = _normalized(config, day)
         for (d, account, currency), (total, charges, credits) in expected.items():
             if d != day:
@@ -91,7 +119,9 @@ def test_json_and_parquet_read_to_the_same_rows() -> None:
 
 
 def test_a_reexported_window_is_counted_once_and_corrections_are_kept(tmp_path: Path) -> None:
-    frame = koku_csv_to_nested(KOKU_2022)
+    frame = _with_credits(koku_csv_to_nested(KOKU_2022))
+    credits = frame["credits"].list.len().sum()
+    assert credits > 0 and frame["credits"][0].len() == 0  # the corrected first row has none
     landing = tmp_path / "landing"
     write_ndjson(frame, landing / "export_date=2022-08-02" / "batch-1.json.gz")
     write_parquet(frame, landing / "export_date=2022-08-02" / "batch-1-repulled.parquet")  # same rows again
@@ -109,9 +139,15 @@ def test_a_reexported_window_is_counted_once_and_corrections_are_kept(tmp_path: 
     day = dt.date(2022, 8, 1)
     run = run_spine(config, day)
     normalized = _normalized(config, day)
-    original = sum((Decimal(repr(v)) for v in frame["cost"]), Decimal(0))
+    # the re-pulled Parquet file repeats batch-1: counted once, from the delivered cells
+    delivered = gcp_delivered_totals(landing / "export_date=2022-08-02" / "batch-1.json.gz",
+                                     landing / "export_date=2022-08-05" / "batch-2.json")
+    assert _lake(config, day) == _independent(delivered, day)
+    repulled = gcp_delivered_totals(landing / "export_date=2022-08-02" / "batch-1-repulled.parquet")
+    assert run.normalized[0].duplicate_rows == sum(v[1] + v[2] for k, v in repulled.items() if k[0] == day)
+    original = sum((Decimal(repr(v)) for v in frame["cost"]), Decimal(0)) + Decimal("-0.012345") * credits
     assert normalized["BilledCost"].sum() == original - Decimal(repr(frame["cost"][0])) - Decimal("1.25")
-    assert run.normalized[0].duplicate_rows == frame.height  # every re-pulled row, counted
+    assert run.normalized[0].duplicate_rows == frame.height + credits  # every re-pulled row and credit, counted
     duplicates = pl.read_parquet(quarantine_url(config.lake_url, "duplicates", day, "gcp"))
     assert duplicates["x_FileUri"].n_unique() == 1  # one copy kept (the first read), the other counted
     correction = normalized.filter(pl.col("ChargeClass") == "Correction")
@@ -146,6 +182,8 @@ def test_a_row_without_cost_is_quarantined_with_its_credits(tmp_path: Path) -> N
     config = _config(tmp_path, landing)
     day = broken.get_column("usage_start_time")[0].date()
     run = run_spine(config, day)
+    assert _lake(config, day) == _independent(
+        gcp_delivered_totals(landing / "export.parquet", skip=lambda row: row["cost"] is None), day)
     assert run.normalized[0].quarantined_rows == 1
     assert run.normalized[0].reasons == {"missing cost in cost": 1}
     bad = pl.read_parquet(quarantine_url(config.lake_url, "rows", day, "gcp"))
@@ -262,6 +300,9 @@ def test_bigquery_pull_is_incremental_parameterized_and_never_pulls_twice(tmp_pa
     run = run_spine(config, day)
     assert run.normalized[0].duplicate_rows == 0  # pulled once, ingested once
     assert (run.reconciliation["conservation_delta"] == 0).all()
+    pulled = sorted(out.rglob("bq-*.parquet"))
+    assert len(pulled) == 2  # the first pull and the correction
+    assert _lake(config, day) == _independent(gcp_delivered_totals(*pulled), day)  # credits included
     shutil.rmtree(out)
 
 
@@ -279,8 +320,13 @@ def test_generated_month_matches_ground_truth_and_its_invoice(tmp_path: Path) ->
     exports = [d.export_time for d in truth.deliveries]
     assert exports == sorted(exports)
     days = sorted(set(truth.frame["date"]))
+    # the re-pulled file's rows are duplicates; every other delivered file counts, corrections included
+    repulled = [p for d in truth.deliveries if d.duplicate_rows for p in d.data_files]
+    assert len(repulled) == 1
+    delivered = gcp_delivered_totals(*[p for d in truth.deliveries for p in d.data_files if p not in repulled])
     for day in days:
         run = run_spine(config, day)
+        assert _lake(config, day) == _independent(delivered, day), day
         expected = truth.frame.filter(pl.col("date") == day).row(0, named=True)
         got = run.normalized[0]
         assert (got.billed_cost, got.effective_cost, got.rows, got.duplicate_rows) == (
@@ -338,7 +384,8 @@ def test_gcp_and_azure_sources_in_s3(tmp_path: Path) -> None:
             client = s3_client(endpoint)
             for bucket in ("landing", "lake"):
                 client.create_bucket(Bucket=bucket)
-            frame = koku_csv_to_nested(KOKU_2022)
+            frame = _with_credits(koku_csv_to_nested(KOKU_2022))
+            rows = frame.height + frame["credits"].list.len().sum()  # a FOCUS row per charge and per credit
             write_ndjson(frame, tmp_path / "gcp" / "export_date=2022-08-02" / "a.json.gz")
             write_parquet(frame, tmp_path / "gcp" / "export_date=2022-08-02" / "a-again.parquet")
             upload_tree(client, tmp_path / "gcp", "landing", "gcp-export")
@@ -350,7 +397,11 @@ def test_gcp_and_azure_sources_in_s3(tmp_path: Path) -> None:
                 lake_url="s3://lake/curated", invoices_url="s3://landing/invoices", start_date="2022-08-01",
                 storage_options={"endpoint_url": endpoint}))
             gcp = run_spine(config, dt.date(2022, 8, 1))
-            assert gcp.normalized[0].rows == frame.height and gcp.normalized[0].duplicate_rows == frame.height
+            assert gcp.normalized[0].rows == rows and gcp.normalized[0].duplicate_rows == rows
+            lake = client.get_object(Bucket="lake", Key=slice_url("curated", "normalized_line_items",
+                                                                  dt.date(2022, 8, 1), "gcp"))["Body"].read()
+            delivered = gcp_delivered_totals(tmp_path / "gcp" / "export_date=2022-08-02" / "a.json.gz")
+            assert parquet_cost_totals(lake) == _independent(delivered, dt.date(2022, 8, 1))
             azure = run_spine(config, dt.date(2023, 9, 4))
             assert azure.raw[1].version == "ActualCost:run-1" and azure.normalized[1].rows == 9
             assert (pl.concat([gcp.reconciliation, azure.reconciliation])["conservation_delta"] == 0).all()
