@@ -24,6 +24,7 @@ import polars as pl
 
 from billing_pipeline import anomalies
 from billing_pipeline.config import BillingConfig
+from billing_pipeline.escaping import PAGERDUTY_MAX_BYTES, clip, json_size, slack_text
 from billing_pipeline.ops_config import WebhookRoute
 from billing_pipeline.storage import Store, join
 
@@ -137,17 +138,40 @@ def alerts_for_run(instance: Any, run: Any, config: BillingConfig, store: Store,
 # ---- payloads -------------------------------------------------------------------------------------------------
 
 def slack_payload(alerts: list[Alert], group: str, dagster_url: str) -> dict[str, Any]:
-    """A Slack-compatible incoming-webhook message (text fallback + blocks), one per run."""
+    """A Slack-compatible incoming-webhook message (text fallback + blocks), one per run.
+
+    Titles and summaries carry delivered text (tag values, account ids): every mrkdwn field goes through
+    `slack_text`, so a value cannot mention a channel or hide a link.
+    """
     pages = sum(1 for a in alerts if a.route == "page")
     head = f"billing-pipeline: {len(alerts)} alert(s) ({pages} paged) from {group}"
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": head[:150]}}]
     for alert in alerts[:45]:
-        marker = ":rotating_light: PAGE" if alert.route == "page" else ":ticket: ticket"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"{marker} *{alert.severity}* {alert.title}\n{alert.summary}"[:2900])}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{dagster_url}|Dagster UI>"}]})
+        prefix = f"{':rotating_light: PAGE' if alert.route == 'page' else ':ticket: ticket'} *{alert.severity}* "
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": prefix + slack_text(
+            f"{alert.title}\n{alert.summary}", limit=2900 - len(prefix))}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                    "text": f"<{slack_text(dagster_url)}|Dagster UI>"}]})
     text = head + "\n" + "\n".join(f"- [{a.route}/{a.severity}] {a.title}: {a.summary}" for a in alerts)
-    return {"text": text[:3900], "blocks": blocks}
+    return {"text": slack_text(text, limit=3900), "blocks": blocks}
+
+
+def _pagerduty_details(alerts: list[Alert]) -> dict[str, Any]:
+    """The alerts as JSON (PagerDuty shows it as text, so JSON encoding is all the escaping it needs), each
+    text clipped and the list cut to stay well under the Events API's 512 KB (`alerts_omitted` counts the rest)."""
+    budget, used, omitted = PAGERDUTY_MAX_BYTES // 2, 0, 0
+    entries: list[dict[str, Any]] = []
+    for a in alerts:
+        entry = {"key": a.key, "title": clip(a.title, 1024), "summary": clip(a.summary, 4096),
+                 "partition": a.partition,
+                 "details": {k: clip(v, 4096) if isinstance(v, str) else v for k, v in a.details.items()}}
+        size = json_size(entry)
+        if used + size > budget:
+            omitted += 1
+            continue
+        entries.append(entry)
+        used += size
+    return {"alerts": entries, "alerts_omitted": omitted} if omitted else {"alerts": entries}
 
 
 def pagerduty_payload(alerts: list[Alert], group: str, routing_key: str, dagster_url: str) -> dict[str, Any]:
@@ -160,14 +184,13 @@ def pagerduty_payload(alerts: list[Alert], group: str, routing_key: str, dagster
         "event_action": "trigger",
         "dedup_key": alert_key("page", *keys),
         "payload": {
-            "summary": summary[:1024],
+            "summary": clip(summary, 1024),
             "source": "billing-pipeline",
             "severity": worst,
             "component": "billing_daily",
             "group": group,
             "class": ",".join(sorted({a.origin.split(":")[-1] for a in alerts}))[:256],
-            "custom_details": {"alerts": [{"key": a.key, "title": a.title, "summary": a.summary,
-                                           "partition": a.partition, "details": dict(a.details)} for a in alerts]},
+            "custom_details": _pagerduty_details(alerts),
         },
         "links": [{"href": dagster_url, "text": "Dagster UI"}],
     }

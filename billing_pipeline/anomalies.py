@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.config import BillingConfig
+from billing_pipeline.escaping import sql_identifier, sql_string
 from billing_pipeline.storage import Store, join, scratch_dir
 
 TABLE = "cost_anomalies"
@@ -73,10 +74,11 @@ def read_day(store: Store, lake_url: str, day: dt.date, workdir: Path,
 
 
 def _sql(day: dt.date, column: str | None, key: str | None) -> str:
+    """The query listing the rows behind an anomaly, for a human to run: the key is a delivered tag value
+    and the column comes from billing.yaml, so both are quoted."""
     where = f"date = DATE '{day.isoformat()}'"
     if column is not None and key is not None:
-        escaped = key.replace("'", "''")
-        where += f" AND \"{column}\" = '{escaped}'"
+        where += f" AND {sql_identifier(column)} = {sql_string(key)}"
     return f"SELECT * FROM tag_enriched_costs WHERE {where} ORDER BY abs(BilledCost) DESC"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from billing_pipeline.escaping import sql_string
 from billing_pipeline.storage import Store, is_remote, join
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,9 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
                 if not store.find(join(lake_url, relative)):
                     connection.execute(f"DROP VIEW IF EXISTS {view}")
                     continue
-                connection.execute(
+                connection.execute(  # DDL takes no bound parameters: the lake path is quoted as a literal
                     f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
-                    f"'{table_glob(lake_url, relative)}', hive_partitioning = true, union_by_name = true)"
+                    f"{sql_string(table_glob(lake_url, relative))}, hive_partitioning = true, union_by_name = true)"
                 )
                 created.append(view)
         finally:
