@@ -19,6 +19,38 @@ import duckdb
 
 from billing_pipeline.config import CONFIG_ENV_VAR, load_config
 
+# The instance `make demo` writes to $DAGSTER_HOME/dagster.yaml: Dagster's default SQLite storage under
+# DAGSTER_HOME, plus run monitoring, so that a run whose process died (the demo or `dagster dev` killed
+# with SIGKILL) does not stay STARTED forever. Same settings as deploy/dagster.local.yaml.
+DEMO_INSTANCE_MARK = "# Written by billing_pipeline/demo.py"
+DEMO_INSTANCE_YAML = f"""\
+{DEMO_INSTANCE_MARK}: `make demo` rewrites this file while this line is here (delete it to keep edits).
+# Storage: Dagster's default, SQLite files under $DAGSTER_HOME.
+
+# Checked by the monitoring daemon, which `dagster dev` (or `dagster-daemon run`) starts. The local run
+# launcher cannot ask whether a run's process is alive, so a run STARTED longer than max_runtime_seconds
+# is failed (a day's run takes seconds to minutes); a run stuck STARTING or CANCELING after the timeouts.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 3600
+  max_resume_run_attempts: 0   # the local run launcher cannot resume a run
+  poll_interval_seconds: 60
+"""
+
+
+def write_instance_config(home: Path) -> Path:
+    """Write the demo's `dagster.yaml` into `home`, unless a user's own (non-empty, not ours) is there."""
+    path = home / "dagster.yaml"
+    current = path.read_text() if path.exists() else ""
+    if not current.strip() or current.startswith(DEMO_INSTANCE_MARK):
+        path.write_text(DEMO_INSTANCE_YAML)
+    elif "run_monitoring" not in current:
+        print(f"note: {path} is yours and has no run_monitoring: runs whose process died stay STARTED "
+              "(see README, 'Running in production')", file=sys.stderr)
+    return path
+
 
 def _month_days(month: str) -> list[dt.date]:
     year, number = (int(part) for part in month.split("-"))
@@ -119,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(config_path)
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").touch()  # SQLite storage in DAGSTER_HOME, said explicitly
+    write_instance_config(Path(os.environ["DAGSTER_HOME"]))
     landing = Path(args.landing).resolve()
     print(f"Generating a month of sample exports ({args.month}, seed {args.seed}) into {landing}")
     shutil.rmtree(landing, ignore_errors=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -22,6 +24,8 @@ from typing import Any
 import fsspec
 import polars as pl
 from fsspec.core import url_to_fs
+
+log = logging.getLogger(__name__)
 
 # Row groups of 100k rows on every sink, so readers (DuckDB, Athena, the next layer) can prune by
 # row-group statistics at a useful granularity. This is not a memory bound: peak memory of the
@@ -202,10 +206,69 @@ class Store:
             tmp.unlink(missing_ok=True)
 
 
+# Scratch folders are named `<prefix>scratch-pid<owner pid>-<random>`, so a later process can tell
+# whose they are: a run killed with SIGKILL never reaches the `finally` that removes its folder.
+SCRATCH_MARK = "scratch-pid"
+_SCRATCH_NAME = re.compile(re.escape(SCRATCH_MARK) + r"(\d+)-[a-z0-9_]+$")
+_swept: set[tuple[int, str]] = set()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a zombie, or another user's process, counts as alive)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_scratch_dirs(directory: str | Path | None = None) -> list[Path]:
+    """Remove the scratch folders in `directory` (the temp dir) whose owning process is gone.
+
+    Only folders named by `scratch_dir`, owned by this user and not symlinks; never those of a live
+    process, since concurrent runs share the temp dir. A dead owner's pid reused by a new process keeps
+    the folder until that process ends too (a leak, never a removal of live work).
+    """
+    root = Path(directory if directory is not None else tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _SCRATCH_NAME.search(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            log.info("removed scratch folder %s left by process %d, which no longer exists", entry.path, pid)
+            removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def scratch_dir(prefix: str = "billing-") -> Iterator[Path]:
-    """A local working folder removed afterwards, for staged inputs and unpublished outputs."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A local working folder removed afterwards, for staged inputs and unpublished outputs.
+
+    The first one a process opens also removes the folders that dead processes left behind.
+    """
+    key = (os.getpid(), tempfile.gettempdir())
+    if key not in _swept:
+        _swept.add(key)
+        remove_stale_scratch_dirs(key[1])
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{SCRATCH_MARK}{os.getpid()}-"))
     try:
         yield path
     finally:

@@ -3,8 +3,9 @@
 Each `dagster.*.yaml` is validated against the instance schema (`dagster_instance_config`, what
 `DagsterInstance` runs at start-up) and every `module` / `class` entry's `config` against that
 class's own `config_type()` (the instance schema takes those as permissive, so a misspelled launcher
-key would otherwise only fail in the daemon). `deploy/billing.s3.yaml` loads with `load_config` and
-builds the code location without touching the network.
+key would otherwise only fail in the daemon); so is the `dagster.yaml` that `make demo` writes. Every
+instance config turns run monitoring on. `deploy/billing.s3.yaml` loads with `load_config` and builds
+the code location without touching the network.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dagster_postgres import DagsterPostgresStorage
 
 from billing_pipeline.config import load_config
 from billing_pipeline.definitions import JOB_NAME, build_definitions
+from billing_pipeline.demo import DEMO_INSTANCE_YAML, write_instance_config
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 INSTANCE_CONFIGS = ("dagster.local.yaml", "dagster.k8s.yaml")
@@ -56,6 +58,9 @@ def test_shipped_instance_config_is_valid(filename: str) -> None:
     limits = value["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert value["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    monitoring = value["run_monitoring"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
+    assert 0 < monitoring["start_timeout_seconds"] <= 600 and 0 < monitoring["cancel_timeout_seconds"] <= 600
 
 
 def test_k8s_config_names_the_k8s_launcher_postgres_and_s3_logs() -> None:
@@ -74,6 +79,42 @@ def test_local_config_builds_an_instance_with_the_run_queue(tmp_path: Path, monk
         assert settings.tag_concurrency_limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
+        _assert_monitors_dead_runs(instance)
+
+
+def _assert_monitors_dead_runs(instance: DagsterInstance) -> None:
+    """Run monitoring on, with a max runtime: the local launcher cannot check a run's process, so a STARTED
+    run whose process died is only ever failed by that limit (test_killed_runs.py shows it)."""
+    assert instance.run_monitoring_enabled
+    assert "MONITORING" in instance.get_required_daemon_types()
+    assert instance.run_monitoring_max_resume_run_attempts == 0
+    assert not instance.run_launcher.supports_check_run_worker_health
+    assert 15 * 60 <= instance.run_monitoring_max_runtime_seconds <= 4 * 3600  # well above a day's run
+    assert 0 < instance.run_monitoring_poll_interval_seconds <= 120
+
+
+def test_demo_instance_config_is_valid_monitors_runs_and_keeps_sqlite(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_instance_config(tmp_path)
+    value = validate_instance_file(tmp_path, path.name)
+    assert "storage" not in value  # Dagster's default: SQLite under DAGSTER_HOME
+    local = yaml.safe_load((DEPLOY / "dagster.local.yaml").read_text())
+    assert value["run_monitoring"] == local["run_monitoring"]
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        _assert_monitors_dead_runs(instance)
+        assert instance.get_ref().storage_data.class_name == "DagsterSqliteStorage"
+
+
+def test_demo_rewrites_only_its_own_or_an_empty_instance_config(tmp_path: Path) -> None:
+    path = tmp_path / "dagster.yaml"
+    path.touch()  # what earlier versions of the demo left
+    assert write_instance_config(tmp_path).read_text() == DEMO_INSTANCE_YAML
+    path.write_text(DEMO_INSTANCE_YAML.replace("3600", "7200"))  # edited, but still ours
+    assert write_instance_config(tmp_path).read_text() == DEMO_INSTANCE_YAML
+    own = "telemetry:\n  enabled: false\n"
+    path.write_text(own)
+    assert write_instance_config(tmp_path).read_text() == own
 
 
 def _broken_copy(tmp_path: Path, filename: str, mutate) -> str:
