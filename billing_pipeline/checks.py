@@ -3,8 +3,10 @@
 Thin: each check calls one function of `slis.py` for the run's partition and turns the result into
 an `AssetCheckResult` with one stable numeric key per SLI (`sli/<name>`, plus `sli/<name>/<source>`
 and `slo/<name>` for the target), so the UI shows every day's value in the check's history and per
-partition. Contract checks (schema, duplicates that would double count) are blocking: an ERROR stops
-the rest of the spine for that day. The checks run inside `billing_daily` right after their asset.
+partition. No check is blocking by default: a blocking check stops every source's downstream layers,
+and one source's defect must never stop the others (invariant 6). Contract checks fail at ERROR and
+name the source instead (`slo.<name>.blocking: true` in billing.yaml makes one blocking anyway). The
+checks run inside `billing_daily` right after their asset.
 
 Partitioned checks are a preview feature of Dagster 1.13 (DAGSTER_NOTES.md); they are the way the
 evaluation records its partition, which makes freshness and SLIs partition-aware in the UI. The
@@ -102,15 +104,16 @@ def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) ->
         (RAW, "sli_backfill_backlog", "backfill_backlog", slis.backfill_backlog,
          "M6: days of the open billing periods whose inputs are newer than their last materialization.", False),
         (RAW, "contract_schema", "schema_failures", slis.schema_failures,
-         "M9 (blocking): files unreadable because their schema drifted; columns added/removed are reported.",
-         True),
+         "M9: files unreadable because their schema drifted, and sources held back by a breaking change; columns "
+         "added/removed are reported.", False),
         (RAW, "sli_access_violations", "access_violations", slis.access_violations,
          "M10: reads or listings the store denied (PermissionError / 403).", False),
         (NORMALIZED, "sli_duplicate_rate", "duplicate_rate", slis.duplicate_rate,
          "M4: duplicate rows dropped / raw rows.", False),
         (NORMALIZED, "contract_duplicates", "duplicate_rate_blocking",
          lambda c, s, d, n: slis.duplicate_rate(c, s, d, n, name="duplicate_rate_blocking"),
-         "M4 contract (blocking): a duplicate share this high means a whole delivery was read twice.", True),
+         "M4 contract, per source: a duplicate share this high means a whole file or delivery was delivered or read "
+         "twice (the copies are dropped, never counted).", False),
         (ENRICHED, "sli_unallocated_percent", "unallocated_percent", slis.unallocated_percent,
          "M3: percent of billed cost with no owner.", False),
         (ENRICHED, "sli_unallocated_jump", "unallocated_jump_points", slis.unallocated_jump,

@@ -64,12 +64,12 @@ SLO_DEFAULTS: dict[str, SloTarget] = {
     "unallocated_percent": SloTarget(target=20.0, severity="WARN", route="ticket"),
     "unallocated_jump_points": SloTarget(target=10.0, severity="ERROR", route="page"),
     "duplicate_rate": SloTarget(target=0.01, severity="WARN", route="ticket"),
-    "duplicate_rate_blocking": SloTarget(target=0.45, severity="ERROR", route="page", blocking=True),
+    "duplicate_rate_blocking": SloTarget(target=0.45, severity="ERROR", route="page"),
     "ingestion_compute_seconds": SloTarget(target=900.0, severity="WARN", route="ticket"),
     "backfill_backlog": SloTarget(target=7.0, severity="WARN", route="ticket"),
     "reconciliation_delta": SloTarget(target=0.01, severity="WARN", route="ticket"),
     "cost_anomalies": SloTarget(target=0.0, severity="WARN", route="ticket"),
-    "schema_failures": SloTarget(target=0.0, severity="ERROR", route="page", blocking=True),
+    "schema_failures": SloTarget(target=0.0, severity="ERROR", route="page"),
     "access_violations": SloTarget(target=0.0, severity="ERROR", route="page"),
 }
 

@@ -119,8 +119,10 @@ def test_failed_checks_of_a_run_become_one_ticket_and_pages_go_to_pagerduty(tmp_
 def test_a_failed_run_pages_as_a_pipeline_outage(tmp_path: Path, receiver: Receiver, routing_key: str) -> None:
     frame = cur2_month_frame("2023-11", days=[dt.date(2023, 11, 3)])
     root = tmp_path / "landing" / "alpha"
-    write_data_export(root, "exec-1", {"part-1.csv.gz": frame}, period="2023-11", file_format="csv",
-                      extra_uris=["s3://b/alpha/data/BILLING_PERIOD=2023-11/exec-1/part-9.csv.gz"])
+    write_data_export(root, "exec-1", {"part-1.csv.gz": frame}, period="2023-11", file_format="csv")
+    invoices = tmp_path / "invoices"
+    invoices.mkdir()
+    (invoices / "2023-11.csv").write_text("id,amount\nINV-1,12.50\n")  # not the invoice layout: a step fails
     config_path = write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}],
                                start_date="2023-10-01", alerts=_alerts_config(receiver))
     defs = build_definitions(config_path)

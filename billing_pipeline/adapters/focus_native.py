@@ -107,9 +107,13 @@ class FocusAdapter:
         return parse_datetime(pl.col("ChargePeriodStart"), schema["ChargePeriodStart"])
 
     def dedup_key(self, schema: pl.Schema) -> list[str]:
-        """FOCUS has no row id: a duplicate is a row equal in every delivered column (lineage aside)."""
+        """FOCUS has no row id, and identical rows are legitimate (several charges of one resource and
+        hour). A row's key is every delivered column (nulls equal), its occurrence among identical rows
+        of its file, and a digest of its file's content: repeats inside a file are kept, while a file
+        delivered twice (under another name, or listed twice) repeats all three and is dropped."""
         derived = ("x_RawRow", "x_TagList")
-        return [c for c in schema if c not in LINEAGE_COLUMNS and c not in derived and not c.startswith("_")]
+        delivered = [c for c in schema if c not in LINEAGE_COLUMNS and c not in derived and not c.startswith("_")]
+        return [*delivered, "_focus_occurrence", "_focus_file"]
 
     def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         schema = raw.collect_schema()
@@ -153,8 +157,15 @@ class FocusAdapter:
             separator="; ",
             ignore_nulls=True,
         )
+        row_hash = pl.struct([c for c in schema if c not in LINEAGE_COLUMNS and c != "x_RawRow"]).hash(seed=0)
+        file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
+        content = pl.struct(pl.len().over(file).alias("rows"), (row_hash // 2**32).sum().over(file).alias("high"),
+                            (row_hash % 2**32).sum().over(file).alias("low"))
         frame = raw.select(*exprs, tag_list.alias("x_TagList"), *extras, *lineage,
-                           pl.when(bad != "").then(bad).alias("_bad_reason"))
+                           pl.when(bad != "").then(bad).alias("_bad_reason"),
+                           pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file)
+                           .alias("_focus_occurrence"),
+                           content.alias("_focus_file"))
         return derive_focus_12_columns(frame)
 
 
