@@ -52,7 +52,8 @@ def test_spine_reads_and_writes_s3(tmp_path: Path, s3_endpoint: str) -> None:
     ))
     run_spine(config, DAY)
     # a newer delivery with a corrupt file is incomplete: the good one stays current (invariant 5)
-    write_data_export(local, "exec-2", {"part-1.snappy.parquet": sample.head(10), "part-2.snappy.parquet": b"\x00" * 64},
+    write_data_export(local, "exec-2",
+                      {"part-1.snappy.parquet": sample.head(10), "part-2.snappy.parquet": b"\x00" * 64},
                       export_time="2023-11-21T00:00:00Z")
     upload_tree(client, local, "landing", "billing/cur2-export")
     run = run_spine(config, DAY)
