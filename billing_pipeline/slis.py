@@ -20,6 +20,7 @@ import polars as pl
 from billing_pipeline import anomalies
 from billing_pipeline.adapters import adapter_for, choose_current
 from billing_pipeline.config import BillingConfig, SourceConfig
+from billing_pipeline.escaping import markdown_table
 from billing_pipeline.fingerprints import changed_days, is_access_denied, open_periods, read_state
 from billing_pipeline.lake import slice_url
 from billing_pipeline.ops_config import DEFAULT_LATENCY_HOURS, FALLBACK_LATENCY_HOURS, SloTarget
@@ -307,10 +308,11 @@ def cost_anomalies(config: BillingConfig, store: Store, day: dt.date, now: dt.da
     table = anomalies.publish(config, store, day)
     value = float(table.height)
     burn = table.filter(pl.col("kind") == "burn_rate").height
-    lines = [f"| {r['kind']} | {r['dimension']} | {r['key']} | {r['spend']:.2f} | {r['baseline']:.2f} | "
-             f"{r['delta']:+.2f} | {r['rows']} |" for r in table.head(20).iter_rows(named=True)]
-    header = ["| kind | dimension | key | spend | baseline | delta | rows |", "|---|---|---|---|---|---|---|"]
-    markdown = "\n".join(header + lines) if lines else "_no anomaly_"
+    markdown = markdown_table([
+        {"kind": r["kind"], "dimension": r["dimension"], "key": r["key"], "spend": f"{r['spend']:.2f}",
+         "baseline": f"{r['baseline']:.2f}", "delta": f"{r['delta']:+.2f}", "rows": r["rows"]}
+        for r in table.head(20).iter_rows(named=True)
+    ], empty="_no anomaly_")  # keys are delivered tag values: escaped for Markdown
     return _at_most("cost_anomalies", value, config,
                     extra={"sli/burn_rate_breaches": burn, "anomalies_table": anomalies.anomalies_url(
                         config.lake_url, day), "anomalies": markdown},
