@@ -82,7 +82,6 @@ DATA_SUFFIXES = (".csv", ".csv.gz", ".gz", ".parquet")
 DATASETS = ("ActualCost", "AmortizedCost", "FocusCost")
 AMORTIZED_CHARGE_TYPES = ("UnusedReservation", "UnusedSavingsPlan")
 COMMITTED_MODELS = ("Reservation", "SavingsPlan")
-AZURE_DATE_FORMATS = ("%m/%d/%Y", "%d.%m.%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p")
 
 # field -> header spellings (lowercase, localized headers reduced to the name in parentheses)
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -421,7 +420,7 @@ class AzureAdapter:
         columns = header_map(schema)
         if "date" not in columns:
             raise ValueError("not an Azure cost export: no Date / UsageDateTime column")
-        return azure_datetime(pl.col(columns["date"]), schema[columns["date"]])
+        return parse_datetime(pl.col(columns["date"]), schema[columns["date"]])
 
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         if "_az_row" not in schema:
@@ -482,11 +481,11 @@ class AzureAdapter:
         account = _account(get)
         subscription = get.text("subscription_id")
         currency = get.text("currency")
-        start = azure_datetime(get.col("date"), get.dtype("date"))
-        period_start = pl.coalesce(azure_datetime(get.col("billing_period_start"), get.dtype("billing_period_start")),
+        start = parse_datetime(get.col("date"), get.dtype("date"))
+        period_start = pl.coalesce(parse_datetime(get.col("billing_period_start"), get.dtype("billing_period_start")),
                                    start.dt.month_start())
         period_end = pl.coalesce(
-            azure_datetime(get.col("billing_period_end"), get.dtype("billing_period_end")).dt.offset_by("1d"),
+            parse_datetime(get.col("billing_period_end"), get.dtype("billing_period_end")).dt.offset_by("1d"),
             period_start.dt.offset_by("1mo"))
         region_id = lookup(get.text("location"), {k: v[0] for k, v in regions.items()})
         region_name = lookup(get.text("location"), {k: v[1] for k, v in regions.items()})
@@ -638,16 +637,6 @@ def _region(location: str) -> tuple[str | None, str | None]:
 
 def _version(schema: pl.Schema) -> pl.Expr:
     return pl.col("x_ExportVersion").cast(pl.String) if "x_ExportVersion" in schema else pl.lit("ActualCost:")
-
-
-def azure_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A date as Azure exports spell it (EA `09/21/2023`, ISO, localized `21.09.2023`), as UTC."""
-    if dtype != pl.String:
-        return parse_datetime(expr, dtype)
-    value = expr.str.strip_chars()
-    local = [value.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-             for fmt in AZURE_DATE_FORMATS]
-    return pl.coalesce([parse_datetime(value, pl.String), *local])
 
 
 class _Getter:

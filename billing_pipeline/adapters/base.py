@@ -20,18 +20,24 @@ import polars as pl
 from billing_pipeline.storage import FileInfo, Store, join
 
 NULL_LITERALS = ("", "None", "NULL", "null", "NaN", "nan")
-DATETIME_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.fZ",
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%dT%H:%M:%S%.f%:z",
-    "%Y-%m-%dT%H:%M:%S%:z",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%MZ",
-    "%Y%m%dT%H%M%S%.fZ",
-    "%Y-%m-%d",
+# Timestamp spellings of every provider, as (format, has a zone, shape). `%+` is RFC 3339 / ISO 8601
+# with a zone: `T`, `t` or space between date and time, 0-9 decimals, `Z`, `z`, ` UTC`, `+hh:mm`,
+# `+hhmm` (any offset, converted to UTC); it reads nearly every cell of real exports. A space around
+# the other formats accepts surrounding whitespace. Each format other than `%+` is tried only on the
+# cells of its shape (`_datetime_shape`: byte tests, far cheaper than a parse), so a day written in
+# one spelling is parsed about once per cell, not once per format. Cells without a zone are UTC.
+DATETIME_FORMATS: tuple[tuple[str, bool, str], ...] = (
+    ("%+", True, "any"),
+    (" %Y-%m-%dT%H:%M:%S%.f ", False, "unzoned"),
+    (" %Y-%m-%d %H:%M:%S%.f ", False, "unzoned"),
+    (" %Y-%m-%dT%H:%M%#z ", True, "minutes"),  # 2026-10-01T00:00Z, ...T00:00+05:30
+    (" %Y-%m-%dT%H:%M ", False, "minutes"),
+    (" %Y-%m-%d ", False, "date"),
+    (" %Y%m%dT%H%M%S%.f%#z ", True, "compact"),  # AWS manifests: 20261001T000000.000Z
+    (" %m/%d/%Y ", False, "slashed"),  # Azure EA: 09/21/2023, 9/2/2023
+    (" %m/%d/%Y %H:%M:%S ", False, "slashed"),
+    (" %m/%d/%Y %I:%M:%S %p ", False, "slashed"),
+    (" %d.%m.%Y ", False, "dotted"),  # localized Azure: 21.09.2023
 )
 
 
@@ -240,16 +246,35 @@ def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     if isinstance(dtype, pl.Date):
         return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    value = expr.cast(pl.String).str.strip_chars()
-    candidates = []
-    for fmt in DATETIME_FORMATS:
-        parsed = value.str.to_datetime(fmt, strict=False, time_unit="us")
-        if "%:z" in fmt:
-            parsed = value.str.to_datetime(fmt, strict=False, time_unit="us").dt.convert_time_zone("UTC")
-        else:
-            parsed = parsed.dt.replace_time_zone("UTC")
-        candidates.append(parsed)
-    return pl.coalesce(candidates)
+    value = expr.cast(pl.String)
+    zoned: list[pl.Expr] = []
+    unzoned: list[pl.Expr] = []
+    for fmt, has_zone, shape in DATETIME_FORMATS:
+        cells = _datetime_shape(value, shape)
+        parsed = cells.str.to_datetime(fmt, strict=False, time_unit="us")
+        (zoned if has_zone else unzoned).append(parsed)
+    # `%+` takes no surrounding whitespace: padded cells are stripped first (only those: stripping
+    # every cell would cost more than the parse)
+    padded = pl.when(value.str.starts_with(" ") | value.str.ends_with(" ")).then(value).str.strip_chars()
+    zoned.append(padded.str.to_datetime("%+", strict=False, time_unit="us"))
+    return pl.coalesce([*zoned, pl.coalesce(unzoned).dt.replace_time_zone("UTC")])
+
+
+def _datetime_shape(value: pl.Expr, shape: str) -> pl.Expr:
+    """The cells of `value` a format of this shape might read, others null (a superset, by byte tests)."""
+    colons = value.str.count_matches(":", literal=True)
+    zulu = value.str.ends_with("Z")
+    has_colon = value.str.contains(":", literal=True)
+    might = {
+        "any": None,
+        "unzoned": ~zulu,  # an offset is only told apart by the parse
+        "minutes": (colons == 1) | ((colons == 2) & ~zulu),  # hh:mm, plus an offset's colon
+        "date": ~has_colon,
+        "compact": value.str.slice(4, 1) != "-",
+        "slashed": value.str.contains("/", literal=True),
+        "dotted": value.str.contains(".", literal=True) & ~has_colon,
+    }[shape]
+    return value if might is None else pl.when(might).then(value)
 
 
 def parse_money(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -311,13 +336,17 @@ def load_manifest(store: Store, url: str) -> tuple[dict | None, FileProblem | No
 
 
 def parse_timestamp(value: str | None, fallback: dt.datetime) -> dt.datetime:
-    if not value:
+    """A manifest or listing time as an aware UTC datetime, in any spelling `parse_datetime` reads
+    (no zone: UTC); `fallback` when there is none or it cannot be read."""
+    if not value or not value.strip():
         return fallback
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value.strip())  # the usual ISO spellings, without polars
     except ValueError:
-        return fallback
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        parsed = pl.select(parse_datetime(pl.lit(value, dtype=pl.String), pl.String)).item()
+        if parsed is None:
+            return fallback
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def modified_at(modified: str) -> dt.datetime:

@@ -195,10 +195,7 @@ def _mapped(expr: pl.Expr, distinct: list[str | None], function) -> pl.Expr:  # 
 
 def _gcp_time(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """BigQuery's timestamp spellings (`2020-11-09 23:00:00 UTC`, `...+00:00`, Parquet INT64) as UTC."""
-    if not dtype == pl.String:
-        return parse_datetime(expr, dtype)
-    value = expr.str.strip_chars().str.replace(r" UTC$", "Z").str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T")
-    return parse_datetime(value, pl.String)
+    return parse_datetime(expr, dtype)
 
 
 def conform_expr(expr: pl.Expr, have: pl.DataType, want: pl.DataType) -> pl.Expr:
