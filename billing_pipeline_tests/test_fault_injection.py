@@ -254,6 +254,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     for day in DAYS:
         run_day(config, day)
     store = Store()
+    for source in SOURCES:  # the good days: every source's slices hold exactly what was delivered
+        for day in DAYS:
+            lake_file = Path(slice_url(config.lake_url, "normalized_line_items", day, source))
+            got = {k: (billed, rows) for k, (billed, _, rows) in parquet_cost_totals(lake_file).items()}
+            assert got == expected[(source, day)], (source, day)
+            assert "held_back" not in read_state(store, config.lake_url, source, day)
     versions = {(s, d): read_state(store, config.lake_url, s, d)["raw"]["version"] for s in SOURCES for d in DAYS}
     late_gcp = _late_gcp_files(landing / "gcp")
     snapshot = base / "template"
@@ -419,10 +425,11 @@ def assert_previous_delivery_used(lake: Lake, source: str, bad: Path, fault_vers
 
 
 def assert_held_back(lake: Lake, source: str, named: list[str], kind: str,
-                     error: type[DeliveryIncompleteError] = DeliveryIncompleteError) -> None:
+                     error: type[DeliveryIncompleteError] = DeliveryIncompleteError,
+                     days: tuple[dt.date, ...] = DAYS) -> None:
     """Invariant 5: the source's day is held back (published slices kept): the builder raises naming source
     and `named` (file, version or URL), the state records it, and publish_guard fails at ERROR naming them."""
-    for day in DAYS:
+    for day in days:
         with pytest.raises(error) as raised:
             lake.build_raw(source, day)
         assert f"'{source}'" in str(raised.value) and all(n in str(raised.value) for n in named), str(raised.value)
@@ -585,6 +592,29 @@ def test_a_new_delivery_without_rows_is_held_back_by_the_shrink_guard(lake: Lake
     expected = repair(lake, source, good, tmp_path)
     lake.run()
     assert_restored(lake, expected)
+
+
+def test_a_new_version_costing_far_less_is_held_back_by_the_shrink_guard(lake: Lake) -> None:
+    """Same rows, a tenth of the cost on October 2: the absolute billed cost falls by more than half."""
+    day = DAYS[1]
+    cheaper = {}
+    for name, data in lake.current("cur2_csv").items():
+        records = csv_records(data)
+        for row in records:
+            if row["line_item_usage_start_date"].startswith(day.isoformat()):
+                row["line_item_unblended_cost"] = str(Decimal(row["line_item_unblended_cost"]) / 10)
+        cheaper[name] = csv_gz_bytes(records, list(records[0]))
+    lake.deliver("cur2_csv", "exec-2", cheaper, FAULT_TIME)
+    lake.run()
+
+    lake.assert_totals()
+    assert_held_back(lake, "cur2_csv", ["exec-2", "absolute billed cost"], "shrink", PublishHeldBackError,
+                     days=(day,))
+    assert "held_back" not in lake.state("cur2_csv", DAYS[0])  # October 1 did not change
+
+    lake.deliver("cur2_csv", "repaired-3", lake.current("cur2_csv"), REPAIR_TIME)
+    lake.run()
+    assert_restored(lake)
 
 
 def test_gcp_files_vanishing_behind_a_zero_row_file_are_held_back(lake: Lake, tmp_path: Path) -> None:
