@@ -15,7 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from billing_pipeline.ops_config import AlertsConfig, AnomalyConfig, AutomationConfig, SloConfig
+from billing_pipeline.ops_config import (
+    AlertsConfig,
+    AnomalyConfig,
+    AuditLogsConfig,
+    AutomationConfig,
+    CostModelConfig,
+    SloConfig,
+)
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
 DEFAULT_CONFIG_FILE = "billing.yaml"
@@ -122,6 +129,8 @@ class BillingConfig(_Strict):
     slo: SloConfig = SloConfig()
     anomalies: AnomalyConfig = AnomalyConfig()
     alerts: AlertsConfig = AlertsConfig()
+    cost_model: CostModelConfig = CostModelConfig()
+    audit_logs: AuditLogsConfig = AuditLogsConfig()
     config_path: str | None = None
 
     @field_validator("sources")

@@ -8,6 +8,7 @@ an existing `billing.yaml` keeps loading unchanged.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
@@ -66,6 +67,8 @@ SLO_DEFAULTS: dict[str, SloTarget] = {
     "duplicate_rate": SloTarget(target=0.01, severity="WARN", route="ticket"),
     "duplicate_rate_blocking": SloTarget(target=0.45, severity="ERROR", route="page"),
     "ingestion_compute_seconds": SloTarget(target=900.0, severity="WARN", route="ticket"),
+    # M5 in money: the target is a monthly budget in `cost_model.currency`; none by default (reported only).
+    "ingestion_cost": SloTarget(target=float("inf"), severity="WARN", route="ticket"),
     "backfill_backlog": SloTarget(target=7.0, severity="WARN", route="ticket"),
     "reconciliation_delta": SloTarget(target=0.01, severity="WARN", route="ticket"),
     "cost_anomalies": SloTarget(target=0.0, severity="WARN", route="ticket"),
@@ -130,12 +133,65 @@ class AlertsConfig(_Strict):
     dagster_url: str = "http://localhost:3000"
 
 
+# ---- M5 ingestion cost and M10 access violations ---------------------------------------------------------
+
+class CostModelConfig(_Strict):
+    """`cost_model:` unit prices that turn what the pipeline records into money (M5).
+
+    Defaults: AWS list prices in us-east-1 as of 2026, in USD: S3 Standard storage (first 50 TB)
+    0.023 per GB-month, PUT/COPY/POST/LIST 0.005 and GET 0.0004 per 1,000 requests, and a Fargate
+    Linux/x86 vCPU (0.04048 per vCPU-hour = 0.0000112444 per vCPU-second). Same-region transfer
+    from S3 to compute is free, hence `transfer_per_gb` 0. A GB is 2**30 bytes, as AWS bills storage.
+    """
+
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    storage_per_gb_month: Decimal = Field(default=Decimal("0.023"), ge=0)
+    put_per_1000_requests: Decimal = Field(default=Decimal("0.005"), ge=0)
+    list_per_1000_requests: Decimal = Field(default=Decimal("0.005"), ge=0)
+    get_per_1000_requests: Decimal = Field(default=Decimal("0.0004"), ge=0)
+    compute_per_vcpu_second: Decimal = Field(default=Decimal("0.0000112444"), ge=0)
+    vcpus: Decimal = Field(default=Decimal("1"), gt=0)  # vCPUs a build holds while it runs
+    transfer_per_gb: Decimal = Field(default=Decimal("0"), ge=0)
+
+
+class AuditLogsConfig(_Strict):
+    """`audit_logs:` where the object store's audit trail is delivered (M10); both optional.
+
+    Each is a folder (local path, relative to billing.yaml, or `s3://`), or a list of them; files may be
+    gzipped. `{yyyy}`, `{mm}` and `{dd}` in a URL are replaced by the dates to read, so only those folders
+    are listed (CloudTrail's `.../CloudTrail/<region>/{yyyy}/{mm}/{dd}/`). Records of a day may arrive in
+    files named up to `delivery_lag_days` later (S3 delivers server access logs best effort, within hours).
+    """
+
+    s3_access_logs_url: str | list[str] | None = None
+    cloudtrail_url: str | list[str] | None = None
+    delivery_lag_days: int = Field(default=1, ge=0)
+
+    @staticmethod
+    def _urls(value: str | list[str] | None) -> list[str]:
+        return [value] if isinstance(value, str) else list(value or [])
+
+    @property
+    def s3_access_logs_urls(self) -> list[str]:
+        return self._urls(self.s3_access_logs_url)
+
+    @property
+    def cloudtrail_urls(self) -> list[str]:
+        return self._urls(self.cloudtrail_url)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.s3_access_logs_urls or self.cloudtrail_urls)
+
+
 __all__ = [
     "DEFAULT_LATENCY_HOURS",
     "SLO_DEFAULTS",
     "AlertsConfig",
     "AnomalyConfig",
+    "AuditLogsConfig",
     "AutomationConfig",
+    "CostModelConfig",
     "SloConfig",
     "SloTarget",
     "WebhookRoute",

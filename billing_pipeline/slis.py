@@ -239,17 +239,43 @@ def duplicate_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.da
 # ---- M5 ingestion cost ------------------------------------------------------------------------------------
 
 def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Compute seconds of the last build of every layer, bytes read from the landing zone, bytes stored."""
-    per_source, read_bytes, stored_bytes = {}, 0, 0
-    for source, state in _states(config, store, day).items():
-        layers = [state.get(k) or {} for k in ("raw", "normalized", "enriched", "reconciliation")]
-        per_source[source] = float(sum(float(layer.get("compute_seconds") or 0) for layer in layers))
-        read_bytes += int((state.get("raw") or {}).get("bytes_read") or 0)
-        stored_bytes += sum(int(layer.get("bytes_stored") or 0) for layer in layers)
-    value = sum(per_source.values())
-    return _at_most("ingestion_compute_seconds", value, config, per_source=per_source,
-                    extra={"sli/ingestion_bytes_read": read_bytes, "sli/ingestion_bytes_stored": stored_bytes},
-                    summary=f"{value:.1f} s compute, {read_bytes:,} bytes read, {stored_bytes:,} bytes stored")
+    """M5: the pipeline's own storage, requests and compute in money, month to date at this usage day.
+
+    Unit prices from `cost_model:`; quantities from the state of every (day, source) (`pipeline_cost.py`).
+    Informational: it fails only when a monthly budget is set (`slo.ingestion_cost.target`, in
+    `cost_model.currency`) and the month to date exceeds it. The raw quantities stay in the metadata.
+    """
+    from billing_pipeline import pipeline_cost
+
+    mtd = pipeline_cost.month_to_date(config, store, day)
+    total, ccy = mtd.total, mtd.currency.lower()
+    used, today = mtd.usage_day, mtd.day_cost
+    extra: dict[str, float | int | str] = {
+        "currency": mtd.currency, "month": mtd.month,
+        **{f"sli/ingestion_cost_{part}_{ccy}": float(getattr(total, part))
+           for part in ("storage", "requests", "compute", "transfer")},
+        f"sli/ingestion_cost_day_{ccy}": float(today.total),
+        "sli/ingestion_compute_seconds": used.compute_seconds, "sli/ingestion_bytes_read": used.read_bytes,
+        "sli/ingestion_bytes_stored": used.stored_bytes, "sli/ingestion_requests_get": used.get_requests,
+        "sli/ingestion_requests_put": used.put_requests, "sli/ingestion_requests_list": used.list_requests,
+        "sli/ingestion_compute_seconds_month": mtd.usage_month.compute_seconds,
+        "sli/ingestion_gb_months": float(mtd.gb_months), "sli/ingestion_lake_bytes": mtd.lake_bytes,
+    }
+    money = pipeline_cost.money
+    budget = config.slo.resolve("ingestion_cost").target
+    if budget == float("inf"):
+        verdict = "no monthly budget set (slo.ingestion_cost.target): informational"
+    else:
+        verdict = (f"{'OVER' if total.total > Decimal(str(budget)) else 'within'} the monthly budget of "
+                   f"{mtd.currency} {money(budget)}")
+    summary = (f"{mtd.month} to {day.isoformat()}: {mtd.currency} {money(total.total)} (storage {money(total.storage)}"
+               f", requests {money(total.requests)}, compute {money(total.compute)}, transfer {money(total.transfer)})"
+               f"; {day.isoformat()} alone {money(today.total)}: {used.compute_seconds:.1f} s compute, "
+               f"{used.read_bytes:,} bytes read, {used.stored_bytes:,} bytes stored, lake {mtd.lake_bytes:,} bytes; "
+               f"{verdict}")
+    return _at_most("ingestion_cost", float(total.total), config,
+                    per_source={name: float(cost.total) for name, cost in mtd.per_source.items()},
+                    extra=extra, summary=summary)
 
 
 # ---- M6 backfill backlog -------------------------------------------------------------------------------------
@@ -351,14 +377,25 @@ def schema_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.d
 
 
 def access_violations(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Reads the store denied (PermissionError / 403 / AccessDenied), on files and on listings."""
-    per_source = {}
+    """M10: access-denied events of the day (UTC) on each source's landing prefix and on the lake, read from
+    the store's audit trail (`audit_logs:`: S3 server access logs, CloudTrail data events; `audit_logs.py`).
+
+    Where no trail is configured, or for a source not on S3, the fallback is the denied reads the pipeline
+    itself met (file problems and denied listings in its state); the summary says which applied. A trail
+    that cannot be read fails at WARN (M10 is then not measured), unless violations already fail it.
+    """
+    from billing_pipeline import audit_logs
+
+    pipeline_denied = {}
     for source, state in _states(config, store, day).items():
         denied = [p for p in _problems(state) if is_access_denied(p["reason"])]
-        per_source[source] = float(len(denied) + int((state.get("access") or {}).get("denied_listings") or 0))
-    value = sum(per_source.values())
-    return _at_most("access_violations", value, config, per_source=per_source,
-                    summary=f"{int(value)} denied read(s) from the store")
+        pipeline_denied[source] = float(len(denied) + int((state.get("access") or {}).get("denied_listings") or 0))
+    found = audit_logs.violations(config, store, day, pipeline_denied)
+    result = _at_most("access_violations", found.value, config, per_source=found.per_source, extra=found.extra,
+                      summary=found.summary)
+    if result.passed and found.trail_unreadable:
+        result.passed, result.severity = False, "WARN"
+    return result
 
 
 SliFunction = Callable[[BillingConfig, Store, dt.date, dt.datetime], SliResult]
