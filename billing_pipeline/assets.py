@@ -4,7 +4,6 @@ builder for its layer, refreshes the DuckDB views, and reports what it did as me
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import TypeVar
 
 import polars as pl
@@ -14,11 +13,24 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    TableColumn,
-    TableSchema,
     asset,
 )
 
+from billing_pipeline.asset_metadata import (
+    CURRENCY,
+    amounts_of,
+    enriched_money,
+    enriched_schema,
+    money_rows,
+    normalized_money,
+    normalized_schema,
+    per_currency,
+    percent_per_currency,
+    raw_schema,
+    reconciliation_money,
+    reconciliation_schema,
+    slice_schemas,
+)
 from billing_pipeline.config import BillingConfig, SourceConfig
 from billing_pipeline.fingerprints import (
     build_enriched_slice_if_stale,
@@ -29,9 +41,8 @@ from billing_pipeline.fingerprints import (
     publish_reconciliation_if_stale,
     record_layer_outcome,
 )
-from billing_pipeline.focus import table_schema
 from billing_pipeline.ingest import DeliveryIncompleteError, PublishGuard
-from billing_pipeline.lake import refresh_views
+from billing_pipeline.lake import refresh_views, slice_url
 from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, read_invoices
 from billing_pipeline.storage import scratch_dir
 from resources import BillingResource
@@ -39,11 +50,6 @@ from resources import BillingResource
 T = TypeVar("T")
 GROUP = "billing_spine"
 OWNERS = ["team:finops-platform"]
-
-
-def _money(value: Decimal) -> float:
-    """Numeric metadata must be a float for the UI to plot it; the exact value goes in the preview."""
-    return float(value)
 
 
 def _markdown(rows: Sequence[dict[str, object]]) -> str:
@@ -161,6 +167,10 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
                 "delivery_fingerprints": MetadataValue.json({s.source: s.fingerprint for s in slices}),
                 "slices_rewritten": sum(1 for s in slices if not is_reused(s)),
                 "slices_reused": sum(1 for s in slices if is_reused(s)),
+                "dagster/column_schema": raw_schema(
+                    slice_schemas(store, {s.source: slice_url(config.lake_url, "raw_line_items", day, s.source)
+                                          for s in slices}, context.log.warning),
+                    {s.name: s.provider for s in config.sources}),
             }
         )
 
@@ -188,22 +198,25 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
         for result in slices:
             for reason, count in result.reasons.items():
                 context.log.warning(f"source {result.source!r}, {day}: {count} rows quarantined: {reason}")
+        money = normalized_money(store, config.lake_url, day, [s.source for s in slices],  # per currency
+                                 context.log.warning)
         return MaterializeResult(
             metadata={
                 "dagster/row_count": sum(s.rows for s in slices),
                 "raw_rows": sum(s.raw_rows for s in slices),
-                "billed_cost": _money(sum((s.billed_cost for s in slices), Decimal(0))),
-                "effective_cost": _money(sum((s.effective_cost for s in slices), Decimal(0))),
+                **per_currency(money, {"billed": "billed_cost", "effective": "effective_cost",
+                                       "duplicate": "duplicate_cost"}),
                 "duplicate_rows": sum(s.duplicate_rows for s in slices),
-                "duplicate_cost": _money(sum((s.duplicate_cost for s in slices), Decimal(0))),
                 "quarantined_rows": sum(s.quarantined_rows for s in slices),
                 "preview": MetadataValue.md(_markdown([
-                    {"source": s.source, "rows": s.rows, "billed": s.billed_cost, "effective": s.effective_cost,
-                     "duplicates": s.duplicate_rows, "quarantined": s.quarantined_rows}
+                    {"source": s.source, "rows": s.rows, "billed": amounts_of(money, s.source, "billed"),
+                     "effective": amounts_of(money, s.source, "effective"), "duplicates": s.duplicate_rows,
+                     "duplicate cost": amounts_of(money, s.source, "duplicate"), "quarantined": s.quarantined_rows}
                     for s in slices
                 ])),
-                "dagster/column_schema": table_schema({"x_TagList": pl.List(pl.Struct({"key": pl.String,
-                                                                                        "value": pl.String}))}),
+                "dagster/column_schema": normalized_schema(slice_schemas(
+                    store, {s.source: slice_url(config.lake_url, "normalized_line_items", day, s.source)
+                            for s in slices}, context.log.warning)),
             }
         )
 
@@ -227,30 +240,22 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
             slices = _each_source(context, billing, "enriched", lambda s: build_enriched_slice_if_stale(
                 s, day, store, config.lake_url, config.tag_policy, workdir))
         _refresh(config, billing, context)
-        billed = sum((s.billed_cost for s in slices), Decimal(0))
-        unallocated = sum((s.unallocated_cost for s in slices), Decimal(0))
-        dimension_columns = [
-            TableColumn(name=name, type="String", description=f"allocation {kind}")
-            for dim in config.tag_policy.dimensions
-            for name, kind in ((dim, "value"), (f"{dim}_rule", "rule"))
-        ]
+        money = enriched_money(store, config.lake_url, day, [s.source for s in slices],  # per currency
+                               context.log.warning)
         return MaterializeResult(
             metadata={
                 "dagster/row_count": sum(s.rows for s in slices),
-                "billed_cost": _money(billed),
-                "unallocated_cost": _money(unallocated),
-                "unallocated_percent": float(unallocated / billed * 100) if billed else 0.0,
+                **per_currency(money, {"billed": "billed_cost", "unallocated": "unallocated_cost"}),
+                **percent_per_currency(money, "unallocated", "billed", "unallocated_percent"),
                 "preview": MetadataValue.md(_markdown([
-                    {"source": s.source, "rows": s.rows, "billed": s.billed_cost, "unallocated": s.unallocated_cost,
+                    {"source": s.source, "rows": s.rows, "billed": amounts_of(money, s.source, "billed"),
+                     "unallocated": amounts_of(money, s.source, "unallocated"),
                      "rules": ", ".join(f"{k}: {v}" for k, v in s.by_rule.items())}
                     for s in slices
                 ])),
-                "dagster/column_schema": TableSchema(
-                    columns=list(table_schema().columns) + dimension_columns + [
-                        TableColumn(name="allocation_rule", type="String"),
-                        TableColumn(name="unallocated", type="Boolean"),
-                    ]
-                ),
+                "dagster/column_schema": enriched_schema(slice_schemas(
+                    store, {s.source: slice_url(config.lake_url, "tag_enriched_costs", day, s.source)
+                            for s in slices}, context.log.warning), config.tag_policy),
             }
         )
 
@@ -286,16 +291,13 @@ def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefin
                 "mismatches": int(statuses.get("mismatch", 0)),
                 "matched": int(statuses.get("matched", 0)),
                 "max_abs_relative_invoice_delta": float(worst or 0.0),
-                "max_abs_conservation_delta": _money(
-                    Decimal(table.select(pl.col("conservation_delta").abs().max()).item() or 0)
-                ) if table.height else 0.0,
-                "preview": MetadataValue.md(_markdown(
-                    table.select("source", "BillingAccountId", "BillingCurrency", "normalized_total",
-                                 "month_to_date_total", "invoice_amount", "invoice_delta", "status").to_dicts()
-                )),
-                "dagster/column_schema": TableSchema(
-                    columns=[TableColumn(name=n, type=str(t)) for n, t in RECONCILIATION_SCHEMA.items()]
-                ),
+                **reconciliation_money(table),  # per currency
+                "preview": MetadataValue.md(_markdown(money_rows(
+                    table.select("source", "BillingAccountId", CURRENCY, "normalized_total",
+                                 "month_to_date_total", "invoice_amount", "invoice_delta", "status").to_dicts(),
+                    ("normalized_total", "month_to_date_total", "invoice_amount", "invoice_delta"),
+                ))),
+                "dagster/column_schema": reconciliation_schema(),
             }
         )
 

@@ -32,62 +32,80 @@ class FocusColumn:
 
 _C = FocusColumn
 FOCUS_COLUMNS: tuple[FocusColumn, ...] = (
-    _C("BilledCost", MONEY, "Mandatory", False, "Cost invoiced for the charge"),
-    _C("BillingAccountId", STRING, "Mandatory", False),
-    _C("BillingAccountName", STRING, "Mandatory", True),
-    _C("BillingCurrency", STRING, "Mandatory", False),
-    _C("BillingPeriodEnd", TIMESTAMP, "Mandatory", False),
-    _C("BillingPeriodStart", TIMESTAMP, "Mandatory", False),
-    _C("ChargeCategory", STRING, "Mandatory", False),
-    _C("ChargeClass", STRING, "Mandatory", True),
-    _C("ChargeDescription", STRING, "Mandatory", True),
-    _C("ChargePeriodEnd", TIMESTAMP, "Mandatory", False),
-    _C("ChargePeriodStart", TIMESTAMP, "Mandatory", False, "Usage day = its UTC date"),
-    _C("ContractedCost", MONEY, "Mandatory", False),
-    _C("EffectiveCost", MONEY, "Mandatory", False, "Amortized cost (commitments spread over usage)"),
-    _C("InvoiceIssuerName", STRING, "Mandatory", False),
-    _C("ListCost", MONEY, "Mandatory", False),
-    _C("PricingQuantity", MONEY, "Mandatory", True),
-    _C("PricingUnit", STRING, "Mandatory", True),
-    _C("ProviderName", STRING, "Mandatory", False),
-    _C("PublisherName", STRING, "Mandatory", False),
-    _C("ServiceCategory", STRING, "Mandatory", False),
-    _C("ServiceName", STRING, "Mandatory", False),
-    _C("AvailabilityZone", STRING, "Recommended", True),
-    _C("ChargeFrequency", STRING, "Recommended", False),
-    _C("InvoiceId", STRING, "Recommended", True),
-    _C("ServiceSubcategory", STRING, "Recommended", True),
-    _C("BillingAccountType", STRING, "Conditional", True),
-    _C("CapacityReservationId", STRING, "Conditional", True),
-    _C("CapacityReservationStatus", STRING, "Conditional", True),
-    _C("CommitmentDiscountCategory", STRING, "Conditional", True),
-    _C("CommitmentDiscountId", STRING, "Conditional", True),
-    _C("CommitmentDiscountName", STRING, "Conditional", True),
-    _C("CommitmentDiscountQuantity", MONEY, "Conditional", True),
-    _C("CommitmentDiscountStatus", STRING, "Conditional", True),
-    _C("CommitmentDiscountType", STRING, "Conditional", True),
-    _C("CommitmentDiscountUnit", STRING, "Conditional", True),
-    _C("ConsumedQuantity", MONEY, "Conditional", True),
-    _C("ConsumedUnit", STRING, "Conditional", True),
-    _C("ContractedUnitPrice", MONEY, "Conditional", True),
-    _C("ListUnitPrice", MONEY, "Conditional", True),
-    _C("PricingCategory", STRING, "Conditional", True),
-    _C("PricingCurrency", STRING, "Conditional", True),
-    _C("PricingCurrencyContractedUnitPrice", MONEY, "Conditional", True),
-    _C("PricingCurrencyEffectiveCost", MONEY, "Conditional", True),
-    _C("PricingCurrencyListUnitPrice", MONEY, "Conditional", True),
-    _C("RegionId", STRING, "Conditional", True),
-    _C("RegionName", STRING, "Conditional", True),
-    _C("ResourceId", STRING, "Conditional", True),
-    _C("ResourceName", STRING, "Conditional", True),
-    _C("ResourceType", STRING, "Conditional", True),
-    _C("SkuId", STRING, "Conditional", True),
-    _C("SkuMeter", STRING, "Conditional", True),
-    _C("SkuPriceDetails", STRING, "Conditional", True),
-    _C("SkuPriceId", STRING, "Conditional", True),
-    _C("SubAccountId", STRING, "Conditional", True),
-    _C("SubAccountName", STRING, "Conditional", True),
-    _C("SubAccountType", STRING, "Conditional", True),
+    _C("BilledCost", MONEY, "Mandatory", False, "Cost invoiced for the charge, in BillingCurrency"),
+    _C("BillingAccountId", STRING, "Mandatory", False, "Identifier of the account the invoice is issued to"),
+    _C("BillingAccountName", STRING, "Mandatory", True, "Display name of the billing account"),
+    _C("BillingCurrency", STRING, "Mandatory", False,
+       "Currency of the invoice (ISO 4217 code); every cost column of the row is in it"),
+    _C("BillingPeriodEnd", TIMESTAMP, "Mandatory", False, "Exclusive end of the billing period (UTC)"),
+    _C("BillingPeriodStart", TIMESTAMP, "Mandatory", False, "Inclusive start of the billing period (UTC)"),
+    _C("ChargeCategory", STRING, "Mandatory", False, "Kind of charge: Usage, Purchase, Tax, Credit or Adjustment"),
+    _C("ChargeClass", STRING, "Mandatory", True,
+       "Correction when the row corrects a charge of an earlier billing period, else null"),
+    _C("ChargeDescription", STRING, "Mandatory", True, "Self-contained summary of what the charge is for"),
+    _C("ChargePeriodEnd", TIMESTAMP, "Mandatory", False, "Exclusive end of the period the charge covers (UTC)"),
+    _C("ChargePeriodStart", TIMESTAMP, "Mandatory", False,
+       "Inclusive start of the period the charge covers (UTC); the usage day is its UTC date"),
+    _C("ContractedCost", MONEY, "Mandatory", False,
+       "Cost at the negotiated unit price: ContractedUnitPrice x PricingQuantity, in BillingCurrency"),
+    _C("EffectiveCost", MONEY, "Mandatory", False,
+       "Amortized cost after discounts, commitments spread over the usage they cover, in BillingCurrency"),
+    _C("InvoiceIssuerName", STRING, "Mandatory", False, "Entity that issues the invoice (the provider or a reseller)"),
+    _C("ListCost", MONEY, "Mandatory", False,
+       "Cost at public list prices: ListUnitPrice x PricingQuantity, in BillingCurrency"),
+    _C("PricingQuantity", MONEY, "Mandatory", True, "Volume of the SKU the price applies to, in PricingUnit"),
+    _C("PricingUnit", STRING, "Mandatory", True, "Provider's unit of measure of PricingQuantity"),
+    _C("ProviderName", STRING, "Mandatory", False, "Entity that made the resources or services available for purchase"),
+    _C("PublisherName", STRING, "Mandatory", False, "Entity that produced the resources or services purchased"),
+    _C("ServiceCategory", STRING, "Mandatory", False,
+       "FOCUS category of the service (Compute, Storage, Networking, ...)"),
+    _C("ServiceName", STRING, "Mandatory", False, "Offering purchased from the provider (e.g. a cloud service)"),
+    _C("AvailabilityZone", STRING, "Recommended", True,
+       "Provider's identifier of a physically separated location within a region"),
+    _C("ChargeFrequency", STRING, "Recommended", False,
+       "How often the charge occurs: One-Time, Recurring or Usage-Based"),
+    _C("InvoiceId", STRING, "Recommended", True, "Identifier of the invoice the charge is billed on"),
+    _C("ServiceSubcategory", STRING, "Recommended", True,
+       "Finer FOCUS classification of the service within its ServiceCategory"),
+    _C("BillingAccountType", STRING, "Conditional", True, "Provider's label for the kind of billing account"),
+    _C("CapacityReservationId", STRING, "Conditional", True,
+       "Identifier of the capacity reservation the charge relates to"),
+    _C("CapacityReservationStatus", STRING, "Conditional", True, "Whether the reserved capacity was Used or Unused"),
+    _C("CommitmentDiscountCategory", STRING, "Conditional", True,
+       "Whether the commitment discount is Spend- or Usage-based"),
+    _C("CommitmentDiscountId", STRING, "Conditional", True,
+       "Identifier of the commitment discount (reservation, savings plan) the charge relates to"),
+    _C("CommitmentDiscountName", STRING, "Conditional", True, "Display name of the commitment discount"),
+    _C("CommitmentDiscountQuantity", MONEY, "Conditional", True,
+       "Amount of the commitment purchased or consumed, in CommitmentDiscountUnit"),
+    _C("CommitmentDiscountStatus", STRING, "Conditional", True,
+       "Whether the commitment was Used or Unused by the charge"),
+    _C("CommitmentDiscountType", STRING, "Conditional", True, "Provider's label for the kind of commitment discount"),
+    _C("CommitmentDiscountUnit", STRING, "Conditional", True, "Unit of CommitmentDiscountQuantity"),
+    _C("ConsumedQuantity", MONEY, "Conditional", True, "Volume of the resource or service used, in ConsumedUnit"),
+    _C("ConsumedUnit", STRING, "Conditional", True, "Provider's unit of measure of ConsumedQuantity"),
+    _C("ContractedUnitPrice", MONEY, "Conditional", True,
+       "Negotiated price per PricingUnit, before commitment discounts, in BillingCurrency"),
+    _C("ListUnitPrice", MONEY, "Conditional", True, "Public list price per PricingUnit, in BillingCurrency"),
+    _C("PricingCategory", STRING, "Conditional", True, "How the price was set: Standard, Dynamic, Committed or Other"),
+    _C("PricingCurrency", STRING, "Conditional", True,
+       "Currency the prices are set in, when it differs from BillingCurrency"),
+    _C("PricingCurrencyContractedUnitPrice", MONEY, "Conditional", True, "ContractedUnitPrice in PricingCurrency"),
+    _C("PricingCurrencyEffectiveCost", MONEY, "Conditional", True, "EffectiveCost in PricingCurrency"),
+    _C("PricingCurrencyListUnitPrice", MONEY, "Conditional", True, "ListUnitPrice in PricingCurrency"),
+    _C("RegionId", STRING, "Conditional", True, "Provider's identifier of the geographic region"),
+    _C("RegionName", STRING, "Conditional", True, "Display name of the region"),
+    _C("ResourceId", STRING, "Conditional", True, "Identifier of the resource the charge is for"),
+    _C("ResourceName", STRING, "Conditional", True, "Display name of the resource"),
+    _C("ResourceType", STRING, "Conditional", True, "Kind of resource the charge is for"),
+    _C("SkuId", STRING, "Conditional", True, "Identifier of the SKU (product) the charge is for"),
+    _C("SkuMeter", STRING, "Conditional", True, "Functionality of the SKU that is metered"),
+    _C("SkuPriceDetails", STRING, "Conditional", True, "Properties of the SKU's price point (JSON)"),
+    _C("SkuPriceId", STRING, "Conditional", True, "Identifier of the SKU's price point"),
+    _C("SubAccountId", STRING, "Conditional", True,
+       "Identifier of the sub account (AWS member account, Azure subscription, GCP project)"),
+    _C("SubAccountName", STRING, "Conditional", True, "Display name of the sub account"),
+    _C("SubAccountType", STRING, "Conditional", True, "Provider's label for the kind of sub account"),
     _C("Tags", STRING, "Conditional", True, "Flat JSON object of the resource's tags as delivered"),
 )
 FOCUS_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in FOCUS_COLUMNS)
@@ -104,6 +122,20 @@ LINEAGE_COLUMNS: dict[str, pl.DataType] = {
     "x_DeliveredAt": TIMESTAMP,
     "x_IngestedAt": TIMESTAMP,
     "x_UsageDate": pl.Date(),
+}
+LINEAGE_DESCRIPTIONS: dict[str, str] = {
+    "x_Source": "Name of the export source (billing.yaml `sources`) the row was read from",
+    "x_Provider": "Export format of that source (the adapter that read it)",
+    "x_FileUri": "Delivered file the row was read from",
+    "x_ExportVersion": "Version of the delivery the row was read from (execution or assembly id, or a listing digest)",
+    "x_DeliveredAt": "When the provider delivered that version (UTC)",
+    "x_IngestedAt": "When the pipeline read the delivery (UTC)",
+    "x_UsageDate": "Usage day (UTC) of the row: the daily partition it is published in",
+}
+# Columns the pipeline adds past the raw layer, next to the provider's own `x_` extras.
+EXTENSION_DESCRIPTIONS: dict[str, str] = {
+    "x_TagList": "The row's tags as a list of {key, value} pairs, parsed from the delivered tags",
+    "x_RawRow": "Position of the row in the day's raw_line_items slice of its source (lineage to the delivered row)",
 }
 
 # Columns the pipeline itself relies on (partitioning, conservation, reconciliation): a null here is a
@@ -187,19 +219,31 @@ def focus_dataframe_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=False, name="FocusLineItems", ordered=False)
 
 
-def table_schema(extra: dict[str, pl.DataType] | None = None) -> TableSchema:
-    """The column schema the Dagster UI shows, derived from the same column table."""
+def provider_column_description(name: str) -> str:
+    """A provider's own column, carried through under FOCUS's `x_` prefix for columns outside the spec."""
+    return f"Provider column {name.removeprefix('x_')} of the export, carried through (not a FOCUS column)"
+
+
+def table_schema(extra: dict[str, pl.DataType] | None = None,
+                 descriptions: dict[str, str] | None = None) -> TableSchema:
+    """The column schema the Dagster UI shows, derived from the same column table: every FOCUS
+    column, the lineage columns, then `extra` columns (a published slice's provider `x_` columns),
+    each described (`descriptions`, else the pipeline's own text, else as a provider column)."""
     columns = [
         TableColumn(
             name=c.name,
             type=str(c.dtype),
-            description=f"FOCUS {FOCUS_VERSION} {c.feature_level}. {c.description}".strip(),
+            description=f"FOCUS {FOCUS_VERSION} {c.feature_level}. {c.description}",
             constraints=TableColumnConstraints(nullable=c.nullable),
         )
         for c in FOCUS_COLUMNS
     ]
+    known = {**LINEAGE_DESCRIPTIONS, **EXTENSION_DESCRIPTIONS, **(descriptions or {})}
     for name, dtype in {**LINEAGE_COLUMNS, **(extra or {})}.items():
-        columns.append(TableColumn(name=name, type=str(dtype), description="billing-pipeline extension"))
+        if name in FOCUS_COLUMN_NAMES:
+            continue
+        columns.append(TableColumn(name=name, type=str(dtype),
+                                   description=known.get(name) or provider_column_description(name)))
     return TableSchema(columns=columns)
 
 

@@ -45,19 +45,19 @@ def test_billing_daily_materializes_the_spine_with_metadata(tmp_path: Path, inst
     assert raw.partition == DAY
     rows = normalized.metadata["dagster/row_count"].value
     assert rows == raw.metadata["dagster/row_count"].value > 0
-    for key in ("billed_cost", "effective_cost", "duplicate_rows", "quarantined_rows"):
+    for key in ("billed_cost_usd", "effective_cost_usd", "duplicate_cost_usd", "duplicate_rows", "quarantined_rows"):
         assert isinstance(normalized.metadata[key].value, (int, float)), key
     assert "| source |" in normalized.metadata["preview"].value
     columns = {c.name for c in normalized.metadata["dagster/column_schema"].value.columns}
     assert {"BilledCost", "EffectiveCost", "ChargePeriodStart", "x_Source"} <= columns
-    assert enriched.metadata["unallocated_percent"].value == pytest.approx(100.0)
+    assert enriched.metadata["unallocated_percent_usd"].value == pytest.approx(100.0)
     assert reconciliation.metadata["conservation_breaks"].value == 0
 
     lake = Path(tmp_path / "lake")
     with duckdb.connect(str(lake / "lake.duckdb"), read_only=True) as connection:
         total = connection.execute(
             "SELECT sum(BilledCost) FROM normalized_line_items WHERE date = DATE '2023-11-01'").fetchone()[0]
-    assert float(total) == pytest.approx(normalized.metadata["billed_cost"].value)
+    assert float(total) == pytest.approx(normalized.metadata["billed_cost_usd"].value)
 
 
 def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> None:
