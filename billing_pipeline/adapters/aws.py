@@ -41,6 +41,7 @@ import polars as pl
 
 from billing_pipeline.adapters import aws_catalog as catalog
 from billing_pipeline.adapters.base import (
+    MONEY_LIMIT,
     Delivery,
     FileProblem,
     discover_data_exports,
@@ -49,7 +50,8 @@ from billing_pipeline.adapters.base import (
     listing_fingerprint,
     load_manifest,
     modified_at,
-    money_is_unparseable,
+    money_is_missing,
+    money_problem,
     parse_datetime,
     parse_money,
     read_export_file,
@@ -88,6 +90,8 @@ MONEY_INPUTS = (
     "reservation_unused_quantity",
     "reservation_total_reserved_units",
 )
+# Quantities, not money: no MONEY_LIMIT (a usage amount in bytes or requests can be large).
+QUANTITY_INPUTS = ("line_item_usage_amount", "reservation_unused_quantity", "reservation_total_reserved_units")
 
 
 def snake_case_legacy(name: str) -> str:
@@ -160,7 +164,7 @@ class AwsCurAdapter:
         return frame.select(
             text("bill_payer_account_id").alias("BillingAccountId"),
             text("line_item_currency_code").alias("BillingCurrency"),
-            parse_money(pl.col(self.billed_cost_column), schema[self.billed_cost_column]).alias("cost"),
+            parse_money(pl.col(self.billed_cost_column), schema[self.billed_cost_column], MONEY_LIMIT).alias("cost"),
         )
 
     def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -175,7 +179,7 @@ class AwsCurAdapter:
         def money(name: str) -> pl.Expr:
             if name not in schema:
                 return pl.lit(None, dtype=MONEY)
-            return parse_money(pl.col(name), schema[name])
+            return parse_money(pl.col(name), schema[name], None if name in QUANTITY_INPUTS else MONEY_LIMIT)
 
         def string(name: str) -> pl.Expr:
             return text(name) if name in schema else pl.lit(None, dtype=pl.String)
@@ -372,14 +376,13 @@ class AwsCurAdapter:
         tag_list = keep("tag_list", _tag_list(schema))
         bad_reason = pl.concat_str(
             [
-                pl.when(money_is_unparseable(pl.col(name), schema[name])).then(
-                    pl.format("unparseable number {} in {}", pl.col(name).cast(pl.String), pl.lit(name))
-                )
+                money_problem(pl.col(name), schema[name], name, None if name in QUANTITY_INPUTS else MONEY_LIMIT)
                 for name in MONEY_INPUTS
                 if name in schema
             ]
-            + [pl.when(string("line_item_unblended_cost").is_null()).then(
-                pl.lit("missing cost in line_item_unblended_cost"))],
+            + [pl.when(money_is_missing(pl.col(self.billed_cost_column), schema[self.billed_cost_column])
+                       if self.billed_cost_column in schema else pl.lit(True))
+               .then(pl.lit("missing cost in line_item_unblended_cost"))],
             separator="; ",
             ignore_nulls=True,
         )

@@ -59,13 +59,15 @@ import polars as pl
 
 from billing_pipeline.adapters.base import (
     DATETIME_FORMATS,
+    MONEY_LIMIT,
     Delivery,
     FileProblem,
     check_listed_file,
     listing_fingerprint,
     load_manifest,
     modified_at,
-    money_is_unparseable,
+    money_is_missing,
+    money_problem,
     parse_datetime,
     parse_money,
     parse_timestamp,
@@ -476,7 +478,13 @@ class AzureAdapter:
         usage_quantity = pl.when(is_usage & ~unused & unit.is_not_null()).then(quantity)
         unit_price = pl.when(pricing_quantity.is_not_null()).then(get.money("unit_price"))
         list_price = pl.when(pricing_quantity.is_not_null()).then(get.money("payg_price"))
-        list_cost = pl.coalesce(get.money("payg_cost"), pricing_quantity * get.money("payg_price"), cost)
+        # quantity x PayGPrice only where it stays in range (a Decimal product that overflows raises)
+        payg_price = get.money("payg_price")
+        in_range = (pricing_quantity.cast(pl.Float64) * payg_price.cast(pl.Float64)).abs() < MONEY_LIMIT
+        payg_product = pl.when(in_range).then(pricing_quantity) * pl.when(in_range).then(payg_price)
+        list_cost = pl.coalesce(get.money("payg_cost"), payg_product, cost)
+        product_out_of_range = (money_is_missing(get.col("payg_cost"), get.dtype("payg_cost"))
+                                & pricing_quantity.is_not_null() & payg_price.is_not_null() & ~in_range)
         contracted_cost = pl.when(amortized & (committed | unused)).then(cost).otherwise(billed)
         account = _account(get)
         subscription = get.text("subscription_id")
@@ -498,12 +506,15 @@ class AzureAdapter:
         tag_list = tags_from_json(tags_text)
         bad = pl.concat_str(
             [
-                pl.when(money_is_unparseable(get.col(f), get.dtype(f))).then(
-                    pl.format("unparseable number {} in {}", get.col(f).cast(pl.String), pl.lit(get.name(f))))
+                money_problem(get.col(f), get.dtype(f), get.name(f), get.limit(f))
                 for f in MONEY_FIELDS if get.has(f)
             ]
             + [
-                pl.when(cost.is_null()).then(pl.lit(f"missing cost in {get.name('cost')}")),
+                pl.when(product_out_of_range).then(pl.format(
+                    "non-finite or out-of-range money {} x {} in ListCost ({} x {})", pricing_quantity, payg_price,
+                    pl.lit(get.name("quantity")), pl.lit(get.name("payg_price")))),
+                pl.when(money_is_missing(get.col("cost"), get.dtype("cost"))).then(
+                    pl.lit(f"missing cost in {get.name('cost')}")),
                 pl.when(currency.is_null()).then(pl.lit("missing billing currency")),
                 pl.when(~currency.str.contains(r"^[A-Z]{3}$")).then(pl.format("invalid billing currency {}", currency)),
                 pl.when(account.is_null()).then(pl.lit("missing billing account and subscription")),
@@ -663,7 +674,13 @@ class _Getter:
         return pl.when(~value.is_in(["", "None", "NULL", "null"])).then(value)
 
     def money(self, field: str) -> pl.Expr:
-        return parse_money(self.col(field), self.dtype(field)) if field in self.columns else pl.lit(None, MONEY)
+        if field not in self.columns:
+            return pl.lit(None, MONEY)
+        return parse_money(self.col(field), self.dtype(field), self.limit(field))
+
+    def limit(self, field: str) -> int | None:
+        """MONEY_LIMIT for money fields; none for the quantity."""
+        return None if field == "quantity" else MONEY_LIMIT
 
 
 def _getter(schema: pl.Schema) -> _Getter:

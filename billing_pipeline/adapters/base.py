@@ -20,6 +20,11 @@ import polars as pl
 from billing_pipeline.storage import FileInfo, Store, join
 
 NULL_LITERALS = ("", "None", "NULL", "null", "NaN", "nan")
+# No amount at all in a money cell. Not `NaN`: a delivered NaN is not a number, and is quarantined.
+MONEY_NULLS = ("", "None", "NULL", "null")
+# |amount| at or above this, in the billing currency, is a corrupt cell, not a charge (quarantined);
+# it also keeps the arithmetic between a row's amounts inside what Decimal(38, 18) holds (20 digits).
+MONEY_LIMIT = 10**15
 # Timestamp spellings of every provider, as (format, has a zone, shape). `%+` is RFC 3339 / ISO 8601
 # with a zone: `T`, `t` or space between date and time, 0-9 decimals, `Z`, `z`, ` UTC`, `+hh:mm`,
 # `+hhmm` (any offset, converted to UTC); it reads nearly every cell of real exports. A space around
@@ -277,30 +282,68 @@ def _datetime_shape(value: pl.Expr, shape: str) -> pl.Expr:
     return value if might is None else pl.when(might).then(value)
 
 
-def parse_money(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+def parse_money(expr: pl.Expr, dtype: pl.DataType, limit: int | None = None) -> pl.Expr:
     """Decimal from text or float, converted once; placeholders become null.
 
     A float goes through its shortest round-trip text (`0.1`, not 0.1000000000000000055...), which
-    is the number the provider meant; casting the binary value directly would invent digits.
+    is the number the provider meant; casting the binary value directly would invent digits. Text
+    or floats that are not a finite number MONEY can hold (`NaN`, `inf`, `1e30`) become null, never
+    an error. With `limit` (money columns: `MONEY_LIMIT`), so does |x| >= limit, so that no arithmetic
+    between a row's amounts can overflow; `money_problem` says why, and the row is quarantined.
     """
     from billing_pipeline.focus import MONEY
 
     if dtype == pl.String:
         value = expr.str.strip_chars()
-        value = pl.when(value.is_in(NULL_LITERALS)).then(None).otherwise(value)
-        return value.cast(MONEY, strict=False)
-    if dtype.is_float():
-        return expr.cast(pl.String).cast(MONEY, strict=False)
-    return expr.cast(MONEY, strict=False)
+        value = pl.when(value.is_in(MONEY_NULLS)).then(None).otherwise(value)
+        value = value.cast(MONEY, strict=False)
+    elif dtype.is_float():
+        value = expr.cast(pl.String).cast(MONEY, strict=False)
+    else:
+        value = expr.cast(MONEY, strict=False)
+    return value if limit is None else pl.when(value.abs() < limit).then(value)
 
 
-def money_is_unparseable(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """True where a cost cell holds text that is not a number (a null or placeholder is not)."""
-    if dtype != pl.String:
-        return pl.lit(False)
-    value = expr.str.strip_chars()
-    present = value.is_not_null() & ~value.is_in(NULL_LITERALS)
-    return present & value.cast(pl.Decimal(38, 18), strict=False).is_null()
+def money_problem(expr: pl.Expr, dtype: pl.DataType, column: str, limit: int | None = MONEY_LIMIT) -> pl.Expr:
+    """Why a numeric cell cannot be used, as quarantine reason text naming `column` and the value;
+    null where it can (a number, or no value at all: null or a placeholder like `""`, `NULL`).
+
+    - text that is not a number: `unparseable number 12,5O in <column>`;
+    - not a finite number MONEY can hold (NaN, +-inf as floats or as text, `1e30`), or |x| >= `limit`
+      (money columns: `MONEY_LIMIT`; `limit=None` for quantities): `non-finite or out-of-range money
+      inf in <column>`. A delivered `NaN` is not a placeholder: it is quarantined, not made null.
+    """
+    from billing_pipeline.focus import MONEY
+
+    if dtype == pl.String:
+        shown = expr.str.strip_chars()
+        present = shown.is_not_null() & ~shown.is_in(MONEY_NULLS)
+        number = shown.cast(pl.Float64, strict=False)
+        amount = shown.cast(MONEY, strict=False)
+    elif dtype.is_float():
+        shown, present, number = expr.cast(pl.String), expr.is_not_null(), expr
+        amount = shown.cast(MONEY, strict=False)
+    elif dtype.is_numeric():  # integers, decimals: a value MONEY cannot hold becomes null, never an error
+        shown, present, number = expr.cast(pl.String), expr.is_not_null(), expr
+        amount = expr.cast(MONEY, strict=False)
+    else:
+        return pl.lit(None, dtype=pl.String)
+    unparseable = present & number.is_null() & amount.is_null()
+    unusable = amount.is_null()
+    if limit is not None:
+        unusable = unusable | (amount >= limit) | (amount <= -limit)
+    return (
+        pl.when(unparseable).then(pl.format("unparseable number {} in {}", shown, pl.lit(column)))
+        .when(present & unusable).then(pl.format("non-finite or out-of-range money {} in {}", shown, pl.lit(column)))
+    )
+
+
+def money_is_missing(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """True where a money cell holds no value at all: null, or a placeholder (`""`, `None`, `NULL`)."""
+    if dtype == pl.String:
+        value = expr.str.strip_chars()
+        return value.is_null() | value.is_in(MONEY_NULLS)
+    return expr.is_null()
 
 
 def column_or_null(schema: pl.Schema, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:

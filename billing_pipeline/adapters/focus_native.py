@@ -17,10 +17,12 @@ import polars as pl
 
 from billing_pipeline.adapters import aws_catalog as catalog
 from billing_pipeline.adapters.base import (
+    MONEY_LIMIT,
     Delivery,
     discover_data_exports,
     files_delivery,
-    money_is_unparseable,
+    money_is_missing,
+    money_problem,
     parse_datetime,
     parse_money,
     read_export_file,
@@ -53,6 +55,14 @@ ENUMERATIONS: dict[str, tuple[str, ...]] = {
     "CapacityReservationStatus": CAPACITY_RESERVATION_STATUSES,
     "PricingCategory": PRICING_CATEGORIES,
 }
+
+
+# Decimal columns that count things, not money: no MONEY_LIMIT on them.
+QUANTITY_COLUMNS = ("PricingQuantity", "ConsumedQuantity", "CommitmentDiscountQuantity")
+
+
+def money_limit(name: str) -> int | None:
+    return None if name in QUANTITY_COLUMNS else MONEY_LIMIT
 
 
 def canonical_enumeration(name: str, allowed: tuple[str, ...]) -> pl.Expr:
@@ -120,7 +130,7 @@ class FocusAdapter:
         return raw.select(
             text("BillingAccountId").alias("BillingAccountId"),
             text("BillingCurrency").alias("BillingCurrency"),
-            parse_money(pl.col("BilledCost"), schema["BilledCost"]).alias("cost"),
+            parse_money(pl.col("BilledCost"), schema["BilledCost"], MONEY_LIMIT).alias("cost"),
         )
 
     def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -131,7 +141,8 @@ class FocusAdapter:
             if column.name not in present:
                 continue
             if column.dtype == MONEY:
-                exprs.append(parse_money(pl.col(column.name), schema[column.name]).alias(column.name))
+                exprs.append(parse_money(pl.col(column.name), schema[column.name], money_limit(column.name))
+                             .alias(column.name))
             elif column.dtype == TIMESTAMP:
                 exprs.append(parse_datetime(pl.col(column.name), schema[column.name]).alias(column.name))
             elif column.name in ENUMERATIONS:
@@ -147,13 +158,12 @@ class FocusAdapter:
         lineage = [pl.col(c) for c in LINEAGE_COLUMNS if c in present]
         bad = pl.concat_str(
             [
-                pl.when(money_is_unparseable(pl.col(c.name), schema[c.name])).then(
-                    pl.format("unparseable number {} in {}", pl.col(c.name).cast(pl.String), pl.lit(c.name))
-                )
+                money_problem(pl.col(c.name), schema[c.name], c.name, money_limit(c.name))
                 for c in FOCUS_COLUMNS
                 if c.dtype == MONEY and c.name in present
             ]
-            + [pl.when(text("BilledCost").is_null()).then(pl.lit("missing cost in BilledCost"))],
+            + [pl.when(money_is_missing(pl.col("BilledCost"), schema["BilledCost"]) if "BilledCost" in present
+                       else pl.lit(True)).then(pl.lit("missing cost in BilledCost"))],
             separator="; ",
             ignore_nulls=True,
         )

@@ -39,9 +39,12 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.adapters.base import (
+    MONEY_LIMIT,
     Delivery,
     EmptyExportFileError,
     files_delivery,
+    money_is_missing,
+    money_problem,
     parse_datetime,
     parse_money,
     text,
@@ -354,9 +357,9 @@ class GcpAdapter:
     def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         """Per row: cost plus its credits (both are BilledCost in FOCUS), as Decimal."""
         schema = raw.collect_schema()
-        cost = parse_money(pl.col("cost"), schema["cost"]) if "cost" in schema else pl.lit(None, dtype=MONEY)
+        cost = parse_money(pl.col("cost"), schema["cost"], MONEY_LIMIT) if "cost" in schema else pl.lit(None, MONEY)
         amount = pl.element().struct.field("amount")
-        credits = _credits(schema).list.eval(parse_money(amount, pl.Float64)).list.sum()
+        credits = _credits(schema).list.eval(parse_money(amount, pl.Float64, MONEY_LIMIT)).list.sum()
         return raw.select(
             text("billing_account_id").alias("BillingAccountId"),
             text("currency").alias("BillingCurrency"),
@@ -373,10 +376,16 @@ class GcpAdapter:
             _stext(schema, "location", "region").unique().implode().alias("region"),
         ).collect().row(0, named=True)
 
-        def money(column: str, *path: str) -> pl.Expr:
+        def money(column: str, *path: str, limit: int | None = MONEY_LIMIT) -> pl.Expr:
+            """A money field (`limit=None`: a quantity or rate); `problem` says why it cannot be used."""
+            return parse_money(_field(schema, column, *path, dtype=pl.Float64), field_type(column, path), limit)
+
+        def field_type(column: str, path: tuple[str, ...]) -> pl.DataType:
+            return schema[column] if column in schema and not path else pl.Float64
+
+        def problem(column: str, *path: str, limit: int | None = MONEY_LIMIT) -> pl.Expr:
             expr = _field(schema, column, *path, dtype=pl.Float64)
-            dtype = schema[column] if column in schema and not path else pl.Float64
-            return parse_money(expr, dtype)
+            return money_problem(expr, field_type(column, path), ".".join((column, *path)), limit)
 
         cost = money("cost")
         cost_type = _stext(schema, "cost_type").str.to_lowercase()
@@ -395,8 +404,9 @@ class GcpAdapter:
             _mapped(_stext(schema, "usage", "pricing_unit"), distinct["pricing_unit"], focus_unit_name))
         consumed_unit = pl.when(is_usage).then(_mapped(_stext(schema, "usage", "unit"), distinct["unit"],
                                                        focus_unit_name))
-        pricing_quantity = pl.when(pricing_unit.is_not_null()).then(money("usage", "amount_in_pricing_units"))
-        consumed_quantity = pl.when(consumed_unit.is_not_null()).then(money("usage", "amount"))
+        pricing_quantity = pl.when(pricing_unit.is_not_null()).then(
+            money("usage", "amount_in_pricing_units", limit=None))
+        consumed_quantity = pl.when(consumed_unit.is_not_null()).then(money("usage", "amount", limit=None))
         region = _stext(schema, "location", "region")
         region_name = pl.coalesce(
             lookup(region, REGIONS), region)
@@ -408,9 +418,19 @@ class GcpAdapter:
         account = _stext(schema, "billing_account_id")
         currency = _stext(schema, "currency")
         credits = _credits(schema)
+        credit_problems = credits.list.eval(
+            money_problem(pl.element().struct.field("amount"), pl.Float64, "credits.amount")
+        ).list.drop_nulls().list.join("; ")
         bad = pl.concat_str(
             [
-                pl.when(cost.is_null()).then(pl.lit("missing cost in cost")),
+                problem("cost"),
+                problem("cost_at_list"),
+                problem("price", "effective_price"),
+                problem("usage", "amount", limit=None),
+                problem("usage", "amount_in_pricing_units", limit=None),
+                pl.when(credit_problems != "").then(credit_problems),
+                pl.when(money_is_missing(_field(schema, "cost", dtype=pl.Float64), field_type("cost", ()))).then(
+                    pl.lit("missing cost in cost")),
                 pl.when(account.is_null()).then(pl.lit("missing billing_account_id")),
                 pl.when(currency.is_null()).then(pl.lit("missing currency")),
                 pl.when(_field(schema, "usage_end_time", dtype=TIMESTAMP).is_null()).then(
@@ -488,7 +508,7 @@ class GcpAdapter:
             _stext(schema, "transaction_type").alias("x_TransactionType"),
             _stext(schema, "usage", "pricing_unit").alias("x_PricingUnit"),
             _stext(schema, "usage", "unit").alias("x_ConsumedUnit"),
-            money("currency_conversion_rate").alias("x_CurrencyConversionRate"),
+            money("currency_conversion_rate", limit=None).alias("x_CurrencyConversionRate"),
             pl.lit(None, dtype=pl.String).alias("x_CreditId"),
             pl.lit(None, dtype=pl.String).alias("x_CreditType"),
             *[pl.col(c) for c in schema if c.startswith("x_")],
@@ -499,7 +519,7 @@ class GcpAdapter:
             pl.int_ranges(1, credits.list.len().fill_null(0) + 1, dtype=pl.Int32).alias("_gcp_index"),
         )
         credit = pl.col("_gcp_credits")
-        amount = parse_money(credit.struct.field("amount"), pl.Float64)
+        amount = parse_money(credit.struct.field("amount"), pl.Float64, MONEY_LIMIT)
         types = charge.collect_schema()
         nulls = ("PricingQuantity", "PricingUnit", "ConsumedQuantity", "ConsumedUnit", "ContractedUnitPrice",
                  "PricingCategory", "PricingCurrencyContractedUnitPrice", "SkuPriceId", "ListUnitPrice",
