@@ -45,8 +45,11 @@ from billing_pipeline.ingest import (
     build_enriched_slice,
     build_normalized_slice,
     build_raw_slice,
+    current_delivery_problems,
     is_period_scoped,
     partition_day,
+    quarantine_record,
+    write_records,
 )
 from billing_pipeline.lake import slice_url
 from billing_pipeline.reconciliation import RECONCILIATION_SCHEMA, publish_reconciliation
@@ -352,6 +355,14 @@ def build_raw_slice_if_changed(
         slice_present = _identity(store, target) != ABSENT
         if (previous.get("fingerprint") == fingerprint and days.error is None and not state.get("held_back")
                 and slice_present == (int(previous.get("rows") or 0) > 0)):
+            if previous.get("confirmed_version", previous.get("version")) != choice.current.version:
+                # same rows, another delivery: its own problems (and what it passed over) replace the old ones
+                problems = current_delivery_problems(choice)
+                previous["problems"] = [dataclasses.asdict(p) for p, _ in problems]
+                previous["passed_over_versions"] = [d.version for d in choice.passed_over]
+                write_records(store, lake_url, day, source.name, [
+                    quarantine_record(source.name, day, problem, version, _now()) for problem, version in problems
+                ], workdir, "raw")
             previous["confirmed_version"] = choice.current.version
             previous["confirmed_at"] = _now().isoformat()
             state["raw"] = previous

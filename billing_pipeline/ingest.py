@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.adapters import Delivery, adapter_for, choose_current
-from billing_pipeline.adapters.base import EmptyExportFileError, FileProblem
+from billing_pipeline.adapters.base import DeliveryChoice, EmptyExportFileError, FileProblem
 from billing_pipeline.adapters.drift import SchemaObserver, text_cells
 from billing_pipeline.allocation import allocate_by_distinct_tags
 from billing_pipeline.config import SourceConfig, TagPolicy
@@ -108,7 +108,7 @@ def _lineage(source: SourceConfig, delivery: Delivery, file_uri: str, day: dt.da
     ]
 
 
-def _write_records(store: Store, lake_url: str, day: dt.date, source: str, records: list[dict], workdir: Path,
+def write_records(store: Store, lake_url: str, day: dt.date, source: str, records: list[dict], workdir: Path,
                    stage: str) -> None:
     """Replace this stage's quarantine records for the slice (other stages' records are kept)."""
     url = quarantine_url(lake_url, "records", day, source)
@@ -120,6 +120,29 @@ def _write_records(store: Store, lake_url: str, day: dt.date, source: str, recor
         store.write_parquet(new, url, workdir)
     else:
         store.remove(url)
+
+
+def quarantine_record(source: str, day: dt.date, problem: FileProblem, version: str, at: dt.datetime,
+                      rows: int = 0, copy: str | None = None) -> dict:
+    """One row of `quarantine/records` (raw stage): source, day, file, reason, kind."""
+    return {
+        "source": source, "usage_date": day, "stage": "raw", "kind": problem.kind, "file_uri": problem.file_uri,
+        "export_version": version, "reason": problem.reason, "rows": rows, "quarantined_copy": copy,
+        "detected_at": at,
+    }
+
+
+def current_delivery_problems(choice: DeliveryChoice) -> list[tuple[FileProblem, str]]:
+    """The problems of a choice as the raw step records them: each passed-over delivery's (an empty one
+    says so), then the current delivery's own (files refused or listed twice)."""
+    out: list[tuple[FileProblem, str]] = []
+    for passed in choice.passed_over:
+        for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
+                                                       "delivery lists no data files (empty export)", "empty"),):
+            out.append((problem, passed.version))
+    if choice.current is not None:
+        out += [(problem, choice.current.version) for problem in choice.current.problems]
+    return out
 
 
 @dataclass(frozen=True)
@@ -188,11 +211,7 @@ def build_raw_slice(
 
     def record(problem: FileProblem, version: str, rows: int = 0, copy: str | None = None) -> None:
         result.problems.append(problem)
-        records.append({
-            "source": source.name, "usage_date": day, "stage": "raw", "kind": problem.kind,
-            "file_uri": problem.file_uri, "export_version": version, "reason": problem.reason,
-            "rows": rows, "quarantined_copy": copy, "detected_at": ingested_at,
-        })
+        records.append(quarantine_record(source.name, day, problem, version, ingested_at, rows, copy))
 
     target = slice_url(lake_url, "raw_line_items", day, source.name)
     seen: set[str] = set()
@@ -217,7 +236,7 @@ def build_raw_slice(
         assert attempt.schemas is not None
         drift_records, drift_error = attempt.schemas.finish(day, ingested_at)
         if drift_error:  # a breaking schema change holds the source's day back (drift.py), named as such
-            _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
+            write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
             raise SchemaDriftError(drift_error, result.problems)
         unreadable.append(choice.current)
         seen.add(choice.current.version)
@@ -227,7 +246,7 @@ def build_raw_slice(
         attempt = None
 
     if attempt is None:  # nothing complete and readable to publish from
-        _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+        write_records(store, lake_url, day, source.name, records, workdir, "raw")
         problems = [p for p in result.problems if p.kind not in ("outside_prefix", "listed_twice")]
         if choice.held_back or unreadable:
             details = "; ".join(p.describe(source.name) for p in problems)
@@ -240,7 +259,7 @@ def build_raw_slice(
                       f"but the lake holds {published_rows} rows of {day}; held back (the published slice is kept) "
                       f"until an operator accepts {source.name}:{period}")
             record(FileProblem(source.url, reason, "held_back"), "none")
-            _write_records(store, lake_url, day, source.name, records, workdir, "raw")
+            write_records(store, lake_url, day, source.name, records, workdir, "raw")
             raise PublishHeldBackError(reason, result.problems)
         if published_rows:
             result.accepted_by = guard.accepted_by
@@ -282,7 +301,7 @@ def build_raw_slice(
         result.accepted_by = guard.accepted_by
         record(FileProblem(delivery.manifest_uri or source.url,
                            f"{shrink}; published as accepted by {guard.accepted_by}", "accepted"), delivery.version)
-    _write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
+    write_records(store, lake_url, day, source.name, records + drift_records, workdir, "raw")
     if drift_error:
         published.unlink(missing_ok=True)
         raise SchemaDriftError(drift_error, result.problems)
