@@ -179,13 +179,24 @@ def month_to_date(config: BillingConfig, store: Store, day: dt.date) -> MonthToD
 
 
 def money(amount: Decimal | float) -> str:
-    """An amount for people: cents from 1 up, four significant digits below (tiny lakes cost fractions of a cent)."""
+    """An amount for people: cents from 1 up, four significant digits below (a small lake costs fractions of a
+    cent a day), never in exponent notation. Full precision stays in the metadata."""
     value = Decimal(str(amount))
     if value == 0:
         return "0.00"
     if abs(value) >= 1:
         return f"{value:,.2f}"
-    return f"{float(value):.4g}" if abs(value) >= Decimal("0.0001") else "< 0.0001"
+    return f"{value.quantize(Decimal(1).scaleb(value.adjusted() - 3)):f}"
+
+
+def size(n_bytes: int) -> str:
+    """Bytes for people, in the binary units storage is billed in."""
+    value = float(n_bytes)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.2f} {unit}"
+        value /= 1024
+    return f"{value:,.2f} TiB"
 
 
 __all__ = [
@@ -196,6 +207,7 @@ __all__ = [
     "activity_cost",
     "money",
     "month_to_date",
+    "size",
     "source_usage",
     "storage_cost",
     "usage_of",

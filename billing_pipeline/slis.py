@@ -261,18 +261,18 @@ def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.da
         "sli/ingestion_compute_seconds_month": mtd.usage_month.compute_seconds,
         "sli/ingestion_gb_months": float(mtd.gb_months), "sli/ingestion_lake_bytes": mtd.lake_bytes,
     }
-    money = pipeline_cost.money
+    money, size = pipeline_cost.money, pipeline_cost.size
     budget = config.slo.resolve("ingestion_cost").target
     if budget == float("inf"):
         verdict = "no monthly budget set (slo.ingestion_cost.target): informational"
     else:
         verdict = (f"{'OVER' if total.total > Decimal(str(budget)) else 'within'} the monthly budget of "
                    f"{mtd.currency} {money(budget)}")
-    summary = (f"{mtd.month} to {day.isoformat()}: {mtd.currency} {money(total.total)} (storage {money(total.storage)}"
-               f", requests {money(total.requests)}, compute {money(total.compute)}, transfer {money(total.transfer)})"
-               f"; {day.isoformat()} alone {money(today.total)}: {used.compute_seconds:.1f} s compute, "
-               f"{used.read_bytes:,} bytes read, {used.stored_bytes:,} bytes stored, lake {mtd.lake_bytes:,} bytes; "
-               f"{verdict}")
+    summary = (f"month to date ({mtd.month}-01..{day.isoformat()}): {mtd.currency} {money(total.total)} (storage "
+               f"{money(total.storage)}, requests {money(total.requests)}, compute {money(total.compute)}, transfer "
+               f"{money(total.transfer)}); this day {mtd.currency} {money(today.total)}: {used.compute_seconds:.1f} s "
+               f"compute, {size(used.read_bytes)} read, {size(used.stored_bytes)} stored, lake {size(mtd.lake_bytes)};"
+               f" {verdict}")
     return _at_most("ingestion_cost", float(total.total), config,
                     per_source={name: float(cost.total) for name, cost in mtd.per_source.items()},
                     extra=extra, summary=summary)
