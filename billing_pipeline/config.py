@@ -118,6 +118,7 @@ class BillingConfig(_Strict):
 
     lake_url: str
     start_date: dt.date
+    end_date: dt.date | None = None  # the last usage day that is a partition (inclusive); None: yesterday (UTC)
     sources: list[SourceConfig] = Field(min_length=1)
     invoices_url: str
     tag_policy: TagPolicy
@@ -141,6 +142,12 @@ class BillingConfig(_Strict):
         if duplicated:
             raise ValueError(f"source names must be unique, repeated: {duplicated}")
         return sources
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> BillingConfig:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:

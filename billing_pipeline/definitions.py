@@ -22,7 +22,7 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     """Load and validate the configuration (failing on a bad key), then wire assets, job and resources."""
     path = Path(config_path or os.environ.get(CONFIG_ENV_VAR) or "billing.yaml").resolve()
     config = load_config(path)
-    partitions_def = daily_usage_partitions(config.start_date)
+    partitions_def = daily_usage_partitions(config.start_date, config.end_date)
     assets = build_spine_assets(partitions_def)
     billing_daily = define_asset_job(
         JOB_NAME,
