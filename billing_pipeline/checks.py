@@ -98,31 +98,40 @@ def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) ->
          "Invariant 5: sources whose day was held back (an incomplete delivery, an empty or much smaller new "
          "version, a source listing nothing where the lake has data); their published slices are kept.", False),
         (RAW, "sli_export_success_rate", "export_success_rate", slis.export_success_rate,
-         "M1: files of the current delivery read / files it lists, per source.", False),
+         "M1: complete deliveries ingested / deliveries due from the provider's cadence, per source and day (a "
+         "missing, held-back, quarantined or empty delivery counts 0).", False),
         (RAW, "sli_export_latency", "export_latency_hours", slis.export_latency,
-         "M2a: hours from the provider's delivery to our ingest.", False),
+         "M2: hours from the provider's delivery timestamp to the pipeline first seeing the delivery, per source; a "
+         "backfill of an old delivery is recorded under sli/export_latency_backfill_hours and not judged.", False),
         (RAW, "sli_backfill_backlog", "backfill_backlog", slis.backfill_backlog,
-         "M6: days of the open billing periods whose inputs are newer than their last materialization.", False),
+         "M6: hours of delivered data the day's slices are behind the landing zone (current delivery's timestamp "
+         "- that of the delivery the slice was built from, when the day's rows changed), per source.", False),
         (RAW, "contract_schema", "schema_failures", slis.schema_failures,
          "M9: files unreadable because their schema drifted, and sources held back by a breaking change; columns "
          "added/removed are reported.", False),
         (RAW, "sli_access_violations", "access_violations", slis.access_violations,
          "M10: reads or listings the store denied (PermissionError / 403).", False),
         (NORMALIZED, "sli_duplicate_rate", "duplicate_rate", slis.duplicate_rate,
-         "M4: duplicate rows dropped / raw rows.", False),
+         "M4: duplicate rows dropped / raw rows, per source.", False),
+        (NORMALIZED, "sli_quarantine_rate", "quarantine_rate", slis.quarantine_rate,
+         "Share of each source's delivered rows, and of their billed cost, sent to quarantine; a delivery mostly "
+         "quarantined fails at ERROR naming the dominant reason.", False),
         (NORMALIZED, "contract_duplicates", "duplicate_rate_blocking",
          lambda c, s, d, n: slis.duplicate_rate(c, s, d, n, name="duplicate_rate_blocking"),
          "M4 contract, per source: a duplicate share this high means a whole file or delivery was delivered or read "
          "twice (the copies are dropped, never counted).", False),
         (ENRICHED, "sli_unallocated_percent", "unallocated_percent", slis.unallocated_percent,
-         "M3: percent of billed cost with no owner.", False),
+         "M3: percent of billed cost with no owner, month to date, per source.", False),
         (ENRICHED, "sli_unallocated_jump", "unallocated_jump_points", slis.unallocated_jump,
          "M3: rise of the unallocated share since the previous day, in points (a tagging outage).", False),
         (ENRICHED, "sli_cost_anomalies", "cost_anomalies", slis.cost_anomalies,
-         "M8: spend anomalies per service / account / team (same-weekday median + MAD) and burn rate; the "
-         "table is stored at <lake>/cost_anomalies/date=D/.", False),
+         "M8: spend anomalies per service / account / team (same-weekday median + MAD) and burn rate, counted over "
+         "the rolling week ending at the day (fewer than the target per week); the day's table is stored at "
+         "<lake>/cost_anomalies/date=D/.", False),
         (RECONCILED, "sli_reconciliation_delta", "reconciliation_delta", slis.reconciliation_delta,
-         "M7: worst month-to-date delta against the invoice; any conservation break fails as ERROR.", False),
+         "M7: |export total - invoice| / invoice per closed billing period (judged from the month's last day); "
+         "month-to-date deltas are information while the month is open; any conservation break fails as ERROR.",
+         False),
         (RECONCILED, "source_failures", "source_failures", slis.source_failures,
          "Invariant 6: sources whose normalized, enriched or reconciliation build failed this day; the other "
          "sources were built and checked as usual.", False),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import polars as pl
@@ -77,6 +77,24 @@ def month_to_date(store: Store, lake_url: str, source: str, day: dt.date, workdi
     return pl.concat(frames).group_by(KEYS).agg(pl.col("BilledCost").sum().alias("month_to_date_total"))
 
 
+def period_closed(day: dt.date) -> bool:
+    """A billing period (calendar month) is judged against its invoice from its last day's partition on;
+    before that the month-to-date delta is information only (`month_in_progress`)."""
+    return day.day == calendar.monthrange(day.year, day.month)[1]
+
+
+def within_tolerance(delta: Decimal | None, invoice: Decimal | None, tolerances: ReconciliationConfig) -> bool:
+    """|delta| <= absolute_tolerance, or |delta| <= relative_tolerance x |invoice|: exact decimal arithmetic,
+    so a delta exactly at a tolerance is within it and the smallest step beyond is not."""
+    if delta is None or invoice is None:
+        return False
+    with localcontext() as context:
+        context.prec = 100  # money is Decimal(38, 18): products stay exact
+        if abs(delta) <= tolerances.absolute_tolerance:
+            return True
+        return invoice != 0 and abs(delta) <= tolerances.relative_tolerance * abs(invoice)
+
+
 def build_reconciliation(
     source: SourceConfig, day: dt.date, store: Store, lake_url: str, invoices: pl.DataFrame,
     tolerances: ReconciliationConfig, workdir: Path,
@@ -131,33 +149,34 @@ def build_reconciliation(
         .rename({"billing_account_id": "BillingAccountId", "currency": "BillingCurrency"})
     )
     table = table.drop("invoice_id", "invoice_amount").join(month_invoices, on=KEYS, how="left", nulls_equal=True)
-    last_day = day.day == calendar.monthrange(day.year, day.month)[1]
+    closed = period_closed(day)
     conservation = (
         pl.col("raw_total") - pl.col("quarantined_total") - pl.col("duplicate_total") - pl.col("normalized_total")
     )
     invoice_delta = pl.col("month_to_date_total") - pl.col("invoice_amount")
-    within = (invoice_delta.abs() <= pl.lit(tolerances.absolute_tolerance, dtype=MONEY)) | (
-        (invoice_delta.abs().cast(pl.Float64) / pl.col("invoice_amount").abs().cast(pl.Float64))
-        <= float(tolerances.relative_tolerance)
-    )
     table = table.with_columns(
         conservation.alias("conservation_delta"),
         invoice_delta.alias("invoice_delta"),
         pl.when(pl.col("invoice_amount") != 0)
         .then(invoice_delta.cast(pl.Float64) / pl.col("invoice_amount").cast(pl.Float64))
         .alias("invoice_delta_relative"),
-    ).with_columns(
+    )
+    within = pl.Series("_within", [
+        within_tolerance(delta, amount, tolerances)
+        for delta, amount in zip(table["invoice_delta"].to_list(), table["invoice_amount"].to_list(), strict=True)
+    ], dtype=pl.Boolean)
+    table = table.with_columns(within).with_columns(
         pl.when((pl.col("conservation_delta") != 0) | (pl.col("enriched_total") != pl.col("normalized_total")))
         .then(pl.lit("conservation_break"))
         .when(pl.col("invoice_amount").is_null())
         .then(pl.lit("no_invoice_yet"))
-        .when(not last_day)
+        .when(not closed)
         .then(pl.lit("month_in_progress"))
-        .when(within)
+        .when(pl.col("_within"))
         .then(pl.lit("matched"))
         .otherwise(pl.lit("mismatch"))
         .alias("status")
-    )
+    ).drop("_within")
     return table.with_columns(
         pl.lit(source.name).alias("source"), pl.lit(day).alias("usage_date")
     ).select(list(RECONCILIATION_SCHEMA)).cast(RECONCILIATION_SCHEMA).sort(KEYS, nulls_last=True)

@@ -42,7 +42,7 @@ from billing_pipeline.alerts import alerts_for_run, check_alert, send_alerts
 from billing_pipeline.checks import dagster_name, freshness_check_name, to_check_result
 from billing_pipeline.config import BillingConfig, SourceConfig
 from billing_pipeline.fingerprints import changed_days, delivery_day_fingerprints, is_access_denied, open_periods
-from billing_pipeline.slis import freshness
+from billing_pipeline.slis import freshness, last_delivered_day
 from billing_pipeline.storage import Store
 from resources import BillingResource
 
@@ -180,16 +180,21 @@ ALERTS_ON_FAILURE = "billing_alerts_on_failure"
 
 def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_partition_key: Callable[[str], bool]
                  ) -> list[tuple[SourceConfig, dt.date, Any]]:
-    """(source, day, SLI result) of every day in the freshness window that is past its deadline and missing."""
+    """(source, day, SLI result) of every day in the freshness window that is past its deadline and missing.
+
+    A day after the last day any source delivered fails at WARN (ticket), not ERROR: either every export
+    stopped or the configured sources end before it (`slis.freshness`); the lake is listed once per tick.
+    """
 
     out = []
     today = now.date()
+    last_delivered = last_delivered_day(config, store)
     for source in config.sources:
         for back in range(1, config.automation.freshness_window_days + 1):
             day = today - dt.timedelta(days=back)
             if not has_partition_key(day.isoformat()):
                 continue
-            result = freshness(config, store, day, now, source)
+            result = freshness(config, store, day, now, source, last_delivered=last_delivered)
             if not result.passed:
                 out.append((source, day, result))
     return out
@@ -200,7 +205,8 @@ def build_freshness_sensor(config: BillingConfig, partitions_def: PartitionsDefi
 
     The check inside `billing_daily` judges a day when it is materialized; a day that never shows up
     has no run, so this sensor reports the failed evaluation for that partition (once per day and
-    source, kept in the cursor) and pages.
+    source, kept in the cursor) and pages; a day after the last day any source delivered is reported at
+    WARN and ticketed instead.
     """
 
 

@@ -10,21 +10,37 @@ per-source values under `sli/<name>/<source>`, and the SLO it was judged against
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 
 from billing_pipeline import anomalies
-from billing_pipeline.adapters import adapter_for, choose_current
+from billing_pipeline.adapters import Delivery, adapter_for, choose_current
+from billing_pipeline.adapters.base import modified_at
 from billing_pipeline.config import BillingConfig, SourceConfig
 from billing_pipeline.escaping import markdown_table
-from billing_pipeline.fingerprints import changed_days, is_access_denied, open_periods, read_state
-from billing_pipeline.lake import slice_url
-from billing_pipeline.ops_config import DEFAULT_LATENCY_HOURS, FALLBACK_LATENCY_HOURS, SloTarget
-from billing_pipeline.storage import Store
+from billing_pipeline.fingerprints import (
+    ABSENT,
+    delivery_cache_url,
+    delivery_day_fingerprints,
+    is_access_denied,
+    period_of,
+    read_state,
+)
+from billing_pipeline.lake import quarantine_url, slice_url
+from billing_pipeline.ops_config import (
+    DAILY_WINDOW_PROVIDERS,
+    DEFAULT_LATENCY_HOURS,
+    FALLBACK_LATENCY_HOURS,
+    SloTarget,
+)
+from billing_pipeline.reconciliation import period_closed
+from billing_pipeline.storage import Store, join, scratch_dir
 
 SCHEMA_MARKERS = re.compile(r"ColumnNotFound|SchemaError|SchemaFieldNotFound|schema|column", re.IGNORECASE)
 
@@ -71,6 +87,11 @@ def _at_most(name: str, value: float, config: BillingConfig, **kwargs) -> SliRes
     return SliResult(name=name, value=value, target=target, passed=value <= target.target, **kwargs)
 
 
+def _listed(reasons: dict[str, str]) -> str:
+    """`source 'a': why; source 'b': why`: every failing source named, with its reason."""
+    return "; ".join(f"source {name!r}: {reason}" for name, reason in sorted(reasons.items()))
+
+
 # ---- invariant 5: never publish less than the lake had ---------------------------------------------------
 
 def publish_guard(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
@@ -114,41 +135,182 @@ def source_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.d
 
 # ---- M1 export success rate ---------------------------------------------------------------------------
 
+# Problems that make a delivery a failed export for M1: a file quarantined as unreadable, an empty export, a
+# file the manifest lists outside its own prefix (refused), a manifest that cannot be read. A newer delivery
+# still being written (`missing` files) while an older complete one stands in is waited for, not failed.
+FAILED_DELIVERY_KINDS = ("unreadable", "empty", "outside_prefix", "bad_manifest")
+
+
+def delivery_outcome(state: dict, day: dt.date) -> tuple[bool | None, str]:
+    """Whether a complete delivery covering `day` reached the lake for one source: True; False (held back,
+    or a delivery failed: quarantined, refused or empty); None (none covering the day has arrived), and why.
+
+    A delivery covers the day when it was made after the day ended (every provider here delivers month to
+    date, or appends, so a delivery made earlier holds at most part of the day).
+    """
+    held = state.get("held_back")
+    if held:
+        return False, f"held back ({held.get('kind') or 'incomplete'}): {str(held.get('reason') or '')[:300]}"
+    raw = state.get("raw") or {}
+    if not raw.get("version"):
+        denied = (state.get("access") or {}).get("last_denied")
+        return None, "no delivery ingested" + (f" (listing denied: {denied[:200]})" if denied else "")
+    confirmed = raw.get("confirmed_version")
+    if not confirmed or confirmed == raw["version"]:  # a newer complete delivery since makes older problems moot
+        failed = [p for p in raw.get("problems") or [] if p.get("kind") in FAILED_DELIVERY_KINDS]
+        if failed:
+            kinds = ", ".join(sorted({p["kind"] for p in failed}))
+            files = ", ".join(sorted({p["file_uri"] for p in failed}))
+            return False, f"delivery failed ({kinds}): {files}"[:500]
+    if int(raw.get("files_read") or 0) < int(raw.get("files_listed") or 0):
+        return False, f"read {raw.get('files_read')} of the {raw.get('files_listed')} files its delivery lists"
+    times = [t for t in (_parse(raw.get("delivered_at")), _parse(raw.get("confirmed_delivered_at"))) if t]
+    delivered = max(times, default=None)
+    if delivered is None or delivered < _day_end(day):
+        when = f"{delivered:%Y-%m-%d %H:%M} UTC" if delivered else "at an unknown time"
+        return None, f"the newest delivery read ({raw['version']!r}, delivered {when}) was made before the day ended"
+    return True, ""
+
+
 def export_success_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Files of the current delivery that could be read, over the files it lists (1.0 = all)."""
-    per_source = {}
-    for name, state in _states(config, store, day).items():
-        raw = state.get("raw") or {}
-        refused = sum(1 for p in raw.get("problems") or [] if p["kind"] == "outside_prefix")
-        expected = int(raw.get("files_listed") or 0) + refused
-        per_source[name] = float(raw.get("files_read") or 0) / expected if expected else 1.0
-    value = min(per_source.values(), default=1.0)
+    """M1: complete deliveries ingested / deliveries expected from the provider's cadence, for this day.
+
+    Every provider here refreshes a billing period at least daily, so each (day, source) expects one
+    complete delivery made after the day ended, due by the end of the day plus the source's expected
+    latency (`sources[].expected_latency_hours`, else the provider's documented delay). A source counts
+    once it is due, or earlier when a delivery already arrived: 1 when a complete delivery covering the day
+    was ingested, 0 when none came, the day is held back, or a newer delivery was quarantined or refused.
+    """
+    per_source: dict[str, float] = {}
+    failing: dict[str, str] = {}
+    waiting = []
+    for source in config.sources:
+        outcome, reason = delivery_outcome(read_state(store, config.lake_url, source.name, day), day)
+        deadline = _day_end(day) + dt.timedelta(hours=expected_latency_hours(source))
+        if outcome is None and now < deadline:
+            waiting.append(source.name)  # not due yet, nothing arrived: not expected yet
+            continue
+        per_source[source.name] = 1.0 if outcome else 0.0
+        if outcome is None:
+            failing[source.name] = f"due by {deadline:%Y-%m-%d %H:%M} UTC, missing: {reason}"
+        elif outcome is False:
+            failing[source.name] = reason
+    expected, complete = len(per_source), sum(per_source.values())
+    value = complete / expected if expected else 1.0
     target = config.slo.resolve("export_success_rate")
+    summary = (f"{int(complete)} of {expected} due deliveries complete ({value:.1%})"
+               + (f"; not due yet: {', '.join(waiting)}" if waiting else "")
+               + (f"; failing: {_listed(failing)}" if failing else ""))
     return SliResult("export_success_rate", value, target, value >= target.target, per_source,
-                     summary=f"worst source reads {value:.1%} of its delivered files")
+                     extra={"sli/export_deliveries_due": expected, "sli/export_deliveries_complete": complete},
+                     summary=summary)
 
 
 # ---- M2 export latency ----------------------------------------------------------------------------------
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def latency_target(config: BillingConfig, source: SourceConfig) -> SloTarget:
+    """1 h where the delivery timestamp is when the files landed; the daily-window target where it is the
+    start of a daily export run (DAILY_WINDOW_PROVIDERS)."""
+    name = "export_latency_hours_daily_window" if source.provider in DAILY_WINDOW_PROVIDERS else "export_latency_hours"
+    return config.slo.resolve(name)
+
+
+def delivery_first_seen(store: Store, lake_url: str, source: str, day: dt.date, raw: dict) -> dt.datetime | None:
+    """When the pipeline first saw the delivery the day was built from.
+
+    The first sensor tick or run that fingerprints a delivery writes its record under
+    `<lake>/_state/deliveries/` (`first_seen_at` when recorded, else the record's write time); a build that
+    read the delivery is a sighting too. The earliest of these: a re-run or backfill of the same delivery
+    later never changes it.
+    """
+    times = [t for t in (_parse(raw.get("ingested_at")),) if t]
+    if raw.get("version"):
+        probe = Delivery(source, period_of(day), raw["version"], _EPOCH, (), fingerprint=raw.get("delivery_fingerprint")
+                         or "")
+        url = delivery_cache_url(lake_url, source, probe)
+        try:
+            info = store.info(url)
+            recorded = _parse(json.loads(store.read_bytes(url)).get("first_seen_at"))
+        except (OSError, ValueError):
+            info, recorded = None, None
+        if recorded is not None:
+            times.append(recorded)
+        elif info is not None and info.modified:
+            times.append(modified_at(info.modified))
+    return min(times, default=None)
+
+
 def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Hours from the provider's delivery to our ingest of it (worst source)."""
-    per_source = {}
-    for name, state in _states(config, store, day).items():
-        raw = state.get("raw") or {}
-        delivered, ingested = _parse(raw.get("delivered_at")), _parse(raw.get("ingested_at"))
-        if delivered and ingested:
-            per_source[name] = max((ingested - delivered).total_seconds() / 3600, 0.0)
+    """M2: hours from the provider's delivery timestamp to the pipeline first seeing that delivery, for the
+    delivery each source's day was built from; judged per source against its provider's target.
+
+    A delivery first seen more than `automation.freshness_window_days` after it was made is a backfill of an
+    old delivery (a first load, a backfilled month): its lag is recorded under
+    `sli/export_latency_backfill_hours` and never judged (freshness pages for days that do not arrive).
+    """
+    window = dt.timedelta(days=config.automation.freshness_window_days)
+    per_source: dict[str, float] = {}
+    backfill: dict[str, float] = {}
+    targets: dict[str, float] = {}
+    failing: dict[str, str] = {}
+    for source in config.sources:
+        raw = read_state(store, config.lake_url, source.name, day).get("raw") or {}
+        delivered = _parse(raw.get("delivered_at"))
+        seen = delivery_first_seen(store, config.lake_url, source.name, day, raw)
+        if delivered is None or seen is None:
+            continue
+        hours = max((seen - delivered).total_seconds() / 3600, 0.0)
+        if seen - delivered > window:
+            backfill[source.name] = hours
+            continue
+        target = latency_target(config, source)
+        per_source[source.name], targets[source.name] = hours, target.target
+        if hours > target.target:
+            failing[source.name] = (f"delivery {raw['version']!r} made {delivered:%Y-%m-%d %H:%M} UTC, first seen "
+                                    f"{hours:.2f} h later (target {target.target:g} h)")
     value = max(per_source.values(), default=0.0)
-    return _at_most("export_latency_hours", value, config, per_source=per_source,
-                    summary=f"delivery to ingest: {value:.2f} h (worst source)")
+    extra: dict[str, float | int | str] = {"sli/export_latency_backfill_hours": max(backfill.values(), default=0.0)}
+    extra.update({f"sli/export_latency_backfill_hours/{name}": hours for name, hours in sorted(backfill.items())})
+    extra.update({f"slo/export_latency_hours/{name}": target for name, target in sorted(targets.items())})
+    worst = max(per_source, key=per_source.__getitem__, default=None)
+    summary = (f"delivery to first seen: worst {value:.2f} h ({worst})" if worst else "no delivery measured")
+    if backfill:
+        summary += ("; backfilled old deliveries (lag recorded, not judged): "
+                    + ", ".join(f"{name} {hours:.0f} h" for name, hours in sorted(backfill.items())))
+    if failing:
+        summary += f"; failing: {_listed(failing)}"
+    target = config.slo.resolve("export_latency_hours")
+    return SliResult("export_latency_hours", value, target, not failing, per_source, extra, summary=summary)
 
 
-def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime, source: SourceConfig
-              ) -> SliResult:
+def last_delivered_day(config: BillingConfig, store: Store) -> dt.date | None:
+    """The newest usage day for which any source published rows in the lake (None: none ever did)."""
+    for url in reversed(store.list_dirs(join(config.lake_url, "raw_line_items"))):
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            day = dt.date.fromisoformat(name.removeprefix("date="))
+        except ValueError:
+            continue
+        if any(info.url.endswith(".parquet") for info in store.find(url)):
+            return day
+    return None
+
+
+_UNKNOWN = object()
+
+
+def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime, source: SourceConfig,
+              last_delivered: dt.date | None | object = _UNKNOWN) -> SliResult:
     """End of usage day to first available in the lake, against the source's expected latency.
 
-    Not available yet: passes while the deadline is ahead, fails once it has passed. Judged on this
-    partition's own record only, so materializing another day never makes this one look fresh.
+    Not available yet: passes while the deadline is ahead, fails once it has passed: at ERROR (page) while
+    some source has delivered this day or a later one, at WARN (ticket) for a day after the last day any
+    source delivered (every export stopped, or the configured sources end before it: nothing to page about
+    for this source alone). Judged on this partition's own record only, so materializing another day never
+    makes this one look fresh. `last_delivered` saves the lake listing when the caller knows it.
     """
     latency = expected_latency_hours(source)
     base = config.slo.resolve("freshness")
@@ -170,10 +332,19 @@ def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetim
                                  f"(expected within {latency:g} h)")
     hours = (now - _day_end(day)).total_seconds() / 3600
     passed = now <= deadline
-    return SliResult("availability_latency_hours", hours, target, passed, {source.name: hours},
-                     {"deadline": deadline.isoformat(), "available_at": "not yet"},
-                     summary=f"{source.name} {day}: not available {hours:.1f} h after the day ended "
-                             f"({'within' if passed else 'past'} the {latency:g} h deadline)")
+    result = SliResult("availability_latency_hours", hours, target, passed, {source.name: hours},
+                       {"deadline": deadline.isoformat(), "available_at": "not yet"},
+                       summary=f"{source.name} {day}: not available {hours:.1f} h after the day ended "
+                               f"({'within' if passed else 'past'} the {latency:g} h deadline)")
+    if not passed:
+        last = last_delivered_day(config, store) if last_delivered is _UNKNOWN else last_delivered
+        if last is None or (isinstance(last, dt.date) and last < day):
+            result.target = target.model_copy(update={"severity": "WARN", "route": "ticket"})
+            result.extra["last_delivered_day"] = last.isoformat() if isinstance(last, dt.date) else "none"
+            result.summary += (f"; no source has delivered {day} or any later day (last: "
+                               f"{last.isoformat() if isinstance(last, dt.date) else 'none'}): every export "
+                               "stopped, or the configured sources end before this day (WARN, not paged)")
+    return result
 
 
 # ---- M3 unallocated spend ----------------------------------------------------------------------------------
@@ -194,10 +365,33 @@ def _unallocated_percent(states: dict[str, dict]) -> tuple[float | None, dict[st
 
 
 def unallocated_percent(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    value, per_source = _unallocated_percent(_states(config, store, day))
-    value = value or 0.0
-    return _at_most("unallocated_percent", value, config, per_source=per_source,
-                    summary=f"{value:.2f}% of the day's billed cost has no owner")
+    """M3: percent of billed cost without an owner, month to date (the 1st to this day), per source.
+
+    Judged per source (each source bills in its own currency, so sources are never added together); the
+    value is the worst source. The day's own share over all sources stays as `sli/unallocated_percent_day`.
+    """
+    first = day.replace(day=1)
+    month = [first + dt.timedelta(days=k) for k in range((day - first).days + 1)]
+    per_source: dict[str, float] = {}
+    for source in config.sources:
+        billed, unallocated = Decimal(0), Decimal(0)
+        for current in month:
+            result = (read_state(store, config.lake_url, source.name, current).get("enriched") or {}).get(
+                "result") or {}
+            billed += Decimal(result.get("billed_cost") or 0)
+            unallocated += Decimal(result.get("unallocated_cost") or 0)
+        if billed:
+            per_source[source.name] = float(unallocated / billed * 100)
+    target = config.slo.resolve("unallocated_percent")
+    failing = {name: f"{share:.2f}% of its billed cost {first:%Y-%m-%d} to {day} has no owner"
+               for name, share in per_source.items() if share > target.target}
+    value = max(per_source.values(), default=0.0)
+    today, _ = _unallocated_percent(_states(config, store, day))
+    summary = (f"month to date, worst source {value:.2f}% unallocated (target {target.target:g}%)"
+               + (f"; failing: {_listed(failing)}" if failing else "")
+               + f"; the day: {today or 0.0:.2f}% of the day's billed cost has no owner")
+    return SliResult("unallocated_percent", value, target, not failing, per_source,
+                     extra={"sli/unallocated_percent_day": today or 0.0}, summary=summary)
 
 
 def unallocated_jump(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
@@ -232,7 +426,93 @@ def duplicate_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.da
                       extra={"duplicate_rows": duplicates, "sli/duplicate_rate_all_sources": overall},
                       summary=f"worst source {worst!r}: {value:.2%} duplicate rows; {duplicates} of {raw_total} "
                               f"rows over all sources ({overall:.2%})" if worst else "no rows")
+    failing = {source: f"{share:.2%} of its rows are duplicates (target {result.target.target:.2%})"
+               for source, share in per_source.items() if share > result.target.target}
+    if failing:
+        result.summary += f"; failing: {_listed(failing)}"
     result.name = "duplicate_rate"  # one metric key for both the SLI and the contract check
+    return result
+
+
+# ---- quarantine rate (bad input, DESIGN "Bad input") ---------------------------------------------------------
+
+def _abs_cost_by_currency(source: SourceConfig, store: Store, url: str, workdir: Path) -> dict[str, Decimal]:
+    """Sum of |billed cost| per billing currency of a slice of delivered rows (the adapter's `raw_totals`)."""
+    if not store.exists(url):
+        return {}
+    totals = adapter_for(source.provider).raw_totals(pl.scan_parquet(store.stage(url, workdir)))
+    grouped = totals.group_by("BillingCurrency").agg(pl.col("cost").abs().sum()).collect()
+    return {str(currency): Decimal(str(cost or 0)) for currency, cost in grouped.iter_rows()}
+
+
+def _quarantined_cost_share(source: SourceConfig, store: Store, lake_url: str, day: dt.date) -> float:
+    """Worst currency's share of |billed cost| that went to quarantine: bad rows (set aside from the raw
+    slice by the normalized build) and rows whose usage date could not be parsed (set aside before the raw
+    slice), over the delivered |billed cost| (the raw slice plus the latter). Currencies are never added."""
+    with scratch_dir("billing-sli-") as workdir:
+        kept = _abs_cost_by_currency(source, store, slice_url(lake_url, "raw_line_items", day, source.name), workdir)
+        rows = _abs_cost_by_currency(source, store, quarantine_url(lake_url, "rows", day, source.name), workdir)
+        dates = _abs_cost_by_currency(source, store, quarantine_url(lake_url, "bad_dates", day, source.name), workdir)
+    shares = []
+    for currency in set(kept) | set(rows) | set(dates):
+        delivered = kept.get(currency, Decimal(0)) + dates.get(currency, Decimal(0))
+        if delivered:
+            shares.append(float((rows.get(currency, Decimal(0)) + dates.get(currency, Decimal(0))) / delivered))
+    return max(shares, default=0.0)
+
+
+def quarantine_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
+    """Share of each source's delivered rows, and of their billed cost, that went to quarantine this day.
+
+    Rows: (rows quarantined by the normalized build + rows with an unparseable usage date, set aside by the
+    raw build) / (the raw slice's rows + those). Cost: the same share of |billed cost|, per billing
+    currency (worst), for rows whose cost could be read. Above `slo.quarantine_rate` (1 %) a ticket; a
+    delivery whose rows are mostly quarantined (above `slo.quarantine_rate_majority`, 50 %) fails at ERROR
+    naming the source and the dominant reason.
+    """
+    target = config.slo.resolve("quarantine_rate")
+    majority = config.slo.resolve("quarantine_rate_majority")
+    per_source: dict[str, float] = {}
+    cost_share: dict[str, float] = {}
+    failing: dict[str, str] = {}
+    mostly: dict[str, str] = {}
+    total_bad = 0
+    for source in config.sources:
+        state = read_state(store, config.lake_url, source.name, day)
+        result = (state.get("normalized") or {}).get("result") or {}
+        bad_dates = int((state.get("raw") or {}).get("bad_date_rows") or 0)
+        rows = int(result.get("raw_rows") or 0) + bad_dates
+        bad = int(result.get("quarantined_rows") or 0) + bad_dates
+        if not rows:
+            continue
+        total_bad += bad
+        share = bad / rows
+        per_source[source.name] = share
+        cost_share[source.name] = _quarantined_cost_share(source, store, config.lake_url, day) if bad else 0.0
+        reasons = dict(result.get("reasons") or {})
+        if bad_dates:
+            reasons["unparseable usage start date"] = bad_dates
+        dominant = max(sorted(reasons.items()), key=lambda item: item[1], default=None)
+        because = f"; dominant reason: {dominant[0]!r} ({dominant[1]} rows)" if dominant else ""
+        text = (f"{bad} of {rows} rows ({share:.1%}) and {cost_share[source.name]:.1%} of billed cost quarantined"
+                f"{because}")
+        if share > majority.target:
+            mostly[source.name] = text
+        elif share > target.target or cost_share[source.name] > target.target:
+            failing[source.name] = text
+    value = max(per_source.values(), default=0.0)
+    extra: dict[str, float | int | str] = {"sli/quarantine_cost_rate": max(cost_share.values(), default=0.0),
+                                           "sli/quarantined_rows": total_bad}
+    extra.update({f"sli/quarantine_cost_rate/{name}": share for name, share in sorted(cost_share.items())})
+    result = SliResult("quarantine_rate", value, target, not failing and not mostly, per_source, extra)
+    if mostly:
+        result.target = majority
+        result.summary = (f"mostly quarantined (above {majority.target:.0%} of rows): {_listed(mostly)}"
+                          + (f"; also failing: {_listed(failing)}" if failing else ""))
+    elif failing:
+        result.summary = f"above {target.target:.1%} quarantined: {_listed(failing)}"
+    else:
+        result.summary = f"worst source {value:.2%} of rows quarantined; {total_bad} row(s) in quarantine"
     return result
 
 
@@ -281,68 +561,148 @@ def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.da
 # ---- M6 backfill backlog -------------------------------------------------------------------------------------
 
 def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Days of the open billing periods whose current delivery differs from what the lake was built from."""
+    """M6: hours of delivered data this day's slices are behind the landing zone, per source.
+
+    From the lake's state and the landing zone, never from the wall clock: when the current delivery's
+    rows for the day differ from what the day's raw slice was built from (its per-day fingerprint), the
+    backlog is the current delivery's timestamp minus that of the delivery the slice was built from (or,
+    when the slice was built while nothing was delivered, the time it was built; never built: the day's
+    start). Zero once the day is rebuilt, so every partition keeps its own history.
+    """
     per_source: dict[str, float] = {}
-    days: set[dt.date] = set()
+    pending: dict[str, str] = {}
+    unlisted: list[str] = []
     for source in config.sources:
-        adapter = adapter_for(source.provider)
-        count = 0
-        for period in open_periods(now.date(), source.lookback_months, config.start_date):
-            delivery = choose_current(adapter.discover(store, source.name, source.url, period, source.format)).current
-            if delivery is None:
-                continue
-            stale = [d for d in changed_days(store, source, config.lake_url, delivery) if d < now.date()]
-            count += len(stale)
-            days.update(stale)
-        per_source[source.name] = float(count)
-    value = float(len(days))
-    return _at_most("backfill_backlog", value, config, per_source=per_source,
-                    extra={"backlog_days": ", ".join(sorted(d.isoformat() for d in days))[:2000]},
-                    summary=f"{len(days)} day(s) of the open periods wait for re-processing")
+        state = read_state(store, config.lake_url, source.name, day)
+        raw = state.get("raw") or {}
+        try:
+            adapter = adapter_for(source.provider)
+            current = choose_current(adapter.discover(store, source.name, source.url, period_of(day),
+                                                      source.format)).current
+            new = delivery_day_fingerprints(store, source, current, config.lake_url).fingerprint(day) if current \
+                else None
+        except Exception as error:  # noqa: BLE001 - M10 / publish_guard report an unreadable landing zone
+            unlisted.append(f"{source.name} ({type(error).__name__})")
+            continue
+        old = raw.get("fingerprint")
+        if current is None or new == old or (old is None and new == ABSENT):
+            per_source[source.name] = 0.0  # nothing newer to process (an incomplete delivery waits for its files)
+            continue
+        built_from = _parse(raw.get("delivered_at")) if raw.get("version") else _parse(raw.get("ingested_at"))
+        since = built_from or dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        hours = max((current.delivered_at - since).total_seconds() / 3600, 0.0)
+        per_source[source.name] = hours
+        pending[source.name] = (f"delivery {current.version!r} ({current.delivered_at:%Y-%m-%d %H:%M} UTC) changed "
+                                f"this day, the lake holds {raw.get('version') or 'nothing'!s}: {hours:.1f} h behind"
+                                + (f" (held back: {state['held_back'].get('kind')})" if state.get("held_back") else ""))
+    value = max(per_source.values(), default=0.0)
+    target = config.slo.resolve("backfill_backlog")
+    failing = {name: text for name, text in pending.items() if per_source[name] > target.target}
+    summary = (f"worst source {value:.1f} h behind its landing zone" if pending else "every source is built from its "
+               "current delivery") + (f"; pending: {_listed(pending)}" if pending else "")
+    if unlisted:
+        summary += f"; landing zone not readable: {', '.join(unlisted)}"
+    return SliResult("backfill_backlog", value, target, not failing, per_source, summary=summary)
 
 
 # ---- M7 reconciliation ------------------------------------------------------------------------------------
 
+JUDGED_STATUSES = ("matched", "mismatch")
+
+
 def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Worst |relative| month-to-date delta against an invoice; a conservation break is always an ERROR."""
+    """M7: |export total - invoice| / invoice per closed billing period, worst source; any conservation
+    break is an ERROR.
+
+    A period is judged from its last day's partition on (`reconciliation.period_closed`): it fails when a
+    row's status is `mismatch` (beyond `reconciliation.absolute_tolerance` and `relative_tolerance`) or its
+    relative delta is above the SLO target (0.5 %). While the month is open the month-to-date delta is
+    information only (`sli/reconciliation_delta_month_to_date`), never a failure.
+    """
     frames = []
     for source in config.sources:
         url = slice_url(config.lake_url, "reconciliation_deltas", day, source.name)
         if store.exists(url):
             frames.append(pl.read_parquet(store.read_bytes(url)))
     table = pl.concat(frames, how="diagonal_relaxed") if frames else None
+    target = config.slo.resolve("reconciliation_delta")
     per_source: dict[str, float] = {}
+    month_to_date: dict[str, float] = {}
+    failing: dict[str, str] = {}
     breaks = 0
     if table is not None and table.height:
         breaks = table.filter(pl.col("status") == "conservation_break").height
-        for source, worst in table.group_by("source").agg(
-                pl.col("invoice_delta_relative").abs().max()).iter_rows():
-            per_source[source] = float(worst or 0.0)
+        for row in table.sort("source", "BillingAccountId", "BillingCurrency", nulls_last=True).iter_rows(named=True):
+            source, relative = row["source"], abs(row["invoice_delta_relative"] or 0.0)
+            if row["status"] == "month_in_progress":
+                month_to_date[source] = max(month_to_date.get(source, 0.0), relative)
+            elif row["status"] in JUDGED_STATUSES:
+                per_source[source] = max(per_source.get(source, 0.0), relative)
+                beyond = abs(row["invoice_delta"] or 0) > config.reconciliation.absolute_tolerance
+                if row["status"] == "mismatch" or (relative > target.target and beyond):
+                    failing[source] = "; ".join(filter(None, [failing.get(source), (
+                        f"account {row['BillingAccountId']} {row['BillingCurrency']}: {row['month_to_date_total']} "
+                        f"against invoice {row['invoice_amount']} ({row['invoice_delta_relative'] or 0.0:+.4%}, "
+                        f"{row['status']})")]))
+            elif row["status"] == "conservation_break":
+                failing[source] = "; ".join(filter(None, [failing.get(source), (
+                    f"account {row['BillingAccountId']} {row['BillingCurrency']}: conservation break of "
+                    f"{row['conservation_delta']} (raw - quarantined - duplicates != normalized): a pipeline bug")]))
     value = max(per_source.values(), default=0.0)
-    result = _at_most("reconciliation_delta", value, config, per_source=per_source,
-                      extra={"sli/conservation_breaks": breaks},
-                      summary=f"worst invoice delta {value:.4%}; {breaks} conservation break(s)")
+    extra: dict[str, float | int | str] = {
+        "sli/conservation_breaks": breaks,
+        "sli/reconciliation_delta_month_to_date": max(month_to_date.values(), default=0.0),
+        "billing_period": day.strftime("%Y-%m"),
+        "period_closed": "yes" if period_closed(day) else "no",
+    }
+    extra.update({f"sli/reconciliation_delta_month_to_date/{s}": v for s, v in sorted(month_to_date.items())})
+    if per_source:
+        summary = f"closed period {day:%Y-%m}: worst invoice delta {value:.4%} (target {target.target:.2%})"
+    elif month_to_date:
+        summary = (f"period {day:%Y-%m} open: month-to-date delta {max(month_to_date.values()):.4%} against the "
+                   "month's invoice (information, judged on the period's last day)")
+    else:
+        summary = f"period {day:%Y-%m}: no invoice to judge against yet"
+    if failing:
+        summary += f"; failing: {_listed(failing)}"
+    result = SliResult("reconciliation_delta", value, target, not failing, per_source, extra, summary=summary)
     if breaks:
-        result.passed, result.severity = False, "ERROR"
+        result.severity = "ERROR"
     return result
 
 
 # ---- M8 cost anomalies ------------------------------------------------------------------------------------
 
 def cost_anomalies(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Detect (and store in the lake) the day's spend anomalies and burn-rate breaches."""
+    """M8: anomalous spends detected in the rolling week ending at this day (the 7 days D-6..D), fewer than
+    the target (3) per week.
+
+    Detects (and stores in the lake) the day's spend anomalies and burn-rate breaches, then counts them with
+    the anomalies stored for the six days before. An anomaly is one flagged (day, dimension, key), or a
+    burn-rate breach: one spend spike may flag its service, account and team.
+    """
     table = anomalies.publish(config, store, day)
-    value = float(table.height)
+    week = {day - dt.timedelta(days=k): anomalies.read_published(store, config.lake_url, day - dt.timedelta(days=k))
+            for k in range(6, 0, -1)}
+    week[day] = table
+    counts = {d: frame.height for d, frame in week.items()}
+    value = float(sum(counts.values()))
+    target = config.slo.resolve("cost_anomalies")
     burn = table.filter(pl.col("kind") == "burn_rate").height
     markdown = markdown_table([
         {"kind": r["kind"], "dimension": r["dimension"], "key": r["key"], "spend": f"{r['spend']:.2f}",
          "baseline": f"{r['baseline']:.2f}", "delta": f"{r['delta']:+.2f}", "rows": r["rows"]}
         for r in table.head(20).iter_rows(named=True)
     ], empty="_no anomaly_")  # keys are delivered tag values: escaped for Markdown
-    return _at_most("cost_anomalies", value, config,
-                    extra={"sli/burn_rate_breaches": burn, "anomalies_table": anomalies.anomalies_url(
-                        config.lake_url, day), "anomalies": markdown},
-                    summary="; ".join(table["message"].head(3).to_list()) or "no anomaly")
+    days = ", ".join(f"{d:%m-%d}: {n}" for d, n in sorted(counts.items()) if n)
+    messages = pl.concat(list(week.values()), how="diagonal_relaxed")["message"].tail(3).to_list()
+    summary = (f"{int(value)} anomal{'y' if value == 1 else 'ies'} in the week {day - dt.timedelta(days=6)} to {day} "
+               f"({'fewer than' if value < target.target else 'NOT fewer than'} {target.target:g} per week)"
+               + (f"; per day {days}" if days else "") + (f"; latest: {'; '.join(messages)}" if messages else ""))
+    return SliResult("cost_anomalies", value, target, value < target.target,
+                     extra={"sli/cost_anomalies_day": table.height, "sli/burn_rate_breaches": burn,
+                            "anomalies_table": anomalies.anomalies_url(config.lake_url, day), "anomalies": markdown},
+                     summary=summary)
 
 
 # ---- M9 schema failures, M10 access violations ----------------------------------------------------------
@@ -354,17 +714,24 @@ def _problems(state: dict) -> list[dict]:
 
 
 def schema_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Files that could not be read because their columns are not what the adapter expects.
+    """M9: files that could not be read because their columns are not what the adapter expects, and sources
+    whose day a breaking schema change held back (state `held_back.kind == "drift"`).
 
     Columns added or removed since the previous delivery are reported, not failed: tag columns come
     and go legitimately.
     """
     per_source, added, removed = {}, 0, 0
+    failing: dict[str, str] = {}
     for source, state in _states(config, store, day).items():
         failures = [p for p in _problems(state) if p["kind"] == "unreadable" and SCHEMA_MARKERS.search(p["reason"])
                     and not is_access_denied(p["reason"])]
-        drift = 1 if (state.get("held_back") or {}).get("kind") == "drift" else 0  # a breaking change held it back
+        held = state.get("held_back") or {}
+        drift = 1 if held.get("kind") == "drift" else 0  # a breaking change held it back
         per_source[source] = float(max(len(failures), drift))
+        if drift:
+            failing[source] = f"held back by a breaking schema change: {str(held.get('reason') or '')[:300]}"
+        elif failures:
+            failing[source] = "; ".join(f"{p['file_uri']}: {p['reason'][:200]}" for p in failures)
         raw = state.get("raw") or {}
         before, after = set(raw.get("previous_columns") or []), set(raw.get("columns") or [])
         if before:
@@ -373,7 +740,8 @@ def schema_failures(config: BillingConfig, store: Store, day: dt.date, now: dt.d
     value = sum(per_source.values())
     return _at_most("schema_failures", value, config, per_source=per_source,
                     extra={"sli/columns_added": added, "sli/columns_removed": removed},
-                    summary=f"{int(value)} file(s) unreadable for a schema reason; columns +{added} -{removed}")
+                    summary=f"{int(value)} schema failure(s); columns +{added} -{removed}"
+                            + (f"; failing: {_listed(failing)}" if failing else ""))
 
 
 def access_violations(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
@@ -405,12 +773,17 @@ __all__ = [
     "access_violations",
     "backfill_backlog",
     "cost_anomalies",
+    "delivery_first_seen",
+    "delivery_outcome",
     "duplicate_rate",
     "expected_latency_hours",
     "export_latency",
     "export_success_rate",
     "freshness",
     "ingestion_cost",
+    "last_delivered_day",
+    "latency_target",
+    "quarantine_rate",
     "reconciliation_delta",
     "schema_failures",
     "unallocated_jump",
