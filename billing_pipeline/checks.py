@@ -3,10 +3,10 @@
 Thin: each check calls one function of `slis.py` for the run's partition and turns the result into
 an `AssetCheckResult` with one stable numeric key per SLI (`sli/<name>`, plus `sli/<name>/<source>`
 and `slo/<name>` for the target), so the UI shows every day's value in the check's history and per
-partition. No check is blocking by default: a blocking check stops every source's downstream layers,
-and one source's defect must never stop the others (invariant 6). Contract checks fail at ERROR and
-name the source instead (`slo.<name>.blocking: true` in billing.yaml makes one blocking anyway). The
-checks run inside `billing_daily` right after their asset.
+partition. No check is blocking: a blocking check stops every source's downstream layers, and one
+source's defect must never stop the others (invariant 6). Contract checks fail at ERROR and their
+description names the failing source(s) and why instead. The checks run inside `billing_daily` right
+after their asset.
 
 Partitioned checks are a preview feature of Dagster 1.13 (DAGSTER_NOTES.md); they are the way the
 evaluation records its partition, which makes freshness and SLIs partition-aware in the UI. The
@@ -15,6 +15,7 @@ preview warning is silenced here only, at definition time.
 
 
 import datetime as dt
+import math
 import re
 import warnings
 from collections.abc import Callable
@@ -135,16 +136,18 @@ def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) ->
         (RECONCILED, "source_failures", "source_failures", slis.source_failures,
          "Invariant 6: sources whose normalized, enriched or reconciliation build failed this day; the other "
          "sources were built and checked as usual.", False),
-        (RECONCILED, "sli_ingestion_cost", "ingestion_compute_seconds", slis.ingestion_cost,
-         "M5: compute seconds, bytes read and bytes stored for the day's slices.", False),
+        (RECONCILED, "sli_ingestion_cost", "ingestion_cost", slis.ingestion_cost,
+         "M5: the pipeline's own storage, requests and compute in money (cost_model: unit prices), month to date; "
+         "raw quantities (compute seconds, bytes read and stored, requests) in the metadata.", False),
     ]
     checks = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
         for asset, name, slo_name, compute, description, blocking in specs:
             target = config.slo.resolve(slo_name)
+            judged = "No target by default (reported)" if math.isinf(target.target) else f"Target {target.target:g}"
             checks.append(_check(asset, name, slo_name, compute, partitions_def,
-                                 f"{description} Target {target.target:g}, {target.severity} on breach, "
+                                 f"{description} {judged}, {target.severity} on breach, "
                                  f"routed to {target.route}.", blocking=blocking or target.blocking))
         for source in config.sources:
             checks.append(_check(
