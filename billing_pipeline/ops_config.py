@@ -146,7 +146,14 @@ class AlertsConfig(_Strict):
     page: WebhookRoute | None = None
     cooldown_minutes: float = Field(default=60.0, ge=0)
     timeout_seconds: float = Field(default=5.0, gt=0)
-    dagster_url: str = "http://localhost:3000"
+    dagster_url: str = "http://localhost:3000"  # the webserver's base URL: alerts link runs and checks under it
+    # Base of the runbook links (`<runbook_url>#runbook-<sli>`): the README as published for your team, e.g.
+    # https://github.com/<org>/billing-pipeline/blob/main/README.md. A relative default is shown as text.
+    runbook_url: str = "README.md"
+    # Outbox: a delivery that failed is retried after retry_initial_seconds, doubling up to retry_max_seconds.
+    retry_initial_seconds: float = Field(default=30.0, ge=0)
+    retry_max_seconds: float = Field(default=3600.0, ge=0)
+    retention_days: int = Field(default=35, ge=1)  # how long one-off alerts (anomalies) and routed runs are remembered
 
 
 # ---- M5 ingestion cost and M10 access violations ---------------------------------------------------------

@@ -32,13 +32,14 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     run_failure_sensor,
     run_status_sensor,
     sensor,
 )
 
 from billing_pipeline.adapters import adapter_for, choose_current
-from billing_pipeline.alerts import alerts_for_run, check_alert, send_alerts
+from billing_pipeline.alerts import AlertDeliveryError, check_alert, flush_outbox, route_finished_run, send_alerts
 from billing_pipeline.checks import dagster_name, freshness_check_name, to_check_result
 from billing_pipeline.config import BillingConfig, SourceConfig
 from billing_pipeline.fingerprints import changed_days, delivery_day_fingerprints, is_access_denied, open_periods
@@ -176,6 +177,7 @@ def build_late_arrival_sensors(config: BillingConfig, job: JobDefinition | Any,
 FRESHNESS_SENSOR = "billing_freshness"
 ALERTS_ON_SUCCESS = "billing_alerts_on_success"
 ALERTS_ON_FAILURE = "billing_alerts_on_failure"
+ALERTS_OUTBOX = "billing_alerts_outbox"
 
 
 def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_partition_key: Callable[[str], bool]
@@ -250,32 +252,45 @@ def build_freshness_sensor(config: BillingConfig, partitions_def: PartitionsDefi
 # ---- alerts: every finished run of billing_daily -----------------------------------------------------------
 
 def build_alert_sensors(job: JobDefinition | Any) -> list[SensorDefinition]:
-    """Run-status sensors: failed checks and anomalies of a successful run, and failed runs, become alerts."""
+    """Run-status sensors: failed checks and anomalies of a finished run, and failed runs, become alerts, and
+    passing checks resolve them (`alerts.route_finished_run`); the outbox sensor retries what failed."""
 
-
-    def _route(context: RunStatusSensorContext, billing: BillingResource, failure: str | None) -> None:
-        config = billing.config
-        store = billing.store()
+    def _route(context: RunStatusSensorContext, billing: BillingResource) -> None:
         run = context.dagster_run
-        alerts = alerts_for_run(context.instance, run, config, store, failure_message=failure)
-        if not alerts:
-            return
-        report = send_alerts(config, store, alerts, group=f"run {run.run_id[:8]} ({run.tags.get('dagster/partition')})")
-        context.log.info(f"run {run.run_id}: {len(report.sent)} alert(s) sent, {len(report.suppressed)} in cooldown")
+        report = route_finished_run(run, billing.config, instance=context.instance, store=billing.store())
+        context.log.info(f"run {run.run_id}: {len(report.sent)} alert(s) notified, {len(report.suppressed)} already "
+                         f"open or in cooldown, {len(report.resolved)} incident(s) resolved"
+                         + (" (routed before)" if report.already_routed else ""))
         for error in report.errors:
             context.log.warning(error)
+        if report.failures:  # recorded and queued: the tick fails so that the UI shows it
+            raise AlertDeliveryError(f"run {run.run_id}: alerts recorded, delivery failed (kept in the outbox, "
+                                     f"retried by {ALERTS_OUTBOX}):\n" + "\n".join(report.failures))
 
     @run_status_sensor(name=ALERTS_ON_SUCCESS, run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[job],
                        default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=5,
-                       description="Failed checks and cost anomalies of a finished billing_daily run -> alerts.")
+                       description="Failed checks and cost anomalies of a finished billing_daily run -> alerts; "
+                                   "passing checks resolve the pages they opened.")
     def _on_success(context: RunStatusSensorContext, billing: BillingResource) -> None:
-        _route(context, billing, None)
+        _route(context, billing)
 
     @run_failure_sensor(name=ALERTS_ON_FAILURE, monitored_jobs=[job], default_status=DefaultSensorStatus.RUNNING,
                         minimum_interval_seconds=5,
-                        description="A failed billing_daily run is a pipeline outage for its day -> page.")
+                        description="A failed billing_daily run is a pipeline outage for its day -> page naming the "
+                                    "failed steps' errors.")
     def _on_failure(context: RunFailureSensorContext, billing: BillingResource) -> None:
-        message = context.failure_event.message if context.failure_event else "run failed"
-        _route(context, billing, message or "run failed")
+        _route(context, billing)
 
-    return [_on_success, _on_failure]
+    @sensor(name=ALERTS_OUTBOX, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+            description="Retries alert messages whose delivery failed (kept in <lake>/_state/alerts/state.json), "
+                        "with exponential backoff; the tick fails while any message is undelivered.")
+    def _outbox(context: SensorEvaluationContext, billing: BillingResource) -> SkipReason:
+        report = flush_outbox(billing.config, billing.store())
+        if report.posts:
+            context.log.info(f"delivered {len(report.posts)} queued alert message(s)")
+        if report.pending:
+            raise AlertDeliveryError(report.undelivered)
+        return SkipReason(f"delivered {len(report.posts)} queued alert message(s)" if report.posts
+                          else "no alert message waiting")
+
+    return [_on_success, _on_failure, _outbox]

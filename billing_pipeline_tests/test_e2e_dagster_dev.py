@@ -68,7 +68,8 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
         statuses = dev.instigator_statuses()
         assert statuses == {
             "cur2_late_arrivals": "RUNNING", "billing_freshness": "RUNNING", "billing_alerts_on_success": "RUNNING",
-            "billing_alerts_on_failure": "RUNNING", "billing_daily_yesterday": "RUNNING"}
+            "billing_alerts_on_failure": "RUNNING", "billing_alerts_outbox": "RUNNING",
+            "billing_daily_yesterday": "RUNNING"}
 
         backfill_id = dev.launch_backfill(JOB_NAME, [d.isoformat() for d in week])
         runs = dev.wait_runs_finished({"dagster/backfill": backfill_id}, expected=7, timeout=150)
