@@ -32,17 +32,21 @@ outbox), so a restart of the daemon neither re-pages nor loses a queued message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -52,7 +56,7 @@ from billing_pipeline.config import BillingConfig
 from billing_pipeline.escaping import PAGERDUTY_MAX_BYTES, clip, json_size, slack_text
 from billing_pipeline.fingerprints import is_access_denied, read_state
 from billing_pipeline.ops_config import WebhookRoute
-from billing_pipeline.storage import Store, join
+from billing_pipeline.storage import Store, is_remote, join
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +79,15 @@ class Evidence:
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v}
 
-    def line(self) -> str:
+    def line(self, said: str = "", reason: bool = True) -> str:
+        """`source S, day D, file F, column C: reason`; the reason is left out when `said` (the alert's summary)
+        already holds it, or when `reason` is False."""
         parts = [f"source {self.source}" if self.source else "", f"day {self.day}" if self.day else "",
                  f"file {self.file}" if self.file else "", f"column {self.column}" if self.column else ""]
         where = ", ".join(p for p in parts if p)
+        core = re.sub(r"^held back \([^)]*\): ", "", self.reason)
+        if not reason or (said and core[:120] in said):
+            return where or self.reason
         return f"{where}: {self.reason}" if self.reason and where else (where or self.reason)
 
 
@@ -285,8 +294,10 @@ def _failing_sources(metadata: Mapping[str, Any]) -> dict[str, str]:
             if not (metric.startswith(f"sli/{name}/") and isinstance(value, (int, float))):
                 continue
             source = metric[len(f"sli/{name}/"):]
-            if (value < target) if floor else (value > target):
-                out[source] = f"{name} = {value:g} ({'below' if floor else 'above'} the target {target:g})"
+            own = metadata.get(f"slo/{name}/{source}")  # a per-source target (M2's daily-window providers)
+            goal = own if isinstance(own, (int, float)) else target
+            if (value < goal) if floor else (value > goal):
+                out[source] = f"{name} = {value:g} ({'below' if floor else 'above'} the target {goal:g})"
     return out
 
 
@@ -563,11 +574,11 @@ def _days(partitions: Iterable[str | None], limit: int = 14) -> str:
     return shown + (f" … (+{len(days) - limit})" if len(days) > limit else "")
 
 
-def _where_lines(entries: Sequence[Mapping[str, Any]], limit: int = 6) -> list[str]:
+def _where_lines(entries: Sequence[Mapping[str, Any]], limit: int = 6, reasons: bool = True) -> list[str]:
     lines = []
     for entry in entries:
         for where in entry.get("where") or []:
-            lines.append(Evidence(**where).line())
+            lines.append(Evidence(**where).line(said=str(entry.get("summary") or ""), reason=reasons))
     unique = list(dict.fromkeys(line for line in lines if line))
     return unique[:limit] + ([f"… and {len(unique) - limit} more"] if len(unique) > limit else [])
 
@@ -589,7 +600,7 @@ def _pagerduty_details(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _incident_summary(entries: Sequence[Mapping[str, Any]]) -> str:
     if len(entries) == 1:
-        where = _where_lines(entries, limit=1)
+        where = _where_lines(entries, limit=1, reasons=False)
         return f"{entries[0]['title']} ({where[0]})" if where else str(entries[0]["title"])
     headlines = list(dict.fromkeys(str(e["headline"]) for e in entries))
     if len(headlines) == 1:
@@ -767,6 +778,29 @@ def save_state(store: Store, lake_url: str, state: dict[str, Any]) -> None:
     store.write_bytes(state_url(lake_url), json.dumps(state, sort_keys=True, default=str, indent=1).encode())
 
 
+_STATE_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _state_locked(lake_url: str) -> Iterator[None]:
+    """One writer of the alert state at a time: sensors evaluated in threads of one process, and (for a lake on
+    local disk) the daemon and a script routing its own runs. A lake in an object store has no lock: there,
+    route in-process runs only where no daemon runs the alert sensors on the same lake."""
+    with _STATE_LOCK:
+        url = state_url(lake_url)
+        if is_remote(url):
+            yield
+            return
+        lock = Path(f"{url.removeprefix('file://')}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _routed(store: Store, config: BillingConfig, run_id: str) -> bool:
     return run_id in load_state(store, config.lake_url)["runs"]
 
@@ -854,11 +888,12 @@ def flush_outbox(config: BillingConfig, store: Store, now: dt.datetime | None = 
     """Retry every queued message that is due (the `billing_alerts_outbox` sensor, and each send)."""
     now = now or dt.datetime.now(dt.UTC)
     report = SendReport()
-    state = load_state(store, config.lake_url)
-    if not state["outbox"]:
-        return report
-    _flush(state, config, os.environ if env is None else env, poster or post_json, now, report)
-    save_state(store, config.lake_url, state)
+    with _state_locked(config.lake_url):
+        state = load_state(store, config.lake_url)
+        if not state["outbox"]:
+            return report
+        _flush(state, config, os.environ if env is None else env, poster or post_json, now, report)
+        save_state(store, config.lake_url, state)
     return report
 
 
@@ -872,6 +907,18 @@ def send_alerts(config: BillingConfig, store: Store, alerts: list[Alert], group:
                 now: dt.datetime | None = None, env: Mapping[str, str] | None = None,
                 poster: Poster | None = None, clears: Sequence[Clear] = (), run_id: str | None = None
                 ) -> SendReport:
+    """Notify new alerts, resolve what passes again, and deliver through the outbox (see `_send`)."""
+    if not (config.alerts.ticket or config.alerts.page):
+        report = SendReport(errors=["no alert route configured (alerts.ticket / alerts.page in billing.yaml)"])
+        log.warning("%s", report.errors[-1])
+        return report
+    with _state_locked(config.lake_url):
+        return _send(config, store, alerts, group, now or dt.datetime.now(dt.UTC), os.environ if env is None else env,
+                     poster or post_json, clears, run_id)
+
+
+def _send(config: BillingConfig, store: Store, alerts: list[Alert], group: str, now: dt.datetime,
+          env: Mapping[str, str], poster: Poster, clears: Sequence[Clear], run_id: str | None) -> SendReport:
     """Notify new alerts, resolve what passes again, and deliver through the outbox.
 
     - An alert already open (notified, not passed since) is not notified again; a page still failing
@@ -884,15 +931,8 @@ def send_alerts(config: BillingConfig, store: Store, alerts: list[Alert], group:
       to PagerDuty, one event per incident.
     - A clear closes its key; an incident with no open key left is resolved.
     """
-    now = now or dt.datetime.now(dt.UTC)
-    env = os.environ if env is None else env
-    poster = poster or post_json
     settings = config.alerts
     report = SendReport()
-    if not (settings.ticket or settings.page):
-        report.errors.append("no alert route configured (alerts.ticket / alerts.page in billing.yaml)")
-        log.warning("%s", report.errors[-1])
-        return report
     state = load_state(store, config.lake_url)
     if run_id and run_id in state["runs"]:
         report.already_routed = True

@@ -310,6 +310,28 @@ def test_failed_deliveries_stay_in_the_outbox_and_are_retried_with_exponential_b
         flaky.server.server_close()
 
 
+def test_concurrent_senders_lose_no_incident_and_no_queued_message(tmp_path: Path, routing_key: str) -> None:
+    """Sensors evaluated in threads (dagster.yaml `sensors: use_threads`) write the same alert state."""
+    down = Receiver(fail_first=10_000)
+    down.thread.start()
+    try:
+        config = load_config(write_config(tmp_path, [{"name": "a", "provider": "aws_cur2", "url": "x"}],
+                                          alerts=_alerts_config(down)))
+        now = dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
+        threads = [threading.Thread(target=send_alerts, args=(config, Store(), [_page(f"p{i}")], f"run {i}", now))
+                   for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        state = load_state(Store(), config.lake_url)
+        assert len(state["incidents"]) == 8
+        assert sorted(e["route"] for e in state["outbox"]) == ["page"] * 8 + ["ticket"] * 8
+    finally:
+        down.server.shutdown()
+        down.server.server_close()
+
+
 def test_a_tick_fails_while_alerts_are_undelivered_and_the_outbox_sensor_delivers_them_later(
         tmp_path: Path, receiver: Receiver, routing_key: str) -> None:
     config_path, _ = _two_sources(tmp_path, receiver, retry_initial_seconds=0)
