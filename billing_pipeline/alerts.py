@@ -442,10 +442,11 @@ def run_failure_alert(job_name: str, run_id: str, partition: str | None, message
             evidence.append(dataclasses.replace(found, reason=clip(f"step {failure.step}: {found.reason}", 600)))
     if config is not None and store is not None and partition:
         evidence += state_evidence(config, store, RUN_FAILURE, partition)
-    headline = f"{job_name} failed"
+    headline = f"{job_name} failed" + (" at " + ", ".join(sorted({f"{f.step} ({f.error_class})" for f in failures}))
+                                       if failures else "")
     return Alert(
         key=alert_key(RUN_FAILURE, job_name, partition), route="page", severity="ERROR",
-        title=clip(f"{headline} for {partition or 'a run'}: {cause_text}", 500), summary=clip(summary, 3000),
+        title=clip(f"{job_name} failed for {partition or 'a run'}: {cause_text}", 500), summary=clip(summary, 3000),
         partition=partition, origin=f"run:{run_id}",
         details={"run_id": run_id, "dagster_message": clip(message, 500),
                  "failed_steps": [f.step for f in failures]},
@@ -529,6 +530,8 @@ def route_finished_run(run: Any, config: BillingConfig, instance: Any = None, st
     routed (by a sensor or an earlier call) is not routed again. Undelivered messages stay in the outbox:
     see `report.pending` / `report.undelivered`.
     """
+    if not (config.alerts.ticket or config.alerts.page):  # nothing to route to (the demo's billing.yaml)
+        return SendReport(errors=["no alert route configured (alerts.ticket / alerts.page in billing.yaml)"])
     store = store or Store(config.storage_options)
     if hasattr(run, "all_events") and hasattr(run, "dagster_run"):
         events, dagster_run, succeeded = list(run.all_events), run.dagster_run, bool(run.success)
@@ -967,6 +970,18 @@ def _send(config: BillingConfig, store: Store, alerts: list[Alert], group: str, 
     retrigger: dict[str, dict[str, Any]] = {}
     for alert in unique:
         incident = index.get(alert.key)
+        if incident is not None and incident["cause"] != alert.group:
+            # the same partition fails for another reason now (a failed run's step or error changed): the old
+            # cause is over, the new one is news
+            incident["open"].pop(alert.key)
+            incident.setdefault("cleared", []).append({"partition": alert.partition, "at": stamp,
+                                                       "note": clip(f"now failing as: {alert.group}", 300)})
+            if not incident["open"]:
+                closed.append(incident)
+                del state["incidents"][incident["id"]]
+                report.resolved.append(f"{incident['headline']} for {_days(incident['partitions'])}")
+            fresh.setdefault((alert.group, alert.stateful), []).append(with_evidence(alert, config, store))
+            continue
         if incident is not None:
             incident["open"][alert.key]["seen"] = stamp
             report.suppressed.append(alert)

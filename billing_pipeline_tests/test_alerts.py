@@ -22,10 +22,12 @@ from billing_pipeline.alerts import (
     Alert,
     AlertDeliveryError,
     Clear,
+    StepFailure,
     check_alert,
     flush_outbox,
     load_state,
     route_finished_run,
+    run_failure_alert,
     runbook_anchor,
     send_alerts,
     state_url,
@@ -463,3 +465,26 @@ def test_every_sli_and_a_failed_run_have_a_runbook_section_in_the_readme() -> No
     readme = README.read_text()
     missing = [name for name in [*SLO_DEFAULTS, RUN_FAILURE] if f'<a id="{runbook_anchor(name)}"></a>' not in readme]
     assert missing == []
+
+
+def test_a_day_failing_for_another_reason_resolves_the_old_page_and_pages_the_new_cause(
+        tmp_path: Path, receiver: Receiver, routing_key: str) -> None:
+    config = load_config(write_config(tmp_path, [{"name": "a", "provider": "aws_cur2", "url": "x"}],
+                                      alerts=_alerts_config(receiver)))
+    store, now = Store(), dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
+
+    def failed(run_id: str, step: str, error: str) -> Alert:
+        cls = error.split(":")[0]
+        return run_failure_alert("billing_daily", run_id, DAY, "Steps failed", [StepFailure(step, cls, error)])
+
+    send_alerts(config, store, [failed("r1", "raw_line_items", "OSError: s3://bucket/a.csv: timed out")], "r1", now)
+    (first,) = receiver.pages("trigger")
+    assert first["payload"]["class"] == "billing_daily failed at raw_line_items (OSError)"
+    send_alerts(config, store, [failed("r2", "reconciliation_deltas", "KeyError: 'amount'")], "r2", now)
+    assert [r["dedup_key"] for r in receiver.pages("resolve")] == [first["dedup_key"]]
+    second = receiver.pages("trigger")[-1]
+    assert second["dedup_key"] != first["dedup_key"] and "KeyError" in second["payload"]["summary"]
+    ticket = receiver.by_path("/slack")[-1]["text"]
+    assert "resolved: billing_daily failed at raw_line_items (OSError)" in ticket and "KeyError" in ticket
+    again = send_alerts(config, store, [failed("r3", "reconciliation_deltas", "KeyError: 'amount'")], "r3", now)
+    assert again.sent == [] and len(receiver.pages()) == 3  # the same cause again: still the open page
