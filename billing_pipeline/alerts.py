@@ -568,6 +568,8 @@ def alert_entry(alert: Alert, dagster_url: str = "", runbook_url: str = "README.
         entry["runbook"] = f"{runbook_url}#{runbook_anchor(alert.runbook)}"
     if alert.run_id and dagster_url:
         entry["run"] = run_link(dagster_url, alert.run_id)
+    elif alert.check and dagster_url:  # no run (the freshness sensor): the asset's checks, with their history
+        entry["checks"] = asset_checks_link(dagster_url, alert.origin.split(":")[0])
     return entry
 
 
@@ -634,6 +636,8 @@ def _trigger(entries: list[dict[str, Any]], group: str, dedup_key: str, dagster_
         details["dagster_runs"] = runs[:20]
     links = [{"href": url, "text": f"Runbook: {url.rsplit('#', 1)[-1]}"} for url in runbooks[:3] if _is_url(url)]
     links += [{"href": url, "text": f"Dagster run {url.rsplit('/', 1)[-1][:8]}"} for url in runs[:5]]
+    checks = list(dict.fromkeys(e["checks"] for e in entries if e.get("checks")))
+    links += [{"href": url, "text": "Dagster checks of " + url.rsplit("/", 1)[-1].split("?")[0]} for url in checks[:3]]
     links.append({"href": dagster_url, "text": "Dagster UI"})
     return {
         "event_action": "trigger",
@@ -717,6 +721,8 @@ def slack_payload(alerts: list[Alert], group: str, dagster_url: str, resolved: S
                                      f"Runbook: {runbook_anchor(first.runbook)}"))
         for run_id in list(dict.fromkeys(a.run_id for a in members if a.run_id))[:3]:
             links.append(_slack_link(str(run_link(dagster_url, run_id)), f"Dagster run {run_id[:8]}"))
+        for url in list(dict.fromkeys(e["checks"] for e in entries if e.get("checks")))[:2]:
+            links.append(_slack_link(url, "Dagster checks of " + url.rsplit("/", 1)[-1].split("?")[0]))
         if links:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)[:2900]}]})
         for alert in members:

@@ -389,6 +389,9 @@ def test_twelve_overdue_days_are_one_page_and_a_later_day_joins_it_without_resen
                                                  "2023-11-01, 2023-11-02")
     assert page["payload"]["custom_details"]["incident"]["partitions"] == [d.isoformat() for d in days]
     assert page["payload"]["custom_details"]["incident"]["sources"] == ["alpha"]
+    assert page["payload"]["custom_details"]["runbook"] == f"{RUNBOOKS}#runbook-freshness"
+    assert {"href": f"{DAGSTER}/assets/raw_line_items?view=checks", "text": "Dagster checks of raw_line_items"} in \
+        page["links"]  # no run behind a sensor's alert: the checks' page, with every partition's evaluations
     (ticket,) = receiver.by_path("/slack")
     assert ticket["text"].startswith("billing-pipeline: 12 alert(s) (12 paged)")
 
