@@ -276,7 +276,7 @@ def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.da
     extra.update({f"sli/export_latency_backfill_hours/{name}": hours for name, hours in sorted(backfill.items())})
     extra.update({f"slo/export_latency_hours/{name}": target for name, target in sorted(targets.items())})
     worst = max(per_source, key=per_source.__getitem__, default=None)
-    summary = (f"delivery to first seen: worst {value:.2f} h ({worst})" if worst else "no delivery measured")
+    summary = (f"delivery to first seen: worst {value:.2f} h ({worst})" if worst else "no delivery judged")
     if backfill:
         summary += ("; backfilled old deliveries (lag recorded, not judged): "
                     + ", ".join(f"{name} {hours:.0f} h" for name, hours in sorted(backfill.items())))
@@ -617,7 +617,9 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
     A period is judged from its last day's partition on (`reconciliation.period_closed`): it fails when a
     row's status is `mismatch` (beyond `reconciliation.absolute_tolerance` and `relative_tolerance`) or its
     relative delta is above the SLO target (0.5 %). While the month is open the month-to-date delta is
-    information only (`sli/reconciliation_delta_month_to_date`), never a failure.
+    information only (`sli/reconciliation_delta_month_to_date`), never a failure. A source with days of the
+    closed period never built (no state: a backfill of the last day alone, or still running) is not judged
+    yet: its month to date lacks those days.
     """
     frames = []
     for source in config.sources:
@@ -629,12 +631,21 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
     per_source: dict[str, float] = {}
     month_to_date: dict[str, float] = {}
     failing: dict[str, str] = {}
+    unbuilt: dict[str, list[dt.date]] = {}
     breaks = 0
     if table is not None and table.height:
         breaks = table.filter(pl.col("status") == "conservation_break").height
+        if period_closed(day):
+            first = day.replace(day=1)
+            for source in {str(s) for s in table.filter(pl.col("status").is_in(JUDGED_STATUSES))["source"]}:
+                missing = [first + dt.timedelta(days=k) for k in range((day - first).days)
+                           if not set(read_state(store, config.lake_url, source, first + dt.timedelta(days=k)))
+                           & {"raw", "held_back"}]
+                if missing:
+                    unbuilt[source] = missing
         for row in table.sort("source", "BillingAccountId", "BillingCurrency", nulls_last=True).iter_rows(named=True):
             source, relative = row["source"], abs(row["invoice_delta_relative"] or 0.0)
-            if row["status"] == "month_in_progress":
+            if row["status"] == "month_in_progress" or (row["status"] in JUDGED_STATUSES and source in unbuilt):
                 month_to_date[source] = max(month_to_date.get(source, 0.0), relative)
             elif row["status"] in JUDGED_STATUSES:
                 per_source[source] = max(per_source.get(source, 0.0), relative)
@@ -663,6 +674,10 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
                    "month's invoice (information, judged on the period's last day)")
     else:
         summary = f"period {day:%Y-%m}: no invoice to judge against yet"
+    if unbuilt:
+        summary += "; not judged yet (days of the period never built, the month to date lacks them): " + _listed(
+            {name: f"{len(days)} day(s), first {days[0]}; materialize them, then {day} again"
+             for name, days in unbuilt.items()})
     if failing:
         summary += f"; failing: {_listed(failing)}"
     result = SliResult("reconciliation_delta", value, target, not failing, per_source, extra, summary=summary)

@@ -221,11 +221,15 @@ def test_m6_is_the_delivered_hours_a_day_is_behind_never_the_wall_clock(tmp_path
 LAST = dt.date(2023, 11, 30)
 
 
-def _invoiced_day(tmp_path: Path, day: dt.date, costs: tuple[str, str], invoice: str,
+def _invoiced_day(tmp_path: Path, day: dt.date, costs: tuple[str, str], invoice: str, earlier_built: bool = True,
                   **extra) -> tuple[BillingConfig, pl.DataFrame]:
     """One source whose only rows are `day`'s 9 rows (8 x costs[0] + 1 x costs[1]), the month invoiced at
-    `invoice`; returns the config and the day's reconciliation rows."""
+    `invoice`; the month's earlier days were built and held no rows (unless not `earlier_built`). Returns
+    the config and the day's reconciliation rows."""
     config = _config(tmp_path, ["alpha"], **extra)
+    for k in range(day.day - 1 if earlier_built else 0):
+        write_state(Store(), config.lake_url, "alpha", day.replace(day=k + 1),
+                    {"raw": {"rows": 0, "version": "exec-1"}})
     special = ("payments", "AmazonEC2")
     frame = pl.DataFrame(cur2_rows(day)).with_columns(
         pl.when((pl.col("resource_tags_user_team") == special[0]) & (pl.col("line_item_product_code") == special[1]))
@@ -275,6 +279,15 @@ def test_m7_a_closed_period_beyond_the_slo_target_fails_even_within_loose_tolera
     result = slis.reconciliation_delta(config, Store(), LAST, DAY_END)
     assert result.value == pytest.approx(float(Decimal(6) / Decimal(994))) and not result.passed
     assert result.target.target == 0.005
+
+
+def test_m7_a_closed_period_with_days_never_built_is_not_judged_yet(tmp_path: Path) -> None:
+    config, table = _invoiced_day(tmp_path, LAST, ("100", "200"), "31000", earlier_built=False)
+    assert table["status"].to_list() == ["mismatch"]  # the month to date holds only the last day
+    result = slis.reconciliation_delta(config, Store(), LAST, DAY_END)
+    assert result.passed and result.per_source == {}
+    assert "not judged yet" in result.summary and "29 day(s), first 2023-11-01" in result.summary
+    assert result.extra["sli/reconciliation_delta_month_to_date"] == pytest.approx(30000 / 31000)
 
 
 def test_m7_month_to_date_deltas_are_information_while_the_month_is_open(tmp_path: Path) -> None:
