@@ -155,13 +155,12 @@ def delivery_outcome(state: dict, day: dt.date) -> tuple[bool | None, str]:
     if not raw.get("version"):
         denied = (state.get("access") or {}).get("last_denied")
         return None, "no delivery ingested" + (f" (listing denied: {denied[:200]})" if denied else "")
-    confirmed = raw.get("confirmed_version")
-    if not confirmed or confirmed == raw["version"]:  # a newer complete delivery since makes older problems moot
-        failed = [p for p in raw.get("problems") or [] if p.get("kind") in FAILED_DELIVERY_KINDS]
-        if failed:
-            kinds = ", ".join(sorted({p["kind"] for p in failed}))
-            files = ", ".join(sorted({p["file_uri"] for p in failed}))
-            return False, f"delivery failed ({kinds}): {files}"[:500]
+    # the problems of the delivery the day was last built from or confirmed by, and of newer ones passed over
+    failed = [p for p in raw.get("problems") or [] if p.get("kind") in FAILED_DELIVERY_KINDS]
+    if failed:
+        kinds = ", ".join(sorted({p["kind"] for p in failed}))
+        files = ", ".join(sorted({p["file_uri"] for p in failed}))
+        return False, f"delivery failed ({kinds}): {files}"[:500]
     if int(raw.get("files_read") or 0) < int(raw.get("files_listed") or 0):
         return False, f"read {raw.get('files_read')} of the {raw.get('files_listed')} files its delivery lists"
     times = [t for t in (_parse(raw.get("delivered_at")), _parse(raw.get("confirmed_delivered_at"))) if t]

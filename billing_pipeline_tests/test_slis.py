@@ -104,6 +104,12 @@ def test_m1_missing_early_held_back_and_quarantined_deliveries_lower_it(tmp_path
     assert "part-9.csv.gz" in late.summary and "held back (drift)" in late.summary
     assert "source 'alpha'" not in late.summary
 
+    # the provider repairs it: a newer complete delivery with the same rows confirms the day
+    _deliver(_root(tmp_path, "quarantined"), "exec-3", day_rows, DAY_END + 8 * HOUR)
+    run_day(config, DAY)
+    repaired = slis.export_success_rate(config, store, DAY, DAY_END + 25 * HOUR)
+    assert repaired.per_source["quarantined"] == 1.0 and repaired.value == pytest.approx(2 / 5)
+
 
 # ---- M2 export latency ------------------------------------------------------------------------------------
 
