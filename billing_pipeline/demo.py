@@ -1,7 +1,8 @@
 """`make demo`: a clean month as a backfill of `billing_daily`, then named incidents and the checks they fail.
 
-1. Generates a month of sample exports (five sources) into `data/landing`, and holds the generator's
-   deliberate re-sends out of it (files delivered twice, repeated rows), so that the month is clean.
+1. Generates a month of sample exports (five sources) into `data/landing` without the generator's
+   deliberate faults (its spend spikes off, its re-sends held out: files delivered twice, repeated
+   rows), so that the month is clean.
 2. Loads the code location from `workspace.yaml`, as `dagster dev` does, and launches the month as a
    backfill of `billing_daily` on the instance in `$DAGSTER_HOME`: every run carries the code
    location's origin, so it shows on the job's page, its Runs tab and the Overview timeline. The runs
@@ -333,7 +334,8 @@ class BillingDailyLauncher:
                                       self.partition_set, backfill, data.name, data.tags, run_config)
             if run is None:
                 continue
-            if not outcomes:  # visible in the UI's Backfills tab from its first run on
+            if not outcomes:  # in the UI's Backfills tab from its first run on; recorded as `dagster job
+                # backfill` records it once its runs are submitted, so that a daemon does not submit them again
                 self.instance.add_backfill(backfill.with_status(BulkActionStatus.COMPLETED))
             outcome = self.execute(run, data.name)
             outcomes.append(outcome)
