@@ -566,7 +566,9 @@ def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.
     rows for the day differ from what the day's raw slice was built from (its per-day fingerprint), the
     backlog is the current delivery's timestamp minus that of the delivery the slice was built from (or,
     when the slice was built while nothing was delivered, the time it was built; never built: the day's
-    start). Zero once the day is rebuilt, so every partition keeps its own history.
+    start). A day held back from the current delivery (drift, shrink) is pending until repaired or accepted;
+    a newest delivery the raw build passed over as unreadable is not (nothing can process it: M1 counts it).
+    Zero once the day is rebuilt, so every partition keeps its own history.
     """
     per_source: dict[str, float] = {}
     pending: dict[str, str] = {}
@@ -574,26 +576,29 @@ def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.
     for source in config.sources:
         state = read_state(store, config.lake_url, source.name, day)
         raw = state.get("raw") or {}
+        held = state.get("held_back") or {}
         try:
             adapter = adapter_for(source.provider)
             current = choose_current(adapter.discover(store, source.name, source.url, period_of(day),
                                                       source.format)).current
-            new = delivery_day_fingerprints(store, source, current, config.lake_url).fingerprint(day) if current \
-                else None
+            unusable = current is None or current.version in (raw.get("passed_over_versions") or [])
+            new = None if unusable or held.get("version") == current.version else delivery_day_fingerprints(
+                store, source, current, config.lake_url).fingerprint(day)
         except Exception as error:  # noqa: BLE001 - M10 / publish_guard report an unreadable landing zone
             unlisted.append(f"{source.name} ({type(error).__name__})")
             continue
         old = raw.get("fingerprint")
-        if current is None or new == old or (old is None and new == ABSENT):
-            per_source[source.name] = 0.0  # nothing newer to process (an incomplete delivery waits for its files)
+        if unusable or (new is not None and (new == old or (old is None and new == ABSENT))):
+            per_source[source.name] = 0.0  # nothing newer that can be processed
             continue
+        assert current is not None
         built_from = _parse(raw.get("delivered_at")) if raw.get("version") else _parse(raw.get("ingested_at"))
         since = built_from or dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         hours = max((current.delivered_at - since).total_seconds() / 3600, 0.0)
         per_source[source.name] = hours
         pending[source.name] = (f"delivery {current.version!r} ({current.delivered_at:%Y-%m-%d %H:%M} UTC) changed "
                                 f"this day, the lake holds {raw.get('version') or 'nothing'!s}: {hours:.1f} h behind"
-                                + (f" (held back: {state['held_back'].get('kind')})" if state.get("held_back") else ""))
+                                + (f" (held back: {held.get('kind')})" if held else ""))
     value = max(per_source.values(), default=0.0)
     target = config.slo.resolve("backfill_backlog")
     failing = {name: text for name, text in pending.items() if per_source[name] > target.target}

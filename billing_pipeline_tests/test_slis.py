@@ -104,6 +104,9 @@ def test_m1_missing_early_held_back_and_quarantined_deliveries_lower_it(tmp_path
     assert "part-9.csv.gz" in late.summary and "held back (drift)" in late.summary
     assert "source 'alpha'" not in late.summary
 
+    # M6: the unreadable newest delivery is nothing the pipeline could process (M1 counts it), no backlog
+    assert slis.backfill_backlog(config, store, DAY, DAY_END).per_source["quarantined"] == 0.0
+
     # the provider repairs it: a newer complete delivery with the same rows confirms the day
     _deliver(_root(tmp_path, "quarantined"), "exec-3", day_rows, DAY_END + 8 * HOUR)
     run_day(config, DAY)
@@ -220,6 +223,15 @@ def test_m6_is_the_delivered_hours_a_day_is_behind_never_the_wall_clock(tmp_path
                                               10.0 + TEAMS.index(t) + SERVICES.index(s), days=days), t3)
     pending = slis.backfill_backlog(config, store, days[1], t3)
     assert pending.value == pytest.approx(3.0) and pending.passed
+    run_day(config, days[1])
+
+    # a breaking schema change 6 h later holds the day back: pending until repaired or accepted
+    t4 = t3 + 6 * HOUR
+    write_data_export(root, "exec-4", _drifted(cur2_month_frame(PERIOD, days=days)), period=PERIOD, file_format="csv",
+                      export_time=_stamp(t4))
+    run_day(config, days[1])
+    held = slis.backfill_backlog(config, store, days[1], t4)
+    assert held.value == pytest.approx(6.0) and not held.passed and "held back: drift" in held.summary
 
 
 # ---- M7 reconciliation delta ------------------------------------------------------------------------------
