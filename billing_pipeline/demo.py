@@ -576,7 +576,8 @@ def run_incident(launcher: BillingDailyLauncher, config: BillingConfig, incident
     """Inject the incident, find the days it changed as the sensor would, re-run them as a backfill."""
     source = incident_source(config, incident)
     files = incident.inject(source, incident.day)
-    days = [d for d in changed_days(config, source, as_of) if d.isoformat() in set(launcher.partition_keys())]
+    partitions = set(launcher.partition_keys())
+    days = [d for d in changed_days(config, source, as_of) if d.isoformat() in partitions]
     days = days or [incident.day]  # a delivery the sensor cannot fingerprint is still re-run on its day
     backfill_id, runs = launcher.backfill(
         days, title=f"incident: {incident.name}", tags={INCIDENT_TAG: incident.name, DEMO_TAG: "incident"},

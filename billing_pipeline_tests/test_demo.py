@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,7 +19,7 @@ from dagster import DagsterRunStatus, RunsFilter, instance_for_test
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
 
-from billing_pipeline.config import CONFIG_ENV_VAR, load_config
+from billing_pipeline.config import CONFIG_ENV_VAR, ConfigError, load_config
 from billing_pipeline.definitions import JOB_NAME
 from billing_pipeline.demo import (
     DEMO_TAG,
@@ -53,6 +54,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     incident = dataclasses.replace(
         next(i for i in demo_incidents(MONTH) if i.name == "file-delivered-twice"), day=INCIDENT_DAY)
     (work / "dagster_home").mkdir()
+    module = importlib.import_module("billing_pipeline.definitions")
+    saved = module.defs  # the launcher rebuilds the module's definitions for the test's configuration
     with pytest.MonkeyPatch.context() as env:
         env.setenv(CONFIG_ENV_VAR, str(config_path))
         with instance_for_test(temp_dir=str(work / "dagster_home")) as instance:
@@ -65,8 +68,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
                     instance=instance, launcher=launcher, held=held, partitions=partitions, backfill_id=backfill_id,
                     month=month, incident=incident, resent=resent,
                     latest=latest_check_outcomes(instance, launcher.source_names))
-    module = importlib.import_module("billing_pipeline.definitions")
-    importlib.reload(module)  # back to the definitions of the environment without the test's config
+    module.defs = saved
 
 
 def test_partitions_end_at_the_configured_end_date(demo: SimpleNamespace) -> None:
@@ -129,3 +131,13 @@ def test_the_ui_shows_the_incident_on_its_day_only(demo: SimpleNamespace) -> Non
     clean_red = {(o.day, c.check) for o in demo.month for c in o.failed_checks}
     incident_red = {(INCIDENT_DAY.isoformat(), check) for check in demo.incident.expected}
     assert red == clean_red | incident_red
+
+
+def test_end_date_is_the_last_partition_and_never_before_the_start(tmp_path: Path) -> None:
+    from partitions import daily_usage_partitions
+
+    keys = daily_usage_partitions("2026-10-01", "2026-10-31").get_partition_keys()
+    assert (len(keys), keys[0], keys[-1]) == (31, "2026-10-01", "2026-10-31")
+    source = [{"name": "cur2", "provider": "aws_cur2", "url": str(tmp_path)}]
+    with pytest.raises(ConfigError, match="end_date 2026-09-30 is before start_date 2026-10-01"):
+        load_config(write_config(tmp_path, source, start_date="2026-10-01", end_date="2026-09-30"))
