@@ -184,8 +184,9 @@ def overdue_days(config: BillingConfig, store: Store, now: dt.datetime, has_part
                  ) -> list[tuple[SourceConfig, dt.date, Any]]:
     """(source, day, SLI result) of every day in the freshness window that is past its deadline and missing.
 
-    A day after the last day any source delivered fails at WARN (ticket), not ERROR: either every export
-    stopped or the configured sources end before it (`slis.freshness`); the lake is listed once per tick.
+    A day after the last day any source delivered, when that day is older than the freshness window, fails at
+    WARN (ticket), not ERROR: the configured sources end before it (`slis.freshness`); the lake is listed
+    once per tick.
     """
 
     out = []
@@ -207,8 +208,8 @@ def build_freshness_sensor(config: BillingConfig, partitions_def: PartitionsDefi
 
     The check inside `billing_daily` judges a day when it is materialized; a day that never shows up
     has no run, so this sensor reports the failed evaluation for that partition (once per day and
-    source, kept in the cursor) and pages; a day after the last day any source delivered is reported at
-    WARN and ticketed instead.
+    source, kept in the cursor) and pages; a day after the last day any source delivered, that day being
+    older than the freshness window, is reported at WARN and ticketed instead.
     """
 
 

@@ -305,11 +305,12 @@ def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetim
               last_delivered: dt.date | None | object = _UNKNOWN) -> SliResult:
     """End of usage day to first available in the lake, against the source's expected latency.
 
-    Not available yet: passes while the deadline is ahead, fails once it has passed: at ERROR (page) while
-    some source has delivered this day or a later one, at WARN (ticket) for a day after the last day any
-    source delivered (every export stopped, or the configured sources end before it: nothing to page about
-    for this source alone). Judged on this partition's own record only, so materializing another day never
-    makes this one look fresh. `last_delivered` saves the lake listing when the caller knows it.
+    Not available yet: passes while the deadline is ahead, fails once it has passed, at ERROR (page);
+    at WARN (ticket) for a day after the last day any source delivered when that last day is itself older
+    than the freshness window (the configured sources end before this day, as in a demo month, or every
+    export stopped long ago and was paged then). A recent stop of every source still pages. Judged on
+    this partition's own record only, so materializing another day never makes this one look fresh.
+    `last_delivered` saves the lake listing when the caller knows it.
     """
     latency = expected_latency_hours(source)
     base = config.slo.resolve("freshness")
@@ -337,12 +338,14 @@ def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetim
                                f"({'within' if passed else 'past'} the {latency:g} h deadline)")
     if not passed:
         last = last_delivered_day(config, store) if last_delivered is _UNKNOWN else last_delivered
-        if last is None or (isinstance(last, dt.date) and last < day):
+        horizon = now.date() - dt.timedelta(days=config.automation.freshness_window_days)
+        if last is None or (isinstance(last, dt.date) and last < day and last < horizon):
             result.target = target.model_copy(update={"severity": "WARN", "route": "ticket"})
             result.extra["last_delivered_day"] = last.isoformat() if isinstance(last, dt.date) else "none"
             result.summary += (f"; no source has delivered {day} or any later day (last: "
-                               f"{last.isoformat() if isinstance(last, dt.date) else 'none'}): every export "
-                               "stopped, or the configured sources end before this day (WARN, not paged)")
+                               f"{last.isoformat() if isinstance(last, dt.date) else 'none'}, before the "
+                               "freshness window): the configured sources end before this day, or every export "
+                               "stopped long ago (WARN, not paged)")
     return result
 
 

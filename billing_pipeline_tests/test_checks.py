@@ -247,19 +247,25 @@ def test_the_freshness_sensor_fails_missing_days_once_per_partition(tmp_path: Pa
     assert list(again.asset_events) == []
 
 
-def test_the_freshness_sensor_warns_only_after_the_last_day_any_source_delivered(tmp_path: Path, instance) -> None:
-    """Days after the last day any source delivered (every export stopped, or the sources end before them, as
-    in a demo) fail at WARN with a ticket, not at ERROR with a page."""
+@pytest.mark.parametrize(("last_back", "severity", "route"), [(10, AssetCheckSeverity.WARN, "ticket"),
+                                                              (4, AssetCheckSeverity.ERROR, "page")])
+def test_the_freshness_sensor_warns_after_the_last_day_any_source_delivered_long_ago(
+        tmp_path: Path, instance, last_back: int, severity: AssetCheckSeverity, route: str) -> None:
+    """Days after the last day any source delivered, that day older than the freshness window (the sources end
+    before them, as in a demo month), fail at WARN with a ticket; a recent stop of every source still pages."""
     config_path = write_config(tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(tmp_path / "none")}],
-                               start_date="2020-01-01", automation={"freshness_window_days": 4})
+                               start_date="2020-01-01", automation={"freshness_window_days": 5})
     today = dt.datetime.now(dt.UTC).date()
-    _publish_raw(config_path, "alpha", today - dt.timedelta(days=4))  # the last day delivered
+    last = today - dt.timedelta(days=last_back)
+    _publish_raw(config_path, "alpha", last)  # the last day delivered
     sensor = build_definitions(config_path).resolve_sensor_def(FRESHNESS_SENSOR)
     resources = {"billing": BillingResource(config_path=str(config_path))}
     result = sensor(build_sensor_context(instance=instance, resources=resources))
-    assert {e.partition for e in result.asset_events} == {(today - dt.timedelta(days=k)).isoformat() for k in (2, 3)}
+    overdue = {(today - dt.timedelta(days=k)).isoformat() for k in (2, 3, 4, 5) if k != last_back}
+    assert {e.partition for e in result.asset_events} == overdue
     for event in result.asset_events:
-        assert not event.passed and event.severity == AssetCheckSeverity.WARN
-        assert event.metadata["alert/route"].value == "ticket"
-        assert event.metadata["last_delivered_day"].value == (today - dt.timedelta(days=4)).isoformat()
-        assert "no source has delivered" in event.description
+        assert not event.passed and event.severity == severity
+        assert event.metadata["alert/route"].value == route
+        if route == "ticket":
+            assert event.metadata["last_delivered_day"].value == last.isoformat()
+            assert "no source has delivered" in event.description
