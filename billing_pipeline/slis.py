@@ -695,19 +695,28 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
 
 # ---- M8 cost anomalies ------------------------------------------------------------------------------------
 
+def anomalous_spends(table: pl.DataFrame) -> int:
+    """Anomalous spends of one day's anomaly table: service, account and team each partition the same spend,
+    so one spike flagged on its service, its account and its team is one anomalous spend. The day counts the
+    most keys flagged in any one dimension (a burn-rate breach, dimension `total`, is one)."""
+    if table.is_empty():
+        return 0
+    return int(table.group_by("dimension").len()["len"].max())
+
+
 def cost_anomalies(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
     """M8: anomalous spends detected in the rolling week ending at this day (the 7 days D-6..D), fewer than
     the target (3) per week.
 
     Detects (and stores in the lake) the day's spend anomalies and burn-rate breaches, then counts them with
-    the anomalies stored for the six days before. An anomaly is one flagged (day, dimension, key), or a
-    burn-rate breach: one spend spike may flag its service, account and team.
+    the anomalies stored for the six days before, per day as `anomalous_spends` (one spike flagged on its
+    service, account and team counts once; every flag is still listed and alerted).
     """
     table = anomalies.publish(config, store, day)
     week = {day - dt.timedelta(days=k): anomalies.read_published(store, config.lake_url, day - dt.timedelta(days=k))
             for k in range(6, 0, -1)}
     week[day] = table
-    counts = {d: frame.height for d, frame in week.items()}
+    counts = {d: anomalous_spends(frame) for d, frame in week.items()}
     value = float(sum(counts.values()))
     target = config.slo.resolve("cost_anomalies")
     burn = table.filter(pl.col("kind") == "burn_rate").height
@@ -718,11 +727,12 @@ def cost_anomalies(config: BillingConfig, store: Store, day: dt.date, now: dt.da
     ], empty="_no anomaly_")  # keys are delivered tag values: escaped for Markdown
     days = ", ".join(f"{d:%m-%d}: {n}" for d, n in sorted(counts.items()) if n)
     messages = pl.concat(list(week.values()), how="diagonal_relaxed")["message"].tail(3).to_list()
-    summary = (f"{int(value)} anomal{'y' if value == 1 else 'ies'} in the week {day - dt.timedelta(days=6)} to {day} "
-               f"({'fewer than' if value < target.target else 'NOT fewer than'} {target.target:g} per week)"
+    summary = (f"{int(value)} anomalous spend{'' if value == 1 else 's'} in the week {day - dt.timedelta(days=6)} to "
+               f"{day} ({'fewer than' if value < target.target else 'NOT fewer than'} {target.target:g} per week)"
                + (f"; per day {days}" if days else "") + (f"; latest: {'; '.join(messages)}" if messages else ""))
     return SliResult("cost_anomalies", value, target, value < target.target,
-                     extra={"sli/cost_anomalies_day": table.height, "sli/burn_rate_breaches": burn,
+                     extra={"sli/cost_anomalies_day": counts[day], "sli/cost_anomaly_flags_day": table.height,
+                            "sli/burn_rate_breaches": burn,
                             "anomalies_table": anomalies.anomalies_url(config.lake_url, day), "anomalies": markdown},
                      summary=summary)
 
@@ -793,6 +803,7 @@ SliFunction = Callable[[BillingConfig, Store, dt.date, dt.datetime], SliResult]
 __all__ = [
     "SliResult",
     "access_violations",
+    "anomalous_spends",
     "backfill_backlog",
     "cost_anomalies",
     "delivery_first_seen",

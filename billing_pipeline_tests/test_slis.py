@@ -320,8 +320,8 @@ def test_m7_month_to_date_deltas_are_information_while_the_month_is_open(tmp_pat
 
 # ---- M8 cost anomalies per week --------------------------------------------------------------------------
 
-def _anomaly(day: dt.date, key: str) -> dict[str, object]:
-    return {"usage_date": day, "kind": "spend_anomaly", "dimension": "team", "key": key, "spend": 500.0,
+def _anomaly(day: dt.date, key: str, dimension: str = "team") -> dict[str, object]:
+    return {"usage_date": day, "kind": "spend_anomaly", "dimension": dimension, "key": key, "spend": 500.0,
             "baseline": 100.0, "mad": 1.0, "delta": 400.0, "delta_percent": 400.0, "score": 9.0,
             "history_points": 4, "rows": 3, "top_rows": "", "query": "", "message": f"team {key!r} spent 500 on {day}"}
 
@@ -348,6 +348,22 @@ def test_m8_counts_anomalies_over_the_rolling_week_ending_at_the_day(tmp_path: P
     assert busy.extra["sli/cost_anomalies_day"] == 0
     # a day later the week is D-5..D+1: D-6 left it, and D+1's own detection (no spend here) replaces its table
     assert slis.cost_anomalies(config, Store(), day + dt.timedelta(days=1), DAY_END).value == 2.0
+
+
+def test_m8_one_spike_flagged_on_its_service_account_and_team_is_one_anomalous_spend(tmp_path: Path) -> None:
+    config = _config(tmp_path, ["alpha"])
+    day = dt.date(2023, 11, 20)
+    spike = [_anomaly(day - dt.timedelta(days=2), key, dimension)
+             for dimension, key in (("service", "AmazonS3"), ("account", ACCOUNT), ("team", "search"))]
+    two_teams = [_anomaly(day - dt.timedelta(days=1), "search"), _anomaly(day - dt.timedelta(days=1), "web"),
+                 _anomaly(day - dt.timedelta(days=1), ACCOUNT, "account")]
+    with scratch_dir() as workdir:
+        for rows in (spike, two_teams):
+            store_day = rows[0]["usage_date"]
+            Store().write_parquet(pl.DataFrame(rows, schema=anomalies.ANOMALY_SCHEMA),
+                                  anomalies.anomalies_url(config.lake_url, store_day), workdir)
+    result = slis.cost_anomalies(config, Store(), day, DAY_END)
+    assert result.value == 1.0 + 2.0 and not result.passed  # the spike once; two teams' spends on the next day
 
 
 # ---- quarantine rate ---------------------------------------------------------------------------------
