@@ -112,7 +112,7 @@ def test_manifest_times_read_the_same_spellings(cell: tuple[str, dt.datetime]) -
     assert parsed == expected and parsed.utcoffset() == dt.timedelta(0)
 
 
-no_digits = st.text(alphabet=st.characters(blacklist_categories=("Nd",)), max_size=30)
+no_digits = st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs")), max_size=30)
 
 
 TIMED = ("{y:04d}-{m:02d}-{d:02d}T{h:02d}:{mi:02d}:00Z", "{y:04d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:00+00:00",
