@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
@@ -55,6 +54,7 @@ from billing_pipeline import anomalies
 from billing_pipeline.config import BillingConfig
 from billing_pipeline.escaping import PAGERDUTY_MAX_BYTES, clip, json_size, slack_text
 from billing_pipeline.fingerprints import is_access_denied, read_state
+from billing_pipeline.lake import exclusive_lock
 from billing_pipeline.ops_config import WebhookRoute
 from billing_pipeline.storage import Store, is_remote, join
 
@@ -800,14 +800,8 @@ def _state_locked(lake_url: str) -> Iterator[None]:
         if is_remote(url):
             yield
             return
-        lock = Path(f"{url.removeprefix('file://')}.lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive_lock(Path(f"{url.removeprefix('file://')}.lock")):
+            yield
 
 
 def _routed(store: Store, config: BillingConfig, run_id: str) -> bool:

@@ -132,7 +132,8 @@ def quarantine_record(source: str, day: dt.date, problem: FileProblem, version: 
     }
 
 
-def current_delivery_problems(choice: DeliveryChoice) -> list[tuple[FileProblem, str]]:
+def current_delivery_problems(choice: DeliveryChoice, include_current: bool = True
+                              ) -> list[tuple[FileProblem, str]]:
     """The problems of a choice as the raw step records them: each passed-over delivery's (an empty one
     says so), then the current delivery's own (files refused or listed twice)."""
     out: list[tuple[FileProblem, str]] = []
@@ -140,7 +141,7 @@ def current_delivery_problems(choice: DeliveryChoice) -> list[tuple[FileProblem,
         for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
                                                        "delivery lists no data files (empty export)", "empty"),):
             out.append((problem, passed.version))
-    if choice.current is not None:
+    if include_current and choice.current is not None:
         out += [(problem, choice.current.version) for problem in choice.current.problems]
     return out
 
@@ -219,14 +220,12 @@ def build_raw_slice(
     attempt: _Attempt | None = None
     while True:
         choice = choose_current([d for d in deliveries if d not in unreadable])
-        for passed in choice.passed_over:
-            if passed.version in seen:
-                continue
-            seen.add(passed.version)
-            result.passed_over_versions.append(passed.version)
-            for problem in passed.problems or (FileProblem(passed.manifest_uri or passed.version,
-                                                           "delivery lists no data files (empty export)", "empty"),):
-                record(problem, passed.version)
+        new = [d.version for d in choice.passed_over if d.version not in seen]
+        seen.update(new)
+        result.passed_over_versions += new
+        for problem, version in current_delivery_problems(choice, include_current=False):
+            if version in new:
+                record(problem, version)
         if choice.current is None:
             break
         attempt = _read_delivery(adapter, source, choice.current, day, store, lake_url, workdir, ingested_at,

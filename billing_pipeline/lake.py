@@ -50,8 +50,8 @@ def table_glob(lake_url: str, relative: str) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """DuckDB has one writer: serialise catalogue refreshes across processes with a lock file."""
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """One writer across processes, by a lock file on local disk (the DuckDB catalogue, the alert state)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -71,7 +71,7 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
         return []
     tables = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES
     created: list[str] = []
-    with _exclusive(Path(duckdb_file + ".lock")):
+    with exclusive_lock(Path(duckdb_file + ".lock")):
         connection = duckdb.connect(duckdb_file)
         try:
             if is_remote(lake_url):

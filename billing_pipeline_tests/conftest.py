@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from billing_pipeline.ingest import (
 )
 from billing_pipeline.reconciliation import publish_reconciliation, read_invoices
 from billing_pipeline.storage import Store, scratch_dir
+
+from .http_capture import Receiver
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 AWS_SAMPLE = SAMPLES / "focus_converters_sample-anonymous-aws-export-dataset.csv"
@@ -168,7 +171,7 @@ def write_data_export(
 # ---- independent totals: plain Python Decimal over delivered cells and lake cells ---------------------
 # (imports here, not at the top, so that these appended helpers leave the rest of the file untouched)
 from collections import defaultdict  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
 
@@ -234,3 +237,28 @@ def parquet_cost_totals(source: Path | bytes | Any) -> dict[tuple[str, str], tup
         slot[1] += _decimal(effective)
         slot[2] += 1
     return {key: (v[0], v[1], v[2]) for key, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 over HTTP, with test credentials in the environment, per module."""
+    from .s3 import moto_server  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            patch.setenv(name, value)
+        with moto_server() as endpoint:
+            yield endpoint
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local Slack / PagerDuty stand-in (`http_capture.Receiver`), started and stopped per test."""
+    server = Receiver()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()

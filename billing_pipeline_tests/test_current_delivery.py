@@ -15,7 +15,6 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from billing_pipeline.lake import quarantine_url, slice_url
 from billing_pipeline.storage import Store, scratch_dir
 
 from .conftest import AWS_SAMPLE, run_spine, sample_as_cur2_frame, write_config, write_data_export
-from .s3 import moto_server, s3_client
+from .s3 import s3_client
 from .test_azure import EA_ACTUAL, write_run
 
 PERIOD = "20231101-20231201"
@@ -119,14 +118,6 @@ def delivered_cost(files: list[Path], day: dt.date) -> Decimal:
 # ---- S3: a landing zone copied in one burst ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            patch.setenv(name, value)
-        with moto_server() as endpoint:
-            yield endpoint
 
 
 def sync_in_one_burst(client, local: Path, bucket: str, prefix: str) -> set:

@@ -12,18 +12,15 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from billing_pipeline.definitions import JOB_NAME
 from billing_pipeline.lake import slice_url
 
 from .conftest import write_config
 from .dagster_dev import DagsterDev
+from .http_capture import Receiver
 from .ops_fixtures import SERVICES, TEAMS, cur2_month_frame, deliver_cur2
-from .test_alerts import Receiver
 
 SENSOR_INTERVAL = 3
 
@@ -35,15 +32,6 @@ def _period_and_week() -> tuple[str, list[dt.date]]:
     return start.strftime("%Y-%m"), [start + dt.timedelta(days=i) for i in range(7)]
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
 
 
 def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver: Receiver, monkeypatch) -> None:

@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -37,7 +36,7 @@ from billing_pipeline.escaping import (
 from billing_pipeline.storage import Store
 
 from .conftest import write_config
-from .test_alerts import Receiver
+from .http_capture import Receiver
 
 HOSTILE = '<!channel> | =HYPERLINK("http://x")'
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -191,15 +190,6 @@ def test_sql_literals_and_identifiers_round_trip_in_duckdb(text: str) -> None:
 
 # ---- an alert from a lake row whose tag value is hostile -----------------------------------------------------------
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
 
 
 def _enriched_slice(lake: Path, day: dt.date, team: str, cost: float) -> None:

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from billing_pipeline.config import load_config
 from billing_pipeline.lake import quarantine_url, slice_url
 
 from .conftest import run_spine, sample_as_cur2_frame, write_config, write_data_export
-from .s3 import moto_server, s3_client, upload_tree
+from .s3 import s3_client, upload_tree
 
 DAY = dt.date(2023, 11, 1)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            patch.setenv(name, value)
-        with moto_server() as endpoint:
-            yield endpoint
 
 
 def _read(client, bucket: str, key: str) -> pl.DataFrame:
