@@ -338,8 +338,9 @@ def check_outcome(asset: str, check_name: str, partition: str | None, passed: bo
     A freshness failure whose day has arrived since (`available_at` is a time) is over: it clears the
     open page, and is a one-off ticket ("arrived late") if nothing was open.
     """
-    key = alert_key("check", asset, check_name, partition)
     metadata = {k: getattr(v, "value", v) for k, v in metadata.items()}
+    latest = metadata.get("alert/scope") == "latest"  # an SLO's burn: one alert per check, not per partition
+    key = alert_key("check", asset, check_name, None if latest else partition)
     slo_name = str(metadata.get("alert/slo") or "")
     if passed:
         return Clear(key=key, partition=partition, note=str(metadata.get("summary") or description or ""))
@@ -382,14 +383,14 @@ def check_alert(asset: str, check_name: str, partition: str | None, passed: bool
 
 def anomaly_alerts(table: pl.DataFrame, config: BillingConfig) -> list[Alert]:
     """One alert per anomaly row: what moved, by how much, and the query that lists its rows."""
-    route = config.slo.resolve("cost_anomalies")
+    route, severity = config.anomalies.route, config.slo.resolve("cost_anomalies").severity
     out = []
     for row in table.iter_rows(named=True):
         day = str(row["usage_date"])
         headline = f"cost {row['kind'].replace('_', ' ')}: {row['dimension']} {row['key']}"
         out.append(Alert(
             key=alert_key("anomaly", day, row["kind"], row["dimension"], row["key"]),
-            route=route.route, severity=route.severity, title=f"{headline} on {day}",
+            route=route, severity=severity, title=f"{headline} on {day}",
             summary=row["message"], partition=day, origin="cost_anomalies",
             details={"spend": row["spend"], "baseline": row["baseline"], "delta": row["delta"], "rows": row["rows"],
                      "top_rows": row["top_rows"], "query": row["query"]},

@@ -34,6 +34,7 @@ from dagster import (
 
 from billing_pipeline import slis
 from billing_pipeline.config import BillingConfig, SourceConfig
+from billing_pipeline.ops_config import BUDGETED_SLIS
 from billing_pipeline.storage import Store
 from resources import BillingResource
 
@@ -47,6 +48,7 @@ def dagster_name(text: str) -> str:
 
 ROUTE_KEY = "alert/route"
 SLO_NAME_KEY = "alert/slo"
+SCOPE_KEY = "alert/scope"  # `latest`: one alert per check, whatever the partition (an SLO's burn is a state)
 SUMMARY_KEY = "summary"
 
 
@@ -146,15 +148,19 @@ def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) ->
         for asset, name, slo_name, compute, description, blocking in specs:
             target = config.slo.resolve(slo_name)
             judged = "No target by default (reported)" if math.isinf(target.target) else f"Target {target.target:g}"
+            routed = (f"alerts through its error budget (check {'slo_budget_' + slo_name})"
+                      if slo_name in BUDGETED_SLIS and target.route == "none" else f"routed to {target.route}")
             checks.append(_check(asset, name, slo_name, compute, partitions_def,
-                                 f"{description} {judged}, {target.severity} on breach, "
-                                 f"routed to {target.route}.", blocking=blocking or target.blocking))
+                                 f"{description} {judged}, {target.severity} on breach, {routed}. "
+                                 f"Runbook: {config.alerts.runbook_url}#runbook-{slo_name}.",
+                                 blocking=blocking or target.blocking))
         for source in config.sources:
             checks.append(_check(
                 RAW, freshness_check_name(source), "freshness",
                 lambda c, s, d, n, name=source.name: slis.freshness(c, s, d, n, c.source(name)),
                 partitions_def,
                 f"M2b / freshness of source {source.name!r}: the day must be in the lake within "
-                f"{slis.expected_latency_hours(source):g} h of its end (partition-aware).",
+                f"{slis.expected_latency_hours(source):g} h of its end (partition-aware). "
+                f"Runbook: {config.alerts.runbook_url}#runbook-freshness.",
             ))
     return checks

@@ -21,6 +21,7 @@ from billing_pipeline.ops_config import (
     AuditLogsConfig,
     AutomationConfig,
     CostModelConfig,
+    ErrorBudgetConfig,
     SloConfig,
 )
 
@@ -128,6 +129,7 @@ class BillingConfig(_Strict):
     publish_guard: PublishGuardConfig = PublishGuardConfig()
     automation: AutomationConfig = AutomationConfig()
     slo: SloConfig = SloConfig()
+    error_budget: ErrorBudgetConfig = ErrorBudgetConfig()
     anomalies: AnomalyConfig = AnomalyConfig()
     alerts: AlertsConfig = AlertsConfig()
     cost_model: CostModelConfig = CostModelConfig()

@@ -12,6 +12,7 @@ from billing_pipeline.checks import build_checks
 from billing_pipeline.config import CONFIG_ENV_VAR, load_config
 from billing_pipeline.schedules import build_daily_schedule
 from billing_pipeline.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
+from billing_pipeline.slo_assets import build_budget_checks, build_slo_asset
 from partitions import daily_usage_partitions
 from resources import BillingResource
 
@@ -23,16 +24,19 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     path = Path(config_path or os.environ.get(CONFIG_ENV_VAR) or "billing.yaml").resolve()
     config = load_config(path)
     partitions_def = daily_usage_partitions(config.start_date, config.end_date)
-    assets = build_spine_assets(partitions_def)
+    spine = build_spine_assets(partitions_def)
+    slo_asset = build_slo_asset(partitions_def, upstream=spine[-1])
+    assets = [*spine, slo_asset]
     billing_daily = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.assets(*assets),
-        description="Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day.",
+        description=("Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day, "
+                     "then the day's SLO error budgets."),
         executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )
     return Definitions(
         assets=assets,
-        asset_checks=build_checks(config, partitions_def),
+        asset_checks=[*build_checks(config, partitions_def), *build_budget_checks(config, slo_asset, partitions_def)],
         jobs=[billing_daily],
         sensors=[
             *build_late_arrival_sensors(config, billing_daily, partitions_def),

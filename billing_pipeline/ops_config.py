@@ -60,36 +60,38 @@ class SloOverride(_Strict):
     route: Route | None = None
 
 
-# name -> (default target, severity, route, blocking). Defaults follow DESIGN.md's SLI table. The direction
+# name -> (default target, severity, route, blocking). Defaults follow DESIGN.md's SLI table. The SLIs in
+# BUDGETED_SLIS route nowhere themselves: their error budgets page on a fast burn and ticket on a slow one
+# (`error_budget:`); each anomaly itself is still ticketed (`anomalies.route`). The direction
 # of each comparison is fixed in `slis.py`: M1 has a floor (>=), M8 is strict (< 3 per week), everything
 # else a ceiling (<=).
 SLO_DEFAULTS: dict[str, SloTarget] = {
     "publish_guard": SloTarget(target=0.0, severity="ERROR", route="page"),
     "source_failures": SloTarget(target=0.0, severity="ERROR", route="page"),
     # M1: complete deliveries / deliveries due, per source and day (DESIGN: >= 99.9 % daily).
-    "export_success_rate": SloTarget(target=0.999, severity="WARN", route="ticket"),
+    "export_success_rate": SloTarget(target=0.999, severity="WARN", route="none"),
     # M2: provider's delivery timestamp -> first seen by the pipeline, hours (DESIGN: < 1 h where the provider
     # delivers near real time). Providers in DAILY_WINDOW_PROVIDERS stamp the start of a daily export run,
     # not the moment its files landed, so they are judged against `export_latency_hours_daily_window`.
-    "export_latency_hours": SloTarget(target=1.0, severity="WARN", route="ticket"),
-    "export_latency_hours_daily_window": SloTarget(target=6.0, severity="WARN", route="ticket"),
+    "export_latency_hours": SloTarget(target=1.0, severity="WARN", route="none"),
+    "export_latency_hours_daily_window": SloTarget(target=6.0, severity="WARN", route="none"),
     "freshness": SloTarget(target=0.0, severity="ERROR", route="page"),
-    "unallocated_percent": SloTarget(target=5.0, severity="WARN", route="ticket"),  # M3, month to date, per source
+    "unallocated_percent": SloTarget(target=5.0, severity="WARN", route="none"),  # M3, month to date, per source
     "unallocated_jump_points": SloTarget(target=10.0, severity="ERROR", route="page"),
-    "duplicate_rate": SloTarget(target=0.001, severity="WARN", route="ticket"),  # M4: 0.1 % per source
+    "duplicate_rate": SloTarget(target=0.001, severity="WARN", route="none"),  # M4: 0.1 % per source
     "duplicate_rate_blocking": SloTarget(target=0.45, severity="ERROR", route="page"),
     "ingestion_compute_seconds": SloTarget(target=900.0, severity="WARN", route="ticket"),
     # M5 in money: the target is a monthly budget in `cost_model.currency`; none by default (reported only).
-    "ingestion_cost": SloTarget(target=float("inf"), severity="WARN", route="ticket"),
-    "backfill_backlog": SloTarget(target=4.0, severity="WARN", route="ticket"),  # M6: hours behind, 0-4 h
-    "reconciliation_delta": SloTarget(target=0.005, severity="WARN", route="ticket"),  # M7: closed period, 0.5 %
-    "cost_anomalies": SloTarget(target=3.0, severity="WARN", route="ticket"),  # M8: fewer than 3 per rolling week
+    "ingestion_cost": SloTarget(target=float("inf"), severity="WARN", route="none"),
+    "backfill_backlog": SloTarget(target=4.0, severity="WARN", route="none"),  # M6: hours behind, 0-4 h
+    "reconciliation_delta": SloTarget(target=0.005, severity="WARN", route="none"),  # M7: closed period, 0.5 %
+    "cost_anomalies": SloTarget(target=3.0, severity="WARN", route="none"),  # M8: fewer than 3 per rolling week
     # Quarantined share of a (day, source)'s rows and billed cost: a ticket above 1 %, a page when most of
     # a delivery's rows (> 50 %) went to quarantine.
-    "quarantine_rate": SloTarget(target=0.01, severity="WARN", route="ticket"),
+    "quarantine_rate": SloTarget(target=0.01, severity="WARN", route="none"),
     "quarantine_rate_majority": SloTarget(target=0.5, severity="ERROR", route="page"),
-    "schema_failures": SloTarget(target=0.0, severity="ERROR", route="page"),
-    "access_violations": SloTarget(target=0.0, severity="ERROR", route="page"),
+    "schema_failures": SloTarget(target=0.0, severity="ERROR", route="none"),
+    "access_violations": SloTarget(target=0.0, severity="ERROR", route="none"),
 }
 
 
@@ -114,6 +116,68 @@ class SloConfig(RootModel[dict[str, SloOverride]]):
         return default.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
+# M1-M10 (and the quarantine rate) as SLOs with error budgets (`error_budgets.py`): each day's verdict per
+# source is one event; the budget checks page or ticket on their burn rates, so the SLI checks themselves
+# route nowhere by default (their red stays in the UI). Freshness and the contract guards are not budgeted.
+BUDGETED_SLIS: tuple[str, ...] = (
+    "export_success_rate", "export_latency_hours", "unallocated_percent", "duplicate_rate", "ingestion_cost",
+    "backfill_backlog", "reconciliation_delta", "cost_anomalies", "schema_failures", "access_violations",
+    "quarantine_rate",
+)
+
+
+class BurnRateAlert(_Strict):
+    """Alert when the burn rate over both windows (ending at the evaluated day) reaches `burn_rate`."""
+
+    long_window_days: int = Field(ge=1)
+    short_window_days: int = Field(ge=1)
+    burn_rate: float = Field(gt=0)
+    # Evaluations the long window must hold before this alert fires (a zero-budget SLO needs one): with a
+    # single day of history one bad day is a 100 % failure rate, which is a ticket, not yet a page.
+    min_long_window_events: int = Field(default=1, ge=1)
+
+
+class ErrorBudgetConfig(_Strict):
+    """`error_budget:` SLOs over each SLI's per-day verdicts (the Google SRE workbook's multiwindow,
+    multi-burn-rate alerts, at the daily resolution the SLIs are measured at).
+
+    The objective is the share of (day, source) evaluations in `window_days` that must meet the SLI's target;
+    the error budget is the rest. Burn rate = share of failed evaluations in a window / (1 - objective): 1
+    spends the budget exactly over the window. A page needs the fast burn over its long and its short window
+    (sustained and still happening); a ticket the slow burn over both of its windows.
+    """
+
+    window_days: int = Field(default=28, ge=1)
+    objective: float = Field(default=0.95, gt=0, le=1)
+    # No budget at all where one failure is already an incident: a drifted schema, a denied read.
+    objectives: dict[str, float] = Field(
+        default_factory=lambda: {"schema_failures": 1.0, "access_violations": 1.0})
+    fast_burn: BurnRateAlert = BurnRateAlert(long_window_days=3, short_window_days=1, burn_rate=10.0,
+                                             min_long_window_events=2)
+    slow_burn: BurnRateAlert = BurnRateAlert(long_window_days=7, short_window_days=3, burn_rate=2.0)
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_slis(cls, objectives: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(objectives) - set(BUDGETED_SLIS))
+        if unknown:
+            raise ValueError(f"unknown SLI names {unknown}; budgeted: {list(BUDGETED_SLIS)}")
+        bad = {name: value for name, value in objectives.items() if not 0 < value <= 1}
+        if bad:
+            raise ValueError(f"objectives must be in (0, 1]: {bad}")
+        return objectives
+
+    @field_validator("fast_burn", "slow_burn")
+    @classmethod
+    def _short_within_long(cls, alert: BurnRateAlert) -> BurnRateAlert:
+        if alert.short_window_days > alert.long_window_days:
+            raise ValueError("short_window_days must not exceed long_window_days")
+        return alert
+
+    def objective_of(self, sli: str) -> float:
+        return self.objectives.get(sli, self.objective)
+
+
 class AnomalyConfig(_Strict):
     """Weekday-seasonal baseline (same weekday over the previous weeks, median + MAD) and burn rate."""
 
@@ -128,6 +192,7 @@ class AnomalyConfig(_Strict):
     burn_rate_history_days: int = Field(default=28, ge=1)
     burn_rate_min_history_days: int = Field(default=7, ge=1)
     max_rows_listed: int = Field(default=5, ge=0)
+    route: Route = "ticket"  # each anomaly found, one by one (M8's weekly count has an error budget)
 
 
 class WebhookRoute(_Strict):
@@ -212,7 +277,10 @@ __all__ = [
     "DEFAULT_LATENCY_HOURS",
     "SLO_DEFAULTS",
     "AlertsConfig",
+    "BUDGETED_SLIS",
     "AnomalyConfig",
+    "BurnRateAlert",
+    "ErrorBudgetConfig",
     "AuditLogsConfig",
     "AutomationConfig",
     "CostModelConfig",

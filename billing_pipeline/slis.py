@@ -42,6 +42,7 @@ from billing_pipeline.ops_config import (
 from billing_pipeline.reconciliation import period_closed
 from billing_pipeline.storage import Store, join, scratch_dir
 
+ALL_SOURCES = "*"  # the source of an SLI judged for the day as a whole (M5 cost, M8 anomalies)
 SCHEMA_MARKERS = re.compile(r"ColumnNotFound|SchemaError|SchemaFieldNotFound|schema|column", re.IGNORECASE)
 
 
@@ -57,10 +58,21 @@ class SliResult:
     extra: dict[str, float | int | str] = field(default_factory=dict)
     summary: str = ""
     severity: str | None = None  # overrides target.severity (e.g. a conservation break is always ERROR)
+    # Per source, whether it met the SLO this day; None: judged from `per_source` against the target (at most),
+    # or, with no per-source values, the day as a whole (`ALL_SOURCES`). Sources absent were not judged.
+    verdicts: dict[str, bool] | None = None
 
     @property
     def metadata_key(self) -> str:
         return f"sli/{self.name}"
+
+    def source_verdicts(self) -> dict[str, bool]:
+        """Whether each judged source met the SLO this day: the events the error budgets count."""
+        if self.verdicts is not None:
+            return dict(self.verdicts)
+        if self.per_source:
+            return {source: value <= self.target.target for source, value in self.per_source.items()}
+        return {ALL_SOURCES: bool(self.passed)}
 
 
 def expected_latency_hours(source: SourceConfig) -> float:
@@ -201,6 +213,7 @@ def export_success_rate(config: BillingConfig, store: Store, day: dt.date, now: 
                + (f"; not due yet: {', '.join(waiting)}" if waiting else "")
                + (f"; failing: {_listed(failing)}" if failing else ""))
     return SliResult("export_success_rate", value, target, value >= target.target, per_source,
+                     verdicts={name: share == 1.0 for name, share in per_source.items()},
                      extra={"sli/export_deliveries_due": expected, "sli/export_deliveries_complete": complete},
                      summary=summary)
 
@@ -282,7 +295,8 @@ def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.da
     if failing:
         summary += f"; failing: {_listed(failing)}"
     target = config.slo.resolve("export_latency_hours")
-    return SliResult("export_latency_hours", value, target, not failing, per_source, extra, summary=summary)
+    return SliResult("export_latency_hours", value, target, not failing, per_source, extra, summary=summary,
+                     verdicts={name: name not in failing for name in per_source})
 
 
 def last_delivered_day(config: BillingConfig, store: Store) -> dt.date | None:
@@ -393,7 +407,8 @@ def unallocated_percent(config: BillingConfig, store: Store, day: dt.date, now: 
                + (f"; failing: {_listed(failing)}" if failing else "")
                + f"; the day: {today or 0.0:.2f}% of the day's billed cost has no owner")
     return SliResult("unallocated_percent", value, target, not failing, per_source,
-                     extra={"sli/unallocated_percent_day": today or 0.0}, summary=summary)
+                     extra={"sli/unallocated_percent_day": today or 0.0}, summary=summary,
+                     verdicts={name: name not in failing for name in per_source})
 
 
 def unallocated_jump(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
@@ -506,7 +521,8 @@ def quarantine_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.d
     extra: dict[str, float | int | str] = {"sli/quarantine_cost_rate": max(cost_share.values(), default=0.0),
                                            "sli/quarantined_rows": total_bad}
     extra.update({f"sli/quarantine_cost_rate/{name}": share for name, share in sorted(cost_share.items())})
-    result = SliResult("quarantine_rate", value, target, not failing and not mostly, per_source, extra)
+    result = SliResult("quarantine_rate", value, target, not failing and not mostly, per_source, extra,
+                       verdicts={name: name not in failing and name not in mostly for name in per_source})
     if mostly:
         result.target = majority
         result.summary = (f"mostly quarantined (above {majority.target:.0%} of rows): {_listed(mostly)}"
@@ -555,9 +571,11 @@ def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.da
                f"{money(total.transfer)}); this day {mtd.currency} {money(today.total)}: {used.compute_seconds:.1f} s "
                f"compute, {size(used.read_bytes)} read, {size(used.stored_bytes)} stored, lake {size(mtd.lake_bytes)};"
                f" {verdict}")
-    return _at_most("ingestion_cost", float(total.total), config,
-                    per_source={name: float(cost.total) for name, cost in mtd.per_source.items()},
-                    extra=extra, summary=summary)
+    result = _at_most("ingestion_cost", float(total.total), config,
+                      per_source={name: float(cost.total) for name, cost in mtd.per_source.items()},
+                      extra=extra, summary=summary)
+    result.verdicts = {ALL_SOURCES: result.passed}  # the monthly budget is the pipeline's, not a source's
+    return result
 
 
 # ---- M6 backfill backlog -------------------------------------------------------------------------------------
@@ -609,7 +627,8 @@ def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.
                "current delivery") + (f"; pending: {_listed(pending)}" if pending else "")
     if unlisted:
         summary += f"; landing zone not readable: {', '.join(unlisted)}"
-    return SliResult("backfill_backlog", value, target, not failing, per_source, summary=summary)
+    return SliResult("backfill_backlog", value, target, not failing, per_source, summary=summary,
+                     verdicts={name: name not in failing for name in per_source})
 
 
 # ---- M7 reconciliation ------------------------------------------------------------------------------------
@@ -687,7 +706,10 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
              for name, days in unbuilt.items()})
     if failing:
         summary += f"; failing: {_listed(failing)}"
-    result = SliResult("reconciliation_delta", value, target, not failing, per_source, extra, summary=summary)
+    # judged per source once its period is closed; a conservation break fails its source on any day
+    verdicts = {name: name not in failing for name in per_source} | {name: False for name in failing}
+    result = SliResult("reconciliation_delta", value, target, not failing, per_source, extra, summary=summary,
+                       verdicts=verdicts)
     if breaks:
         result.severity = "ERROR"
     return result
@@ -801,6 +823,7 @@ def access_violations(config: BillingConfig, store: Store, day: dt.date, now: dt
 SliFunction = Callable[[BillingConfig, Store, dt.date, dt.datetime], SliResult]
 
 __all__ = [
+    "ALL_SOURCES",
     "SliResult",
     "access_violations",
     "anomalous_spends",

@@ -91,8 +91,10 @@ def test_failed_checks_of_a_run_become_one_ticket_and_pages_go_to_pagerduty(tmp_
     tickets, pages = receiver.by_path("/slack"), receiver.pages()
     assert len(tickets) == 1 and len(pages) == 1
     text = tickets[0]["text"]
-    assert "sli_unallocated_percent failed on tag_enriched_costs for 2023-11-03" in text
-    assert "100.00% of the day's billed cost has no owner" in text and tickets[0]["blocks"]
+    # M3 alerts through its error budget: the first day of history, bad, is a slow burn (a ticket)
+    assert "slo_budget_unallocated_percent failed on slo_error_budgets for 2023-11-03" in text
+    assert "slow burn" in text and "source 'alpha': today 100 against the target 50 (bad)" in text
+    assert "sli_unallocated_percent failed" not in text and tickets[0]["blocks"]
     page = pages[0]
     assert page["routing_key"] == SECRET and page["event_action"] == "trigger"
     assert page["payload"]["severity"] == "critical" and page["payload"]["source"] == "billing-pipeline"
@@ -140,7 +142,8 @@ def test_every_page_names_source_day_file_and_column_links_runbook_and_run_and_r
     assert guard["payload"]["custom_details"]["incident"]["files"] == [bad_file]
     assert {"href": f"{RUNBOOKS}#runbook-publish_guard", "text": "Runbook: runbook-publish_guard"} in guard["links"]
     assert {"href": f"{DAGSTER}/runs/{first.run_id}", "text": f"Dagster run {first.run_id[:8]}"} in guard["links"]
-    schema = triggers["contract_schema failed on raw_line_items"]
+    schema = triggers["slo_budget_schema_failures failed on slo_error_budgets"]  # M9: no budget, pages at once
+    assert "contract_schema failed on raw_line_items" not in triggers  # the SLI check itself routes nowhere
     assert schema["payload"]["custom_details"]["alerts"][0]["where"][0]["column"] == "line_item_unblended_cost"
     assert schema["payload"]["custom_details"]["runbook"] == f"{RUNBOOKS}#runbook-schema_failures"
     (ticket,) = receiver.by_path("/slack")  # one ticket for the run, naming the same, linking in context blocks
@@ -163,7 +166,7 @@ def test_every_page_names_source_day_file_and_column_links_runbook_and_run_and_r
     assert all(r["routing_key"] == SECRET and set(r) == {"routing_key", "event_action", "dedup_key"} for r in resolves)
     note = receiver.by_path("/slack")[-1]["text"]
     assert f"resolved: publish_guard failed on raw_line_items for {DAY}" in note
-    assert not any(i["cause"].endswith(("publish_guard", "contract_schema"))
+    assert not any(i["cause"].endswith(("publish_guard", "slo_budget_schema_failures"))
                    for i in load_state(Store(), config.lake_url)["incidents"].values())
 
 

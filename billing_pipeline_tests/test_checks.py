@@ -18,6 +18,7 @@ from billing_pipeline.config import load_config
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.fingerprints import read_state, write_state
 from billing_pipeline.lake import quarantine_url, slice_url
+from billing_pipeline.ops_config import BUDGETED_SLIS, ErrorBudgetConfig
 from billing_pipeline.sensors import FRESHNESS_SENSOR
 from billing_pipeline.storage import Store
 from resources import BillingResource
@@ -72,7 +73,14 @@ def test_every_sli_is_a_partitioned_check_with_one_stable_numeric_key(tmp_path: 
     result, _ = _run(tmp_path, cur2_month_frame(PERIOD, days=[dt.date(2023, 11, 3)]), instance)
     assert result.success
     evaluations = _evaluations(result)
-    assert set(evaluations) == set(SLI_KEYS)
+    budget_checks = {f"slo_budget_{name}" for name in BUDGETED_SLIS}
+    assert set(evaluations) == set(SLI_KEYS) | budget_checks
+    for name in budget_checks:  # each SLO's budget: attainment and budget left, plotted per partition
+        assert evaluations[name].partition == DAY and evaluations[name].passed, name
+        if name == "slo_budget_reconciliation_delta":  # the month is open: M7 judged nothing yet
+            assert "no evaluation" in evaluations[name].metadata["summary"].value
+            continue
+        assert evaluations[name].metadata["slo/attainment"].value == 1.0, name
     for name, key in SLI_KEYS.items():
         evaluation = evaluations[name]
         assert evaluation.partition == DAY, name
@@ -190,7 +198,9 @@ def test_denied_reads_are_counted_as_access_violations(tmp_path: Path, monkeypat
     run_day(config, dt.date(2023, 11, 3))
     now = dt.datetime.now(dt.UTC)
     denied = slis.access_violations(config, Store(), dt.date(2023, 11, 3), now)
-    assert denied.value == 1.0 and not denied.passed and denied.target.route == "page"
+    assert denied.value == 1.0 and not denied.passed and denied.target.severity == "ERROR"
+    # M10 has no error budget: its budget check pages on the first denied read
+    assert ErrorBudgetConfig().objective_of("access_violations") == 1.0
     assert slis.schema_failures(config, Store(), dt.date(2023, 11, 3), now).value == 0.0  # not a schema problem
 
 

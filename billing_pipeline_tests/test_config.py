@@ -76,4 +76,4 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
     Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("billing_daily")
     assert {str(k.path[-1]) for k in job.asset_layer.executable_asset_keys} == {
-        "raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas"}
+        "raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas", "slo_error_budgets"}

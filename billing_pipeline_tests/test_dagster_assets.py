@@ -63,10 +63,12 @@ def test_billing_daily_materializes_the_spine_with_metadata(tmp_path: Path, inst
 def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> None:
     defs = build_definitions(write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": "x"}]))
     specs = list(defs.resolve_all_asset_specs())
-    assert {s.key.path[-1] for s in specs} == {
-        "raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas"}
+    groups = {s.key.path[-1]: s.group_name for s in specs}
+    assert groups == {"raw_line_items": "billing_spine", "normalized_line_items": "billing_spine",
+                      "tag_enriched_costs": "billing_spine", "reconciliation_deltas": "billing_spine",
+                      "slo_error_budgets": "billing_slos"}
     for spec in specs:
-        assert spec.description and spec.group_name == "billing_spine" and spec.owners and spec.kinds
+        assert spec.description and spec.owners and spec.kinds
 
 
 def test_an_incomplete_delivery_fails_its_sources_guard_naming_source_and_file(tmp_path: Path,
