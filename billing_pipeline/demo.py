@@ -534,13 +534,15 @@ def demo_incidents(month: str) -> list[Incident]:
     return [
         Incident("file-delivered-twice", "gcp", dt.date(year, number, 21),
                  "GCP's billing export re-exports the day's appends under new file names (a window pulled twice)",
-                 ("contract_duplicates", "sli_duplicate_rate"), resend_gcp_day),
+                 ("contract_duplicates", "sli_duplicate_rate", "slo_budget_duplicate_rate"), resend_gcp_day),
         Incident("drifted-file", "gcp", dt.date(year, number, 24),
                  "a late GCP append arrives without its `cost` column (a breaking schema change)",
-                 ("contract_schema", "publish_guard", "sli_export_success_rate"), drift_gcp_append),
+                 ("contract_schema", "publish_guard", "sli_export_success_rate", "slo_budget_schema_failures",
+                  "slo_budget_export_success_rate"), drift_gcp_append),
         Incident("shrunk-restatement", "aws_cur2", dt.date(year, number, 27),
                  "CUR 2.0 re-delivers the month, and the day has lost 80 % of its line items",
-                 ("publish_guard", "sli_export_success_rate", "sli_backfill_backlog"), shrink_data_export),
+                 ("publish_guard", "sli_export_success_rate", "sli_backfill_backlog", "slo_budget_export_success_rate",
+                  "slo_budget_backfill_backlog"), shrink_data_export),
     ]
 
 

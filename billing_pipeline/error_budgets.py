@@ -10,11 +10,11 @@ last evaluation (a day never evaluated has no events; freshness pages for days t
 Per (SLI, source): attainment = good / events over the window; the error budget is (1 - objective) of the
 events; budget left = 1 - failed / budget (negative: overspent; -inf: a zero-budget SLO that failed).
 Burn rate over w days = failed share of the w days' events / (1 - objective) (Google SRE workbook, chapter
-"Alerting on SLOs"); a page when the fast burn holds over its long and its short window, a ticket when
-the slow burn does. The workbook's windows are hours; the SLIs here are measured once per day, so the
-windows are days (defaults: page at 10x over 3 days and the last day, ticket at 2x over 7 and 3 days), and
-a page needs two evaluations in its long window unless the SLO has no budget at all (one bad first day is a
-100 % failure rate: a ticket, not yet a page).
+"Alerting on SLOs"); a page when the fast burn is above its threshold over its long and its short window,
+a ticket when the slow burn is (the workbook's rules compare with `>`). The workbook's windows are hours;
+the SLIs here are measured once per day, so the windows are days (defaults: page above 10x over 3 days and
+the last day, ticket above 2x over 7 and 3 days), and a page needs two evaluations in its long window
+unless the SLO has no budget at all (one bad first day is a 100 % failure rate: a ticket, not yet a page).
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def budgets(config: BillingConfig, day: dt.date, events: pl.DataFrame) -> pl.Dat
 
     def burning(alert: BurnRateAlert, speed: str) -> pl.Expr:
         enough = (pl.col(f"events_{speed}_long") >= alert.min_long_window_events) | (pl.col("budget") <= 0)
-        return ((pl.col(f"burn_rate_{speed}_long") >= alert.burn_rate)
-                & (pl.col(f"burn_rate_{speed}_short") >= alert.burn_rate) & enough)
+        return ((pl.col(f"burn_rate_{speed}_long") > alert.burn_rate)
+                & (pl.col(f"burn_rate_{speed}_short") > alert.burn_rate) & enough)
 
     return table.with_columns(
         date=pl.lit(day),
@@ -172,13 +172,14 @@ def describe(row: dict) -> str:
         today = f"today {row['value']:g} against the target {row['target']:g} ({'good' if row['good'] else 'bad'}), "
     return (f"source {row['source']!r}: {today}{row['attainment']:.1%} of {row['events']} evaluation(s) good over "
             f"the window (objective {row['objective']:.1%}), {budget}; burn rate "
-            f"{_rate(row['burn_rate_fast_long'])}/{_rate(row['burn_rate_fast_short'])} (fast, long/short), "
-            f"{_rate(row['burn_rate_slow_long'])}/{_rate(row['burn_rate_slow_short'])} (slow)")
+            f"{rate_text(row['burn_rate_fast_long'])}/{rate_text(row['burn_rate_fast_short'])} (fast, long/short), "
+            f"{rate_text(row['burn_rate_slow_long'])}/{rate_text(row['burn_rate_slow_short'])} (slow)")
 
 
-def _rate(value: float) -> str:
+def rate_text(value: float) -> str:
+    """A burn rate for people: one decimal, `inf` for a zero-budget SLO that failed."""
     return "inf" if math.isinf(value) else f"{value:.1f}x"
 
 
 __all__ = ["ALERTS", "SLI_FUNCTIONS", "TABLE", "budget_url", "budgets", "day_events", "describe", "evaluate",
-           "read_budgets", "recorded_events"]
+           "rate_text", "read_budgets", "recorded_events"]

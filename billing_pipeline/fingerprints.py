@@ -224,7 +224,8 @@ def delivery_day_fingerprints(store: Store, source: SourceConfig, delivery: Deli
                                                        "bytes", "error")})
     computed = compute_delivery_days(store, source, delivery)
     if computed.error is None:  # never cache a failed read: it may be transient (a denied or flaky GET)
-        _write_json(store, url, {"scheme": SCHEME, **dataclasses.asdict(computed)})
+        # first_seen_at: when the pipeline first saw this delivery (M2), kept by every later reader
+        _write_json(store, url, {"scheme": SCHEME, **dataclasses.asdict(computed), "first_seen_at": _now().isoformat()})
     return computed
 
 
@@ -365,6 +366,8 @@ def build_raw_slice_if_changed(
                 ], workdir, "raw")
             previous["confirmed_version"] = choice.current.version
             previous["confirmed_at"] = _now().isoformat()
+            if choice.current.delivered_at:  # M1: a delivery made after the day ended confirms the day
+                previous["confirmed_delivered_at"] = choice.current.delivered_at.isoformat()
             state["raw"] = previous
             write_state(store, lake_url, source.name, day, state)
             return _raw_from_state(source.name, day, previous)

@@ -607,6 +607,8 @@ class EnrichedSlice:
     billed_cost: Decimal = Decimal(0)
     unallocated_cost: Decimal = Decimal(0)
     by_rule: dict[str, int] = field(default_factory=dict)
+    # per BillingCurrency: {"billed": ..., "unallocated": ...}; shares are taken per currency, never across
+    by_currency: dict[str, dict[str, Decimal]] = field(default_factory=dict)
 
 
 def build_enriched_slice(
@@ -623,14 +625,18 @@ def build_enriched_slice(
     local = workdir / f"enriched-{source.name}.parquet"
     enriched.sink_parquet(local, **PARQUET_OPTIONS)
     frame = pl.scan_parquet(local)
-    totals = frame.select(
+    totals = frame.group_by(pl.col("BillingCurrency").fill_null("")).agg(
         pl.len().alias("rows"),
         pl.col("BilledCost").sum().alias("billed"),
         pl.col("BilledCost").filter(pl.col("unallocated")).sum().alias("unallocated"),
     ).collect()
-    result.rows = totals["rows"].item()
-    result.billed_cost = Decimal(totals["billed"].item() or 0)
-    result.unallocated_cost = Decimal(totals["unallocated"].item() or 0)
+    result.rows = int(totals["rows"].sum())
+    result.by_currency = {
+        currency: {"billed": Decimal(billed or 0), "unallocated": Decimal(unallocated or 0)}
+        for currency, _, billed, unallocated in totals.sort("BillingCurrency").iter_rows()
+    }
+    result.billed_cost = sum((m["billed"] for m in result.by_currency.values()), Decimal(0))
+    result.unallocated_cost = sum((m["unallocated"] for m in result.by_currency.values()), Decimal(0))
     rules = frame.group_by("allocation_rule").len().collect(engine="streaming")  # a handful of distinct rules
     result.by_rule = dict(
         rules.group_by(pl.col("allocation_rule").str.extract(r"^([a-z]+)", 1).fill_null("unallocated"))

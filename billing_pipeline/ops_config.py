@@ -127,7 +127,7 @@ BUDGETED_SLIS: tuple[str, ...] = (
 
 
 class BurnRateAlert(_Strict):
-    """Alert when the burn rate over both windows (ending at the evaluated day) reaches `burn_rate`."""
+    """Alert when the burn rate over both windows (ending at the evaluated day) is above `burn_rate`."""
 
     long_window_days: int = Field(ge=1)
     short_window_days: int = Field(ge=1)

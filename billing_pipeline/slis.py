@@ -365,60 +365,84 @@ def freshness(config: BillingConfig, store: Store, day: dt.date, now: dt.datetim
 
 # ---- M3 unallocated spend ----------------------------------------------------------------------------------
 
-def _unallocated_percent(states: dict[str, dict]) -> tuple[float | None, dict[str, float]]:
-    billed_total, unallocated_total, per_source = Decimal(0), Decimal(0), {}
-    for name, state in states.items():
-        result = (state.get("enriched") or {}).get("result") or {}
-        billed = Decimal(result.get("billed_cost") or 0)
-        unallocated = Decimal(result.get("unallocated_cost") or 0)
-        billed_total += billed
-        unallocated_total += unallocated
-        if billed:
-            per_source[name] = float(unallocated / billed * 100)
-    if not billed_total:
-        return None, per_source
-    return float(unallocated_total / billed_total * 100), per_source
+def _money_by_currency(state: dict) -> dict[str, tuple[Decimal, Decimal]]:
+    """(billed, unallocated) per billing currency of one (day, source)'s enriched build. A state recorded
+    before currencies were (no `by_currency`) gives its totals under "" (its source's one currency)."""
+    result = (state.get("enriched") or {}).get("result") or {}
+    by_currency = result.get("by_currency")
+    if by_currency:
+        return {currency: (Decimal(str(m["billed"])), Decimal(str(m["unallocated"])))
+                for currency, m in by_currency.items()}
+    if result.get("billed_cost") is None:
+        return {}
+    return {"": (Decimal(str(result["billed_cost"])), Decimal(str(result.get("unallocated_cost") or 0)))}
+
+
+def _shares(totals: dict[str, tuple[Decimal, Decimal]]) -> dict[str, float]:
+    """Percent of billed cost without an owner, per currency (a currency billing nothing has no share)."""
+    return {currency: float(unallocated / billed * 100) for currency, (billed, unallocated) in totals.items()
+            if billed}
+
+
+def _day_shares(states: dict[str, dict]) -> dict[tuple[str, str], float]:
+    """(source, currency) -> the day's unallocated percent."""
+    return {(name, currency): share for name, state in states.items()
+            for currency, share in _shares(_money_by_currency(state)).items()}
+
+
+def _named(source: str, currency: str) -> str:
+    return f"{source} {currency}".strip()
 
 
 def unallocated_percent(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
     """M3: percent of billed cost without an owner, month to date (the 1st to this day), per source.
 
-    Judged per source (each source bills in its own currency, so sources are never added together); the
-    value is the worst source. The day's own share over all sources stays as `sli/unallocated_percent_day`.
+    Shares are taken per billing currency, never across (a source may bill in two); a source's value is its
+    worst currency, and the SLI's value the worst source. The day's own worst (source, currency) share stays
+    as `sli/unallocated_percent_day`.
     """
     first = day.replace(day=1)
     month = [first + dt.timedelta(days=k) for k in range((day - first).days + 1)]
     per_source: dict[str, float] = {}
+    worst_currency: dict[str, str] = {}
     for source in config.sources:
-        billed, unallocated = Decimal(0), Decimal(0)
+        totals: dict[str, tuple[Decimal, Decimal]] = {}
         for current in month:
-            result = (read_state(store, config.lake_url, source.name, current).get("enriched") or {}).get(
-                "result") or {}
-            billed += Decimal(result.get("billed_cost") or 0)
-            unallocated += Decimal(result.get("unallocated_cost") or 0)
-        if billed:
-            per_source[source.name] = float(unallocated / billed * 100)
+            for currency, (billed, unallocated) in _money_by_currency(
+                    read_state(store, config.lake_url, source.name, current)).items():
+                before = totals.get(currency, (Decimal(0), Decimal(0)))
+                totals[currency] = (before[0] + billed, before[1] + unallocated)
+        shares = _shares(totals)
+        if shares:
+            worst_currency[source.name] = max(shares, key=shares.__getitem__)
+            per_source[source.name] = shares[worst_currency[source.name]]
     target = config.slo.resolve("unallocated_percent")
-    failing = {name: f"{share:.2f}% of its billed cost {first:%Y-%m-%d} to {day} has no owner"
-               for name, share in per_source.items() if share > target.target}
+    failing = {name: f"{share:.2f}% of its {(worst_currency[name] + ' ').lstrip()}billed cost {first:%Y-%m-%d} to "
+                     f"{day} has no owner" for name, share in per_source.items() if share > target.target}
     value = max(per_source.values(), default=0.0)
-    today, _ = _unallocated_percent(_states(config, store, day))
+    today = _day_shares(_states(config, store, day))
+    worst_today = max(today, key=today.__getitem__, default=None)
     summary = (f"month to date, worst source {value:.2f}% unallocated (target {target.target:g}%)"
                + (f"; failing: {_listed(failing)}" if failing else "")
-               + f"; the day: {today or 0.0:.2f}% of the day's billed cost has no owner")
+               + (f"; the day: {today[worst_today]:.2f}% of {_named(*worst_today)}'s billed cost has no owner"
+                  if worst_today else "; the day: nothing billed"))
     return SliResult("unallocated_percent", value, target, not failing, per_source,
-                     extra={"sli/unallocated_percent_day": today or 0.0}, summary=summary,
-                     verdicts={name: name not in failing for name in per_source})
+                     extra={"sli/unallocated_percent_day": today[worst_today] if worst_today else 0.0},
+                     summary=summary, verdicts={name: name not in failing for name in per_source})
 
 
 def unallocated_jump(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> SliResult:
-    """Percentage points the unallocated share rose since the previous day (a tagging outage)."""
-    today, _ = _unallocated_percent(_states(config, store, day))
-    before, _ = _unallocated_percent(_states(config, store, day - dt.timedelta(days=1)))
-    jump = (today - before) if today is not None and before is not None else 0.0
+    """Percentage points the unallocated share rose since the previous day (a tagging outage): the largest
+    rise of any (source, currency) billed on both days."""
+    today = _day_shares(_states(config, store, day))
+    before = _day_shares(_states(config, store, day - dt.timedelta(days=1)))
+    rises = {key: today[key] - before[key] for key in today.keys() & before.keys()}
+    worst = max(rises, key=rises.__getitem__, default=None)
+    jump = rises[worst] if worst else 0.0
+    where = f" ({_named(*worst)}: {before[worst]:.2f}% -> {today[worst]:.2f}%)" if worst else ""
     return _at_most("unallocated_jump_points", jump, config,
-                    extra={"unallocated_percent_previous_day": before if before is not None else -1.0},
-                    summary=f"unallocated share moved {jump:+.2f} points since the previous day")
+                    extra={"unallocated_percent_previous_day": before[worst] if worst else -1.0},
+                    summary=f"unallocated share moved {jump:+.2f} points since the previous day{where}")
 
 
 # ---- M4 duplicates ----------------------------------------------------------------------------------------

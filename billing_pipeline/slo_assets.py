@@ -31,6 +31,7 @@ from dagster import (
 from billing_pipeline import error_budgets
 from billing_pipeline.checks import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
 from billing_pipeline.config import BillingConfig
+from billing_pipeline.error_budgets import rate_text as _rate
 from billing_pipeline.escaping import markdown_table
 from billing_pipeline.ops_config import BUDGETED_SLIS
 from resources import BillingResource
@@ -49,8 +50,8 @@ def _preview(table: pl.DataFrame) -> str:
         {"sli": r["sli"], "source": r["source"], "today": "" if r["good"] is None else ("good" if r["good"] else "bad"),
          "attainment": f"{r['attainment']:.1%}", "events": r["events"], "objective": f"{r['objective']:.1%}",
          "budget left": "exhausted" if math.isinf(r["budget_left"]) else f"{r['budget_left']:.0%}",
-         "burn fast (long/short)": f"{_number(r['burn_rate_fast_long'])}/{_number(r['burn_rate_fast_short'])}",
-         "burn slow (long/short)": f"{_number(r['burn_rate_slow_long'])}/{_number(r['burn_rate_slow_short'])}",
+         "burn fast (long/short)": f"{_rate(r['burn_rate_fast_long'])}/{_rate(r['burn_rate_fast_short'])}",
+         "burn slow (long/short)": f"{_rate(r['burn_rate_slow_long'])}/{_rate(r['burn_rate_slow_short'])}",
          "alert": r["alert"]}
         for r in table.iter_rows(named=True)
     ], empty="_no SLI judged in the window_")
@@ -108,10 +109,10 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
     burning = [error_budgets.describe(r) for r in rows.filter(pl.col("alert") == worst).iter_rows(named=True)]
     settings = config.error_budget
     if worst == "page":
-        summary = (f"fast burn (>= {settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
+        summary = (f"fast burn (> {settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
                    f"{settings.fast_burn.short_window_days} day(s)): " + "; ".join(burning))
     elif worst == "ticket":
-        summary = (f"slow burn (>= {settings.slow_burn.burn_rate:g}x over {settings.slow_burn.long_window_days} and "
+        summary = (f"slow burn (> {settings.slow_burn.burn_rate:g}x over {settings.slow_burn.long_window_days} and "
                    f"{settings.slow_burn.short_window_days} day(s)): " + "; ".join(burning))
     else:
         low = rows.sort("budget_left").row(0, named=True)
@@ -135,9 +136,9 @@ def _budget_check(config: BillingConfig, sli: str, slo_asset: AssetsDefinition,
     settings = config.error_budget
     description = (
         f"Error budget of {sli} per source over {settings.window_days} days (objective "
-        f"{settings.objective_of(sli):.1%} of daily evaluations good): pages when the burn rate is >= "
+        f"{settings.objective_of(sli):.1%} of daily evaluations good): pages when the burn rate is above "
         f"{settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
-        f"{settings.fast_burn.short_window_days} day(s), tickets at >= {settings.slow_burn.burn_rate:g}x over "
+        f"{settings.fast_burn.short_window_days} day(s), tickets above {settings.slow_burn.burn_rate:g}x over "
         f"{settings.slow_burn.long_window_days} and {settings.slow_burn.short_window_days} day(s). "
         f"Runbook: {config.alerts.runbook_url}#runbook-{sli}."
     )

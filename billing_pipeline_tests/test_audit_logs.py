@@ -21,6 +21,7 @@ from billing_pipeline import audit_logs, slis
 from billing_pipeline.checks import to_check_result
 from billing_pipeline.config import load_config, parse_config
 from billing_pipeline.fingerprints import write_state
+from billing_pipeline.ops_config import ErrorBudgetConfig
 from billing_pipeline.storage import Store
 
 from .conftest import DEFAULT_POLICY, write_config
@@ -186,7 +187,7 @@ def test_the_check_counts_the_trail_per_source_and_pages(tmp_path: Path) -> None
     alpha = _expected("2023-11-03")[0]["alpha"]
     assert result.per_source == {"alpha": float(alpha), "gamma": 2.0}
     assert result.value == alpha + 2.0 and not result.passed and result.target.severity == "ERROR"
-    assert result.target.route == "page"
+    assert ErrorBudgetConfig().objective_of("access_violations") == 1.0  # no budget: its budget check pages
     assert "gamma, lake" in result.summary and "audit trail" in result.summary
     evaluation = to_check_result(result, "access_violations")
     assert evaluation.metadata["sli/access_violations/alpha"].value == float(alpha)

@@ -117,13 +117,15 @@ def test_a_file_delivered_twice_fails_exactly_its_checks(demo: SimpleNamespace) 
     before = {c.check for o in demo.month if o.day == INCIDENT_DAY.isoformat() for c in o.failed_checks}
     after = {c.check for c in resent.failed_checks}
     expected = set(demo.incident.expected)
-    assert expected == {"contract_duplicates", "sli_duplicate_rate"}
+    assert expected == {"contract_duplicates", "sli_duplicate_rate", "slo_budget_duplicate_rate"}
     assert not expected & before  # passed on the clean day
     assert after - before == expected
     for check in resent.failed_checks:
         if check.check in expected:
             assert check.sources == ("gcp_billing",), check.line()
-            assert "50.00%" in check.description, check.line()  # every row of the day delivered twice
+            # every row of the day delivered twice: half of the rows read are copies
+            shown = "today 0.5 against the target 0.001 (bad)" if check.check.startswith("slo_budget_") else "50.00%"
+            assert shown in check.description, check.line()
 
 
 def test_the_ui_shows_the_incident_on_its_day_only(demo: SimpleNamespace) -> None:

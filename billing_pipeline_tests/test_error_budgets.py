@@ -77,8 +77,8 @@ def test_attainment_budget_and_burn_rates_match_a_recount(tmp_path_factory, hist
     for label, rate in rates.items():
         assert row[f"burn_rate_{label}"] == pytest.approx(rate), label
     enough = objective == 1.0 or sum(1 for age in window if age < 3) >= 2  # a page needs 2 evaluations
-    page = rates["fast_long"] >= 10 and rates["fast_short"] >= 10 and enough
-    ticket = rates["slow_long"] >= 2 and rates["slow_short"] >= 2
+    page = rates["fast_long"] > 10 and rates["fast_short"] > 10 and enough
+    ticket = rates["slow_long"] > 2 and rates["slow_short"] > 2
     assert row["alert"] == ("page" if page else "ticket" if ticket else "none")
 
 
@@ -103,6 +103,8 @@ def test_a_clean_window_is_quiet_one_bad_day_tickets_and_a_sustained_burn_pages(
     # a first day of history that is bad is a 100 % failure rate: a ticket, not yet a page
     assert alert({0: False}) == "ticket" and alert({0: False}, sli="schema_failures") == "page"
     assert alert({0: False, 1: False}) == "page"
+    # one bad day of two is exactly 10x over the long window: not above it, so a ticket
+    assert alert({0: False, 1: True}) == "ticket"
 
 
 def test_budgets_of_a_day_count_only_the_days_recorded_before_it(tmp_path: Path) -> None:

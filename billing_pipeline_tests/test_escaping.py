@@ -208,7 +208,7 @@ def test_alert_from_a_hostile_tag_value_is_escaped_in_slack_and_intact_in_pagerd
     monkeypatch.setenv("ESC_PD_KEY", "routing-key")
     config = load_config(write_config(
         tmp_path, [{"name": "cur2", "provider": "aws_cur2", "url": str(tmp_path / "landing")}],
-        anomalies={"dimensions": ["team"]}, slo={"cost_anomalies": {"route": "page"}},
+        anomalies={"dimensions": ["team"], "route": "page"},
         alerts={"ticket": {"kind": "slack", "url": f"{receiver.url}/slack"},
                 "page": {"kind": "pagerduty", "url": f"{receiver.url}/pd", "routing_key_env": "ESC_PD_KEY"}}))
     table = anomalies.detect(config, Store(), day)

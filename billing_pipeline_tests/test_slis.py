@@ -114,6 +114,26 @@ def test_m1_missing_early_held_back_and_quarantined_deliveries_lower_it(tmp_path
     assert repaired.per_source["quarantined"] == 1.0 and repaired.value == pytest.approx(2 / 5)
 
 
+def test_m1_a_later_delivery_with_the_same_rows_confirms_a_day_first_built_before_it_ended(tmp_path: Path) -> None:
+    """The day's rows were complete in a delivery made before the day ended (no usage after it); the next
+    delivery, made after the day ended, holds the same rows, so the build is skipped: it still confirms the
+    day (the skip path records the confirming delivery's time)."""
+    config = _config(tmp_path, ["alpha"])
+    rows = cur2_month_frame(PERIOD, days=[DAY])
+    _deliver(_root(tmp_path, "alpha"), "exec-1", rows, DAY_END - 2 * HOUR)
+    run_day(config, DAY)
+    store = Store()
+    early = slis.export_success_rate(config, store, DAY, DAY_END + 30 * HOUR)
+    assert early.per_source == {"alpha": 0.0}  # made before the day ended: not a delivery of the whole day
+    _deliver(_root(tmp_path, "alpha"), "exec-2", rows, DAY_END + 3 * HOUR)
+    run_day(config, DAY)
+    raw = read_state(store, config.lake_url, "alpha", DAY)["raw"]
+    assert raw["version"] == "exec-1" and raw["confirmed_version"] == "exec-2"  # not rebuilt
+    assert dt.datetime.fromisoformat(raw["confirmed_delivered_at"]) == DAY_END + 3 * HOUR
+    confirmed = slis.export_success_rate(config, store, DAY, DAY_END + 30 * HOUR)
+    assert confirmed.per_source == {"alpha": 1.0} and confirmed.passed
+
+
 # ---- M2 export latency ------------------------------------------------------------------------------------
 
 def test_m2_is_measured_when_a_delivery_is_first_seen_and_a_backfill_is_recorded_apart(tmp_path: Path) -> None:
@@ -187,6 +207,34 @@ def test_m3_is_the_month_to_date_share_without_an_owner_per_source(tmp_path: Pat
     assert month.value == pytest.approx(expected) and month.per_source["alpha"] == pytest.approx(expected)
     assert not month.passed and "source 'alpha'" in month.summary
     assert month.extra["sli/unallocated_percent_day"] == pytest.approx(100.0)
+
+
+def test_m3_never_adds_two_currencies_of_one_source(tmp_path: Path) -> None:
+    """A source billing 1,000 USD, all owned, and 10 EUR, none owned: its EUR spend is 100 % unallocated.
+    Added together the two would read 10 / 1,010 = 0.99 % and pass."""
+    config = _config(tmp_path, ["alpha"])
+    first, second = dt.date(2023, 11, 1), dt.date(2023, 11, 2)
+    usd = pl.DataFrame(cur2_rows(first, lambda d, t, s: 1000 / 9))  # 9 rows, owned
+    eur = pl.DataFrame(cur2_rows(first, lambda d, t, s: 10 / 9)).with_columns(
+        pl.lit("EUR").alias("line_item_currency_code"), pl.lit(None, dtype=pl.String).alias("resource_tags_user_team"),
+        (pl.col("identity_line_item_id") + "-eur").alias("identity_line_item_id"))
+    later = pl.DataFrame(cur2_rows(second, lambda d, t, s: 1000 / 9))  # the next day: USD only, owned
+    _deliver(_root(tmp_path, "alpha"), "exec-1", pl.concat([usd, eur, later]), dt.datetime(2023, 11, 5, tzinfo=UTC))
+    for day in (first, second):
+        run_day(config, day)
+    store = Store()
+    by_currency = read_state(store, config.lake_url, "alpha", first)["enriched"]["result"]["by_currency"]
+    expected_billed = {c: Decimal(str(sum(Decimal(v) for v in frame["line_item_unblended_cost"])))
+                       for c, frame in (("USD", usd), ("EUR", eur))}  # the delivered text, summed here
+    assert {c: Decimal(m["billed"]) for c, m in by_currency.items()} == expected_billed
+    assert Decimal(by_currency["EUR"]["unallocated"]) == expected_billed["EUR"]
+    assert Decimal(by_currency["USD"]["unallocated"]) == 0
+    month = slis.unallocated_percent(config, store, second, DAY_END)
+    assert month.per_source == {"alpha": pytest.approx(100.0)} and not month.passed
+    assert "EUR billed cost" in month.summary
+    # the day after, its EUR share is gone (nothing billed in EUR): no rise is computed across currencies
+    jump = slis.unallocated_jump(config, store, second, DAY_END)
+    assert jump.value == 0.0 and jump.passed
 
 
 # ---- M6 backfill backlog ----------------------------------------------------------------------------------
