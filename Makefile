@@ -26,7 +26,7 @@ $(FV_VENV)/bin/focus-validator:
 validator: $(FV_VENV)/bin/focus-validator
 
 demo: install
-	$(PY) -m billing_pipeline.demo
+	$(PY) -m billing_pipeline.tools.demo
 
 test: install validator
 	FOCUS_VALIDATOR=$(CURDIR)/$(FV_VENV)/bin/focus-validator $(PY) -m pytest -q -p no:cacheprovider
@@ -35,7 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 conformance: install validator
-	FOCUS_VALIDATOR=$(CURDIR)/$(FV_VENV)/bin/focus-validator $(PY) -m billing_pipeline.conformance --all-fixtures
+	FOCUS_VALIDATOR=$(CURDIR)/$(FV_VENV)/bin/focus-validator $(PY) -m billing_pipeline.tools.conformance --all-fixtures
 
 clean:
 	rm -rf data .dagster_home bench_results
@@ -43,4 +43,4 @@ clean:
 # make's $(or ...) splits at commas, so the default list is a plain variable
 SIZES ?= 1000000,5000000,10000000
 bench: install
-	$(PY) -m billing_pipeline.bench --sizes $(SIZES) --out bench_results
+	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --out bench_results

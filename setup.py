@@ -47,7 +47,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "billing-generate=billing_pipeline.generator.__main__:main",
+            "billing-generate=billing_pipeline.tools.generator.__main__:main",
         ],
     },
 )

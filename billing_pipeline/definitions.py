@@ -7,12 +7,12 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from billing_pipeline.assets import build_spine_assets
-from billing_pipeline.checks import build_checks
-from billing_pipeline.config import CONFIG_ENV_VAR, load_config
-from billing_pipeline.schedules import build_daily_schedule
-from billing_pipeline.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
-from billing_pipeline.slo_assets import build_budget_checks, build_slo_asset
+from billing_pipeline.defs.assets import build_spine_assets
+from billing_pipeline.defs.checks import build_checks
+from billing_pipeline.defs.schedules import build_daily_schedule
+from billing_pipeline.defs.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
+from billing_pipeline.defs.slo_assets import build_budget_checks, build_slo_asset
+from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
 from partitions import daily_usage_partitions
 from resources import BillingResource
 
@@ -30,8 +30,10 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     billing_daily = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.assets(*assets),
-        description=("Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day, "
-                     "then the day's SLO error budgets."),
+        description=(
+            "Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day, "
+            "then the day's SLO error budgets."
+        ),
         executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )
     return Definitions(

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from billing_pipeline.config import BillingConfig, load_config
-from billing_pipeline.ingest import (
+from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.spine.ingest import (
     EnrichedSlice,
     NormalizedSlice,
     RawSlice,
@@ -24,8 +25,7 @@ from billing_pipeline.ingest import (
     build_normalized_slice,
     build_raw_slice,
 )
-from billing_pipeline.reconciliation import publish_reconciliation, read_invoices
-from billing_pipeline.storage import Store, scratch_dir
+from billing_pipeline.spine.reconciliation import publish_reconciliation, read_invoices
 
 from .http_capture import Receiver
 
@@ -88,15 +88,17 @@ def run_spine(config: BillingConfig, day: dt.date, store: Store | None = None) -
         ]
         invoices = read_invoices(store, config.invoices_url, workdir)
         reconciliation = pl.concat(
-            [publish_reconciliation(s, day, store, config.lake_url, invoices, config.reconciliation, workdir)
-             for s in config.sources]
+            [
+                publish_reconciliation(s, day, store, config.lake_url, invoices, config.reconciliation, workdir)
+                for s in config.sources
+            ]
         )
     return DayRun(raw, normalized, enriched, reconciliation)
 
 
 def legacy_cur_landing(root: Path, sample: Path = AWS_SAMPLE, assembly: str = "a1") -> Path:
     """A legacy CUR report root holding one delivery of the public sample (the conformance run's builder)."""
-    from billing_pipeline.conformance import legacy_cur_landing as build
+    from billing_pipeline.tools.conformance import legacy_cur_landing as build
 
     return build(root, sample, assembly)
 
@@ -104,8 +106,11 @@ def legacy_cur_landing(root: Path, sample: Path = AWS_SAMPLE, assembly: str = "a
 @pytest.fixture
 def sample_cur_config(tmp_path: Path) -> BillingConfig:
     report = legacy_cur_landing(tmp_path / "landing")
-    return load_config(write_config(tmp_path, [{"name": "sample_cur", "provider": "aws_cur", "url": str(report)}],
-                                    start_date="2023-11-01"))
+    return load_config(
+        write_config(
+            tmp_path, [{"name": "sample_cur", "provider": "aws_cur", "url": str(report)}], start_date="2023-11-01"
+        )
+    )
 
 
 @pytest.fixture
@@ -113,8 +118,11 @@ def sample_focus_config(tmp_path: Path) -> BillingConfig:
     landing = tmp_path / "landing" / "focus"
     landing.mkdir(parents=True)
     shutil.copy(FOCUS_SAMPLE, landing / FOCUS_SAMPLE.name)
-    return load_config(write_config(tmp_path, [{"name": "sample_focus", "provider": "focus", "url": str(landing)}],
-                                    start_date="2024-09-01"))
+    return load_config(
+        write_config(
+            tmp_path, [{"name": "sample_focus", "provider": "focus", "url": str(landing)}], start_date="2024-09-01"
+        )
+    )
 
 
 def sample_as_cur2_frame(sample: Path = AWS_SAMPLE):
@@ -204,8 +212,10 @@ def _usage_day(value: Any) -> dt.date:
     return dt.date.fromisoformat(str(value)[:10])  # BigQuery's JSON text: `2022-08-01 03:00:00 UTC`
 
 
-def gcp_delivered_totals(*files: Path, skip: Callable[[dict[str, Any]], bool] | None = None,
-                         ) -> dict[tuple[dt.date, str, str], tuple[Decimal, int, int]]:
+def gcp_delivered_totals(
+    *files: Path,
+    skip: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[tuple[dt.date, str, str], tuple[Decimal, int, int]]:
     """(usage day, billing account, currency) -> (cost + sum(credits.amount), charge rows, credit rows)
     over every row of the given GCP export files (rows for which `skip` is true left out)."""
     out: dict[tuple[dt.date, str, str], list[Any]] = defaultdict(lambda: [Decimal(0), 0, 0])
@@ -228,8 +238,10 @@ def parquet_cost_totals(source: Path | bytes | Any) -> dict[tuple[str, str], tup
 
     import polars as pl
 
-    frame = pl.read_parquet(io.BytesIO(source) if isinstance(source, bytes) else source,
-                            columns=["BillingAccountId", "BillingCurrency", "BilledCost", "EffectiveCost"])
+    frame = pl.read_parquet(
+        io.BytesIO(source) if isinstance(source, bytes) else source,
+        columns=["BillingAccountId", "BillingCurrency", "BilledCost", "EffectiveCost"],
+    )
     out: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [Decimal(0), Decimal(0), 0])
     for account, currency, billed, effective in frame.iter_rows():
         slot = out[(account, currency)]
@@ -245,8 +257,11 @@ def s3_endpoint() -> Iterator[str]:
     from .s3 import moto_server  # noqa: PLC0415
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             patch.setenv(name, value)
         with moto_server() as endpoint:
             yield endpoint

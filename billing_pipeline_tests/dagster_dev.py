@@ -58,13 +58,22 @@ class DagsterDev:
     def start(self, timeout: float = 120.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(INSTANCE_YAML)
-        env = {**os.environ, "DAGSTER_HOME": str(self.home), "BILLING_CONFIG": str(self.config_path),
-               "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "BILLING_CONFIG": str(self.config_path),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         dagster = str(Path(sys.executable).with_name("dagster"))
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -95,8 +104,9 @@ class DagsterDev:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             document = json.loads(response.read())
         if document.get("errors"):
@@ -108,8 +118,10 @@ class DagsterDev:
     def load_statuses(self) -> dict[str, tuple[str, str]]:
         data = self.graphql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
             name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }""")
-        return {e["name"]: (e["loadStatus"], (e["locationOrLoadError"] or {}).get("__typename", ""))
-                for e in data["workspaceOrError"]["locationEntries"]}
+        return {
+            e["name"]: (e["loadStatus"], (e["locationOrLoadError"] or {}).get("__typename", ""))
+            for e in data["workspaceOrError"]["locationEntries"]
+        }
 
     def wait_loaded(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -132,48 +144,65 @@ class DagsterDev:
         return {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
 
     def instigator_statuses(self) -> dict[str, str]:
-        data = self.graphql("""query($selector: RepositorySelector!) {
+        data = self.graphql(
+            """query($selector: RepositorySelector!) {
             sensorsOrError(repositorySelector: $selector) { ... on Sensors { results { name sensorState { status } } } }
             schedulesOrError(repositorySelector: $selector) {
                 ... on Schedules { results { name scheduleState { status } } } } }""",
-                            {"selector": self.repository_selector})
+            {"selector": self.repository_selector},
+        )
         out = {s["name"]: s["sensorState"]["status"] for s in data["sensorsOrError"]["results"]}
         out.update({s["name"]: s["scheduleState"]["status"] for s in data["schedulesOrError"]["results"]})
         return out
 
     def launch_backfill(self, job_name: str, partitions: list[str]) -> str:
-        data = self.graphql("""mutation($params: LaunchBackfillParams!) {
+        data = self.graphql(
+            """mutation($params: LaunchBackfillParams!) {
             launchPartitionBackfill(backfillParams: $params) {
                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                            {"params": {"selector": {"partitionSetName": f"{job_name}_partition_set",
-                                                     "repositorySelector": self.repository_selector},
-                                        "partitionNames": partitions}})
+            {
+                "params": {
+                    "selector": {
+                        "partitionSetName": f"{job_name}_partition_set",
+                        "repositorySelector": self.repository_selector,
+                    },
+                    "partitionNames": partitions,
+                }
+            },
+        )
         result = data["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill not launched: {result}")
         return str(result["backfillId"])
 
     def backfill_status(self, backfill_id: str) -> str:
-        data = self.graphql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-            __typename ... on PartitionBackfill { status } } }""", {"id": backfill_id})
+        data = self.graphql(
+            """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            __typename ... on PartitionBackfill { status } } }""",
+            {"id": backfill_id},
+        )
         return str(data["partitionBackfillOrError"]["status"])
 
     def runs(self, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        data = self.graphql("""query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
+        data = self.graphql(
+            """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
             results { runId status startTime endTime creationTime tags { key value } } } } }""",
-                            {"filter": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}})
+            {"filter": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}},
+        )
         runs = data["runsOrError"]["results"]
         for run in runs:
             run["tags"] = {t["key"]: t["value"] for t in run["tags"]}
         return runs
 
     def check_evaluations(self, run_id: str) -> list[dict[str, Any]]:
-        data = self.graphql("""query($runId: ID!) { logsForRun(runId: $runId, limit: 5000) {
+        data = self.graphql(
+            """query($runId: ID!) { logsForRun(runId: $runId, limit: 5000) {
             ... on EventConnection { events { __typename
                 ... on AssetCheckEvaluationEvent { evaluation { checkName success partition severity
-                    assetKey { path } } } } } } }""", {"runId": run_id})
-        return [e["evaluation"] for e in data["logsForRun"]["events"]
-                if e["__typename"] == "AssetCheckEvaluationEvent"]
+                    assetKey { path } } } } } } }""",
+            {"runId": run_id},
+        )
+        return [e["evaluation"] for e in data["logsForRun"]["events"] if e["__typename"] == "AssetCheckEvaluationEvent"]
 
     def wait_runs_finished(self, tags: dict[str, str] | None, expected: int | None, timeout: float) -> list[dict]:
         """Wait until `expected` runs (or all runs seen) with these tags are in a final state."""
@@ -186,5 +215,6 @@ class DagsterDev:
             if runs and enough and all(r["status"] in final for r in runs):
                 return runs
             time.sleep(1)
-        raise TimeoutError(f"runs {tags} not finished: {[(r['runId'][:8], r['status']) for r in runs]}; "
-                           f"{self.log_tail()}")
+        raise TimeoutError(
+            f"runs {tags} not finished: {[(r['runId'][:8], r['status']) for r in runs]}; {self.log_tail()}"
+        )

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from billing_pipeline.lake import slice_url
+from billing_pipeline.platform.lake import slice_url
 
 from .conftest import write_config
 from .dagster_dev import DagsterDev
@@ -55,9 +55,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="billing-measure-"))
     root = work / "landing" / "cur2"
     deliver_cur2(root, "exec-1", cur2_month_frame(period, days=days), period)
-    config_path = write_config(work, [{"name": "cur2", "provider": "aws_cur2", "url": str(root)}],
-                               start_date=start.isoformat(),
-                               automation={"sensor_interval_seconds": args.interval, "freshness_window_days": 1})
+    config_path = write_config(
+        work,
+        [{"name": "cur2", "provider": "aws_cur2", "url": str(root)}],
+        start_date=start.isoformat(),
+        automation={"sensor_interval_seconds": args.interval, "freshness_window_days": 1},
+    )
     dev = DagsterDev(work / "dagster_home", config_path, work / "dagster-dev.log")
     report: dict[str, object] = {"workdir": str(work), "period": period, "days_delivered": len(days)}
     try:
@@ -76,21 +79,24 @@ def main() -> None:
         time.sleep(3 * args.interval)  # later ticks must request nothing more
         runs = dev.runs({"billing/version": "exec-2"})
         after = _slices(work / "lake", days)
-        rewritten = sorted(f"{layer}:{day}" for (layer, day), mtime in after.items()
-                           if before.get((layer, day)) != mtime)
-        report.update({
-            "changed_days": sorted(d.isoformat() for d in changed),
-            "runs_requested_by_restatement": len(runs),
-            "days_reprocessed": sorted(r["tags"]["dagster/partition"] for r in runs),
-            "run_statuses": sorted({r["status"] for r in runs}),
-            "slices_total": len(after),
-            "slices_rewritten": len(rewritten),
-            "rewritten": rewritten,
-            "drop_to_first_run_created_s": round(min(r["creationTime"] for r in runs) - dropped, 2),
-            "drop_to_last_run_finished_s": round(max(r["endTime"] for r in runs) - dropped, 2),
-            "run_durations_s": sorted(round(r["endTime"] - r["startTime"], 2) for r in runs),
-            "sensor_interval_s": args.interval,
-        })
+        rewritten = sorted(
+            f"{layer}:{day}" for (layer, day), mtime in after.items() if before.get((layer, day)) != mtime
+        )
+        report.update(
+            {
+                "changed_days": sorted(d.isoformat() for d in changed),
+                "runs_requested_by_restatement": len(runs),
+                "days_reprocessed": sorted(r["tags"]["dagster/partition"] for r in runs),
+                "run_statuses": sorted({r["status"] for r in runs}),
+                "slices_total": len(after),
+                "slices_rewritten": len(rewritten),
+                "rewritten": rewritten,
+                "drop_to_first_run_created_s": round(min(r["creationTime"] for r in runs) - dropped, 2),
+                "drop_to_last_run_finished_s": round(max(r["endTime"] for r in runs) - dropped, 2),
+                "run_durations_s": sorted(round(r["endTime"] - r["startTime"], 2) for r in runs),
+                "sensor_interval_s": args.interval,
+            }
+        )
     finally:
         dev.stop()
     print(json.dumps(report, indent=2))

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.config import BillingConfig
-from billing_pipeline.fingerprints import (
+from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.spine.fingerprints import (
     build_enriched_slice_if_stale,
     build_normalized_slice_if_stale,
     build_raw_slice_if_changed,
     invoices_digest,
     publish_reconciliation_if_stale,
 )
-from billing_pipeline.ingest import DeliveryIncompleteError
-from billing_pipeline.reconciliation import read_invoices
-from billing_pipeline.storage import Store, scratch_dir
+from billing_pipeline.spine.ingest import DeliveryIncompleteError
+from billing_pipeline.spine.reconciliation import read_invoices
 
 from .conftest import write_data_export
 
@@ -37,8 +37,9 @@ def month_days(period: str) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((following - first).days)]
 
 
-def cur2_rows(day: dt.date, cost: Callable[[dt.date, str, str], float] | None = None,
-              account: str = "111111111111") -> list[dict[str, str]]:
+def cur2_rows(
+    day: dt.date, cost: Callable[[dt.date, str, str], float] | None = None, account: str = "111111111111"
+) -> list[dict[str, str]]:
     """One row per (team, service) for the day; `cost(day, team, service)` sets the unblended cost."""
     cost = cost or (lambda d, t, s: 10.0 + TEAMS.index(t) + SERVICES.index(s))
     start = f"{day.isoformat()}T00:00:00Z"
@@ -47,26 +48,32 @@ def cur2_rows(day: dt.date, cost: Callable[[dt.date, str, str], float] | None = 
     rows = []
     for team in TEAMS:
         for service in SERVICES:
-            rows.append({
-                "identity_line_item_id": f"{day}-{team}-{service}",
-                "identity_time_interval": f"{start}/{end}",
-                "bill_payer_account_id": account,
-                "line_item_usage_account_id": account,
-                "line_item_currency_code": "USD",
-                "line_item_line_item_type": "Usage",
-                "line_item_product_code": service,
-                "line_item_usage_start_date": start,
-                "line_item_usage_end_date": end,
-                "bill_billing_period_start_date": f"{day.replace(day=1).isoformat()}T00:00:00Z",
-                "bill_billing_period_end_date": f"{next_month.isoformat()}T00:00:00Z",
-                "line_item_unblended_cost": repr(round(cost(day, team, service), 6)),
-                "resource_tags_user_team": team,
-            })
+            rows.append(
+                {
+                    "identity_line_item_id": f"{day}-{team}-{service}",
+                    "identity_time_interval": f"{start}/{end}",
+                    "bill_payer_account_id": account,
+                    "line_item_usage_account_id": account,
+                    "line_item_currency_code": "USD",
+                    "line_item_line_item_type": "Usage",
+                    "line_item_product_code": service,
+                    "line_item_usage_start_date": start,
+                    "line_item_usage_end_date": end,
+                    "bill_billing_period_start_date": f"{day.replace(day=1).isoformat()}T00:00:00Z",
+                    "bill_billing_period_end_date": f"{next_month.isoformat()}T00:00:00Z",
+                    "line_item_unblended_cost": repr(round(cost(day, team, service), 6)),
+                    "resource_tags_user_team": team,
+                }
+            )
     return rows
 
 
-def cur2_month_frame(period: str, cost: Callable[[dt.date, str, str], float] | None = None,
-                     days: list[dt.date] | None = None, account: str = "111111111111") -> pl.DataFrame:
+def cur2_month_frame(
+    period: str,
+    cost: Callable[[dt.date, str, str], float] | None = None,
+    days: list[dt.date] | None = None,
+    account: str = "111111111111",
+) -> pl.DataFrame:
     rows = [r for d in (days or month_days(period)) for r in cur2_rows(d, cost, account)]
     return pl.DataFrame(rows)
 
@@ -74,8 +81,14 @@ def cur2_month_frame(period: str, cost: Callable[[dt.date, str, str], float] | N
 def deliver_cur2(root: Path, execution_id: str, frame: pl.DataFrame, period: str, files: int = 2) -> None:
     """One CUR 2.0 delivery of `frame`, split over `files` CSV files (row order shuffled by the split)."""
     parts = {f"part-{i}.csv.gz": frame.gather_every(files, offset=i) for i in range(files)}
-    write_data_export(root, execution_id, parts, period=period, file_format="csv",
-                      export_time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    write_data_export(
+        root,
+        execution_id,
+        parts,
+        period=period,
+        file_format="csv",
+        export_time=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
 
 
 def run_day(config: BillingConfig, day: dt.date, store: Store | None = None) -> None:

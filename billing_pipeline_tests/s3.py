@@ -55,8 +55,13 @@ def moto_server() -> Iterator[str]:
 
 
 def s3_client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def upload_tree(client, local_root: Path, bucket: str, prefix: str) -> int:

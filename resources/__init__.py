@@ -6,8 +6,8 @@ from functools import lru_cache
 
 from dagster import ConfigurableResource
 
-from billing_pipeline.config import BillingConfig, load_config
-from billing_pipeline.storage import Store
+from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.storage import Store
 
 
 @lru_cache(maxsize=8)

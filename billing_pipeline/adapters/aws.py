@@ -59,9 +59,9 @@ from billing_pipeline.adapters.base import (
     text,
 )
 from billing_pipeline.adapters.tags import tags_from_columns, tags_from_map, tags_json
-from billing_pipeline.focus import MONEY
-from billing_pipeline.lookup import gather, key_index, lookup
-from billing_pipeline.storage import Store, join
+from billing_pipeline.platform.focus import MONEY
+from billing_pipeline.platform.lookup import gather, key_index, lookup
+from billing_pipeline.platform.storage import Store, join
 
 PROVIDER = "AWS"
 DEFAULT_INVOICING_ENTITY = "Amazon Web Services, Inc."
@@ -72,8 +72,12 @@ CREDIT_TYPES = ("Credit", "EdpDiscount", "PrivateRateDiscount", "BundledDiscount
 RECURRING_TYPES = ("SavingsPlanRecurringFee", "RIFee")
 UNUSED_COMMITMENT_TYPES = ("SavingsPlanRecurringFee", "RIFee")  # EffectiveCost = the unused commitment
 COMMITTED_TYPES = ("DiscountedUsage", "SavingsPlanCoveredUsage", "SavingsPlanNegation")
-SAVINGS_PLAN_TYPES = ("SavingsPlanCoveredUsage", "SavingsPlanNegation", "SavingsPlanRecurringFee",
-                      "SavingsPlanUpfrontFee")
+SAVINGS_PLAN_TYPES = (
+    "SavingsPlanCoveredUsage",
+    "SavingsPlanNegation",
+    "SavingsPlanRecurringFee",
+    "SavingsPlanUpfrontFee",
+)
 
 MONEY_INPUTS = (
     "line_item_unblended_cost",
@@ -203,12 +207,14 @@ class AwsCurAdapter:
             """`transform(*inputs)` computed once per distinct input tuple, then looked up per row: the
             catalog's regexes and lookups run on thousands of values, not millions of rows. The
             distinct values are read in a narrow pass of their own (a few columns); the lookup is a
-            streaming lookup on one composite key (`billing_pipeline.lookup`), so row order is kept."""
+            streaming lookup on one composite key (`billing_pipeline.platform.lookup`), so row order is kept."""
             nonlocal frame
             columns = [keep(f"{name}_in{i}", expr) for i, expr in enumerate(inputs)]
             key = pl.concat_str([c.cast(pl.String).fill_null("\x00") for c in columns], separator="\x1f")
             table = (
-                frame.select(*columns).unique().collect(engine="streaming")
+                frame.select(*columns)
+                .unique()
+                .collect(engine="streaming")
                 .select(key.alias("key"), transform(*columns).alias("value"))
             )
             return keep(name, gather(key_index(key, table["key"]), table["value"]))
@@ -218,48 +224,57 @@ class AwsCurAdapter:
         zero = pl.lit(0, dtype=MONEY)
         reservation_arn = keep("reservation_arn", string("reservation_reservation_a_r_n"))
         savings_plan_arn = keep("savings_plan_arn", string("savings_plan_savings_plan_a_r_n"))
-        effective = keep("effective", (
-            pl.when(line_type == "SavingsPlanCoveredUsage")
-            .then(money("savings_plan_savings_plan_effective_cost").fill_null(zero))
-            .when(line_type == "SavingsPlanRecurringFee")
-            .then(
-                money("savings_plan_total_commitment_to_date").fill_null(zero)
-                - money("savings_plan_used_commitment").fill_null(zero)
-            )
-            .when(line_type.is_in(["SavingsPlanNegation", "SavingsPlanUpfrontFee"]))
-            .then(zero)
-            .when(line_type == "DiscountedUsage")
-            .then(money("reservation_effective_cost").fill_null(zero))
-            .when(line_type == "RIFee")
-            .then(
-                money("reservation_unused_amortized_upfront_fee_for_billing_period").fill_null(zero)
-                + money("reservation_unused_recurring_fee").fill_null(zero)
-            )
-            .when((line_type == "Fee") & reservation_arn.is_not_null())
-            .then(zero)
-            .otherwise(billed)
-        ))
-        commitment_id = keep("commitment_id", (
-            pl.when(line_type.is_in(SAVINGS_PLAN_TYPES))
-            .then(savings_plan_arn)
-            .when(line_type.is_in(["DiscountedUsage", "RIFee"]) | (line_type == "Fee"))
-            .then(reservation_arn)
-        ))
+        effective = keep(
+            "effective",
+            (
+                pl.when(line_type == "SavingsPlanCoveredUsage")
+                .then(money("savings_plan_savings_plan_effective_cost").fill_null(zero))
+                .when(line_type == "SavingsPlanRecurringFee")
+                .then(
+                    money("savings_plan_total_commitment_to_date").fill_null(zero)
+                    - money("savings_plan_used_commitment").fill_null(zero)
+                )
+                .when(line_type.is_in(["SavingsPlanNegation", "SavingsPlanUpfrontFee"]))
+                .then(zero)
+                .when(line_type == "DiscountedUsage")
+                .then(money("reservation_effective_cost").fill_null(zero))
+                .when(line_type == "RIFee")
+                .then(
+                    money("reservation_unused_amortized_upfront_fee_for_billing_period").fill_null(zero)
+                    + money("reservation_unused_recurring_fee").fill_null(zero)
+                )
+                .when((line_type == "Fee") & reservation_arn.is_not_null())
+                .then(zero)
+                .otherwise(billed)
+            ),
+        )
+        commitment_id = keep(
+            "commitment_id",
+            (
+                pl.when(line_type.is_in(SAVINGS_PLAN_TYPES))
+                .then(savings_plan_arn)
+                .when(line_type.is_in(["DiscountedUsage", "RIFee"]) | (line_type == "Fee"))
+                .then(reservation_arn)
+            ),
+        )
         has_commitment = commitment_id.is_not_null()
         # A recurring commitment fee carries the unused commitment as its EffectiveCost: in FOCUS that
         # is a Usage row with CommitmentDiscountStatus "Unused" (a Purchase must have EffectiveCost 0).
         unused_fee = keep("unused_fee", line_type.is_in(UNUSED_COMMITMENT_TYPES) & has_commitment)
-        category = keep("category", (
-            pl.when(line_type.is_in(USAGE_TYPES) | unused_fee)
-            .then(pl.lit("Usage"))
-            .when(line_type.is_in(PURCHASE_TYPES))
-            .then(pl.lit("Purchase"))
-            .when(line_type == "Tax")
-            .then(pl.lit("Tax"))
-            .when(line_type.is_in(CREDIT_TYPES))
-            .then(pl.lit("Credit"))
-            .otherwise(pl.lit("Adjustment"))
-        ))
+        category = keep(
+            "category",
+            (
+                pl.when(line_type.is_in(USAGE_TYPES) | unused_fee)
+                .then(pl.lit("Usage"))
+                .when(line_type.is_in(PURCHASE_TYPES))
+                .then(pl.lit("Purchase"))
+                .when(line_type == "Tax")
+                .then(pl.lit("Tax"))
+                .when(line_type.is_in(CREDIT_TYPES))
+                .then(pl.lit("Credit"))
+                .otherwise(pl.lit("Adjustment"))
+            ),
+        )
         frequency = (
             pl.when(line_type.is_in(USAGE_TYPES))
             .then(pl.lit("Usage-Based"))
@@ -269,23 +284,31 @@ class AwsCurAdapter:
         )
         is_usage = category == "Usage"
         priced = category.is_in(["Usage", "Purchase"])
-        status = keep("status", (
-            pl.when(has_commitment & is_usage)
-            .then(pl.when(unused_fee).then(pl.lit("Unused")).otherwise(pl.lit("Used")))
-        ))
-        commitment_type = keep("commitment_type", (
-            pl.when(~has_commitment)
-            .then(None)
-            .when(line_type.str.starts_with("SavingsPlan"))
-            .then(pl.lit("Savings Plan"))
-            .otherwise(pl.lit("Reserved Instance"))
-        ))
+        status = keep(
+            "status",
+            (
+                pl.when(has_commitment & is_usage).then(
+                    pl.when(unused_fee).then(pl.lit("Unused")).otherwise(pl.lit("Used"))
+                )
+            ),
+        )
+        commitment_type = keep(
+            "commitment_type",
+            (
+                pl.when(~has_commitment)
+                .then(None)
+                .when(line_type.str.starts_with("SavingsPlan"))
+                .then(pl.lit("Savings Plan"))
+                .otherwise(pl.lit("Reserved Instance"))
+            ),
+        )
 
         product_code = keep("product_code", string("line_item_product_code"))
         product_name = keep("product_name", pl.coalesce(string("product_product_name"), string("product_servicename")))
         code = keep("code", catalog.service_code(product_code, string("product_servicecode"), product_name))
-        service_name = keep("service_name",
-                            pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown")))
+        service_name = keep(
+            "service_name", pl.coalesce(product_name, catalog.service_name(code), code, pl.lit("Unknown"))
+        )
 
         usage_amount = keep("usage_amount", money("line_item_usage_amount"))
         delivered_unit = keep("delivered_unit", pl.coalesce(string("pricing_unit"), string("product_pricing_unit")))
@@ -296,8 +319,10 @@ class AwsCurAdapter:
         )
         pricing_quantity = keep("pricing_quantity", pl.when(priced & unit.is_not_null()).then(usage_amount))
         pricing_unit = pl.when(pricing_quantity.is_not_null()).then(unit)
-        consumed_quantity = keep("consumed_quantity", pl.when(
-            is_usage & (status != "Unused").fill_null(True) & unit.is_not_null()).then(usage_amount))
+        consumed_quantity = keep(
+            "consumed_quantity",
+            pl.when(is_usage & (status != "Unused").fill_null(True) & unit.is_not_null()).then(usage_amount),
+        )
         consumed_unit = pl.when(consumed_quantity.is_not_null()).then(unit)
 
         negation = line_type == "SavingsPlanNegation"
@@ -309,9 +334,7 @@ class AwsCurAdapter:
             .then(money("line_item_unblended_rate"))
             .otherwise(money("pricing_public_on_demand_rate"))
         )
-        list_cost = (
-            pl.when(negation).then(zero).otherwise(pl.coalesce(money("pricing_public_on_demand_cost"), billed))
-        )
+        list_cost = pl.when(negation).then(zero).otherwise(pl.coalesce(money("pricing_public_on_demand_cost"), billed))
         # Contracted = before commitment discounts: an RI-covered hour at its public price (CUR books
         # negotiated discounts as rows of their own), a negation (the commitment discount) at 0.
         contracted_cost = (
@@ -380,9 +403,13 @@ class AwsCurAdapter:
                 for name in MONEY_INPUTS
                 if name in schema
             ]
-            + [pl.when(money_is_missing(pl.col(self.billed_cost_column), schema[self.billed_cost_column])
-                       if self.billed_cost_column in schema else pl.lit(True))
-               .then(pl.lit("missing cost in line_item_unblended_cost"))],
+            + [
+                pl.when(
+                    money_is_missing(pl.col(self.billed_cost_column), schema[self.billed_cost_column])
+                    if self.billed_cost_column in schema
+                    else pl.lit(True)
+                ).then(pl.lit("missing cost in line_item_unblended_cost"))
+            ],
             separator="; ",
             ignore_nulls=True,
         )
@@ -429,17 +456,17 @@ class AwsCurAdapter:
             consumed_unit.alias("ConsumedUnit"),
             contracted_unit_price.alias("ContractedUnitPrice"),
             pl.when(pricing_quantity.is_not_null()).then(list_unit_price).alias("ListUnitPrice"),
-            pl.when(priced).then(
+            pl.when(priced)
+            .then(
                 pl.when(line_type.is_in(COMMITTED_TYPES) | unused_fee)
                 .then(pl.lit("Committed"))
                 .when(line_type.is_in(PURCHASE_TYPES))
                 .then(pl.lit("Standard"))
-                .when(
-                    (string("pricing_term") == "Spot") | string("line_item_usage_type").str.contains("SpotUsage")
-                )
+                .when((string("pricing_term") == "Spot") | string("line_item_usage_type").str.contains("SpotUsage"))
                 .then(pl.lit("Dynamic"))
                 .otherwise(pl.lit("Standard"))
-            ).alias("PricingCategory"),
+            )
+            .alias("PricingCategory"),
             pricing_currency.alias("PricingCurrency"),
             pl.when(same_currency).then(contracted_unit_price).alias("PricingCurrencyContractedUnitPrice"),
             pl.when(same_currency).then(effective).alias("PricingCurrencyEffectiveCost"),
@@ -451,9 +478,7 @@ class AwsCurAdapter:
             resource_id.alias("ResourceId"),
             resource_type.alias("ResourceType"),
             pl.when(category != "Tax").then(sku_id).alias("SkuId"),
-            pl.when((category != "Tax") & sku_id.is_not_null())
-            .then(sku_meter)
-            .alias("SkuMeter"),
+            pl.when((category != "Tax") & sku_id.is_not_null()).then(sku_meter).alias("SkuMeter"),
             pl.when((category != "Tax") & sku_id.is_not_null())
             .then(pl.coalesce(string("pricing_rate_code"), string("pricing_rate_id")))
             .alias("SkuPriceId"),
@@ -518,8 +543,9 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
             listing = store.find(period_dir, maxdepth=2)
             present = {f.url: f for f in listing}
             for manifest in (f for f in listing if f.url.endswith("-Manifest.json")):
-                delivery = self._delivery(store, source, root, billing_period, range_name, manifest, present,
-                                          file_format)
+                delivery = self._delivery(
+                    store, source, root, billing_period, range_name, manifest, present, file_format
+                )
                 if manifest.url.rsplit("/", 1)[0] == period_dir.rstrip("/"):
                     delivery = replace(delivery, named_current=True)  # the period-level manifest names it
                 known = deliveries.get(delivery.version)
@@ -530,8 +556,17 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
                 deliveries[delivery.version] = delivery
         return list(deliveries.values())
 
-    def _delivery(self, store: Store, source: str, root: str, billing_period: str, range_name: str, manifest,
-                  present: dict, file_format: str) -> Delivery:
+    def _delivery(
+        self,
+        store: Store,
+        source: str,
+        root: str,
+        billing_period: str,
+        range_name: str,
+        manifest,
+        present: dict,
+        file_format: str,
+    ) -> Delivery:
         document, problem = load_manifest(store, manifest.url)
         delivered_at = modified_at(manifest.modified)
         if document is None:
@@ -543,8 +578,11 @@ class AwsLegacyCurAdapter(AwsCurAdapter):
             relative = relative_to_anchor(str(key), re.escape(range_name) + "/")
             if relative is None or not is_inside(relative, range_name):
                 problems.append(
-                    FileProblem(str(key), f"manifest {manifest.url} lists a file outside its {range_name}/ prefix",
-                                "outside_prefix")
+                    FileProblem(
+                        str(key),
+                        f"manifest {manifest.url} lists a file outside its {range_name}/ prefix",
+                        "outside_prefix",
+                    )
                 )
                 continue
             local = join(root, relative)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.lookup import lookup
+from billing_pipeline.platform.lookup import lookup
 
 # product code -> (ServiceCategory, ServiceSubcategory, product name as CUR spells it)
 SERVICES: dict[str, tuple[str, str, str]] = {
@@ -98,7 +98,9 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "AmazonRekognition": ("AI and Machine Learning", "Machine Learning", "Amazon Rekognition"),
     "AmazonTextract": ("AI and Machine Learning", "Machine Learning", "Amazon Textract"),
     "MachineLearningSavingsPlans": (
-        "AI and Machine Learning", "Other (AI and Machine Learning)", "Savings Plans for AWS Machine Learning"
+        "AI and Machine Learning",
+        "Other (AI and Machine Learning)",
+        "Savings Plans for AWS Machine Learning",
     ),
     # Management and Governance
     "AmazonCloudWatch": ("Management and Governance", "Observability", "AmazonCloudWatch"),
@@ -112,9 +114,7 @@ SERVICES: dict[str, tuple[str, str, str]] = {
     "AWSCostExplorer": ("Management and Governance", "Cost Management", "AWS Cost Explorer"),
     "AWSBudgets": ("Management and Governance", "Cost Management", "AWS Budgets"),
     "AWSLakeFormation": ("Management and Governance", "Data Governance", "AWS Lake Formation"),
-    "AWSElasticDisasterRecovery": (
-        "Management and Governance", "Disaster Recovery", "AWS Elastic Disaster Recovery"
-    ),
+    "AWSElasticDisasterRecovery": ("Management and Governance", "Disaster Recovery", "AWS Elastic Disaster Recovery"),
     "AWSSupportBusiness": ("Management and Governance", "Support", "AWS Support (Business)"),
     "AWSSupportEnterprise": ("Management and Governance", "Support", "AWS Support (Enterprise)"),
     "AWSDeveloperSupport": ("Management and Governance", "Support", "AWS Support (Developer)"),
@@ -211,9 +211,42 @@ REGION_CODE = (
 
 # Region prefixes of usage types (`USE1-BoxUsage:m5.large`); us-east-1 often has none.
 USAGE_TYPE_REGION_PREFIXES: tuple[str, ...] = (
-    "USE1", "USE2", "USW1", "USW2", "UGE1", "UGW1", "CAN1", "CAN2", "MXC1", "SAE1", "EUC1", "EUC2", "EUW1",
-    "EUW2", "EUW3", "EUN1", "EUS1", "EUS2", "EU", "ILC1", "MES1", "MEC1", "AFS1", "APE1", "APS1", "APS2",
-    "APS3", "APS4", "APS5", "APS6", "APS7", "APN1", "APN2", "APN3", "CNN1", "CNW1",
+    "USE1",
+    "USE2",
+    "USW1",
+    "USW2",
+    "UGE1",
+    "UGW1",
+    "CAN1",
+    "CAN2",
+    "MXC1",
+    "SAE1",
+    "EUC1",
+    "EUC2",
+    "EUW1",
+    "EUW2",
+    "EUW3",
+    "EUN1",
+    "EUS1",
+    "EUS2",
+    "EU",
+    "ILC1",
+    "MES1",
+    "MEC1",
+    "AFS1",
+    "APE1",
+    "APS1",
+    "APS2",
+    "APS3",
+    "APS4",
+    "APS5",
+    "APS6",
+    "APS7",
+    "APN1",
+    "APN2",
+    "APN3",
+    "CNN1",
+    "CNW1",
 )
 
 # ResourceType by ARN `service:type` (or `service` alone when ARNs carry no type segment).
@@ -331,8 +364,10 @@ def service_name(code: pl.Expr) -> pl.Expr:
 
 def subcategory_for_name(name: pl.Expr, category: pl.Expr) -> pl.Expr:
     """ServiceSubcategory of a known AWS product name, only where it belongs to the row's category."""
-    by_name = {**{v[2]: v[1] for v in SERVICES.values()},
-               **{alias: SERVICES[code][1] for alias, code in SERVICE_NAME_ALIASES.items()}}
+    by_name = {
+        **{v[2]: v[1] for v in SERVICES.values()},
+        **{alias: SERVICES[code][1] for alias, code in SERVICE_NAME_ALIASES.items()},
+    }
     parents = {v[1]: v[0] for v in SERVICES.values()}
     subcategory = lookup(name, by_name)
     parent = lookup(subcategory, parents)

@@ -75,9 +75,9 @@ from billing_pipeline.adapters.base import (
 )
 from billing_pipeline.adapters.focus_native import FocusAdapter, tags_from_json
 from billing_pipeline.adapters.tags import tags_json
-from billing_pipeline.focus import MONEY
-from billing_pipeline.lookup import lookup
-from billing_pipeline.storage import FileInfo, Store
+from billing_pipeline.platform.focus import MONEY
+from billing_pipeline.platform.lookup import lookup
+from billing_pipeline.platform.storage import FileInfo, Store
 
 PROVIDER = "Microsoft"
 DATA_SUFFIXES = (".csv", ".csv.gz", ".gz", ".parquet")
@@ -178,33 +178,86 @@ SERVICES: dict[str, tuple[str, str]] = {
 OTHER = ("Other", "Other (Other)")
 
 REGIONS: dict[str, str] = {
-    "eastus": "East US", "eastus2": "East US 2", "centralus": "Central US", "northcentralus": "North Central US",
-    "southcentralus": "South Central US", "westcentralus": "West Central US", "westus": "West US",
-    "westus2": "West US 2", "westus3": "West US 3", "canadacentral": "Canada Central", "canadaeast": "Canada East",
-    "brazilsouth": "Brazil South", "northeurope": "North Europe", "westeurope": "West Europe",
-    "uksouth": "UK South", "ukwest": "UK West", "francecentral": "France Central",
-    "germanywestcentral": "Germany West Central", "switzerlandnorth": "Switzerland North",
-    "norwayeast": "Norway East", "swedencentral": "Sweden Central", "polandcentral": "Poland Central",
-    "italynorth": "Italy North", "eastasia": "East Asia", "southeastasia": "Southeast Asia",
-    "japaneast": "Japan East", "japanwest": "Japan West", "koreacentral": "Korea Central",
-    "centralindia": "Central India", "southindia": "South India", "australiaeast": "Australia East",
-    "australiasoutheast": "Australia Southeast", "uaenorth": "UAE North", "southafricanorth": "South Africa North",
+    "eastus": "East US",
+    "eastus2": "East US 2",
+    "centralus": "Central US",
+    "northcentralus": "North Central US",
+    "southcentralus": "South Central US",
+    "westcentralus": "West Central US",
+    "westus": "West US",
+    "westus2": "West US 2",
+    "westus3": "West US 3",
+    "canadacentral": "Canada Central",
+    "canadaeast": "Canada East",
+    "brazilsouth": "Brazil South",
+    "northeurope": "North Europe",
+    "westeurope": "West Europe",
+    "uksouth": "UK South",
+    "ukwest": "UK West",
+    "francecentral": "France Central",
+    "germanywestcentral": "Germany West Central",
+    "switzerlandnorth": "Switzerland North",
+    "norwayeast": "Norway East",
+    "swedencentral": "Sweden Central",
+    "polandcentral": "Poland Central",
+    "italynorth": "Italy North",
+    "eastasia": "East Asia",
+    "southeastasia": "Southeast Asia",
+    "japaneast": "Japan East",
+    "japanwest": "Japan West",
+    "koreacentral": "Korea Central",
+    "centralindia": "Central India",
+    "southindia": "South India",
+    "australiaeast": "Australia East",
+    "australiasoutheast": "Australia Southeast",
+    "uaenorth": "UAE North",
+    "southafricanorth": "South Africa North",
 }
 # Older exports name regions by meter-region style display names.
 REGION_ALIASES: dict[str, str] = {
-    "useast": "eastus", "useast2": "eastus2", "uswest": "westus", "uswest2": "westus2", "uscentral": "centralus",
-    "usnorthcentral": "northcentralus", "ussouthcentral": "southcentralus", "usnorth": "northcentralus",
-    "cacentral": "canadacentral", "euwest": "westeurope", "eunorth": "northeurope", "ukso": "uksouth",
+    "useast": "eastus",
+    "useast2": "eastus2",
+    "uswest": "westus",
+    "uswest2": "westus2",
+    "uscentral": "centralus",
+    "usnorthcentral": "northcentralus",
+    "ussouthcentral": "southcentralus",
+    "usnorth": "northcentralus",
+    "cacentral": "canadacentral",
+    "euwest": "westeurope",
+    "eunorth": "northeurope",
+    "ukso": "uksouth",
 }
 NOT_A_REGION = ("unassigned", "global", "unknown", "")
 
 _UNIT_WORDS: dict[str, str] = {
-    "hour": "Hours", "hours": "Hours", "day": "Days", "days": "Days", "month": "Months", "months": "Months",
-    "year": "Years", "minute": "Minutes", "minutes": "Minutes", "second": "Seconds", "seconds": "Seconds",
-    "gb": "GB", "tb": "TB", "mb": "MB", "kb": "KB", "gib": "GiB", "tib": "TiB", "mib": "MiB",
+    "hour": "Hours",
+    "hours": "Hours",
+    "day": "Days",
+    "days": "Days",
+    "month": "Months",
+    "months": "Months",
+    "year": "Years",
+    "minute": "Minutes",
+    "minutes": "Minutes",
+    "second": "Seconds",
+    "seconds": "Seconds",
+    "gb": "GB",
+    "tb": "TB",
+    "mb": "MB",
+    "kb": "KB",
+    "gib": "GiB",
+    "tib": "TiB",
+    "mib": "MiB",
 }
-_SINGULAR = {"Hours": "Hour", "Days": "Day", "Months": "Month", "Years": "Year", "Minutes": "Minute",
-             "Seconds": "Second"}
+_SINGULAR = {
+    "Hours": "Hour",
+    "Days": "Day",
+    "Months": "Month",
+    "Years": "Year",
+    "Minutes": "Minute",
+    "Seconds": "Second",
+}
 _COUNT_UNIT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?: [A-Za-z][A-Za-z0-9]*)*$")
 
 
@@ -232,8 +285,9 @@ def focus_unit_name(unit: str | None) -> str | None:
         period = _UNIT_WORDS.get(per.lower(), per)
         name = f"{size}-{period}" if period in _SINGULAR else f"{size}/{per}"
     else:
-        name = _UNIT_WORDS.get(rest.lower()) or " ".join(w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+",
-                                                                                             rest) if w)
+        name = _UNIT_WORDS.get(rest.lower()) or " ".join(
+            w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+", rest) if w
+        )
         if not _COUNT_UNIT.match(name):
             return None
     if block == 1:
@@ -317,23 +371,38 @@ class AzureAdapter:
             present = {f.url: f for f in listing}
             manifests = [f for f in listing if f.url.rsplit("/", 1)[-1] == "manifest.json"]
             for manifest in manifests:
-                deliveries.append(self._run(store, source, root, billing_period, range_name, manifest, present,
-                                            file_format))
+                deliveries.append(
+                    self._run(store, source, root, billing_period, range_name, manifest, present, file_format)
+                )
             run_folders = [m.url.rsplit("/", 1)[0] + "/" for m in manifests]
             for info in listing:
                 name = info.url.lower()
                 if not name.endswith(DATA_SUFFIXES) or any(info.url.startswith(f) for f in run_folders):
                     continue
-                deliveries.append(Delivery(
-                    source=source, billing_period=billing_period,
-                    version=f"{_dataset_from_path(info.url)}:file:{info.url.rsplit('/', 1)[-1]}",
-                    delivered_at=modified_at(info.modified), files=(info.url,), file_format=file_format,
-                    fingerprint=info.identity,
-                ))
+                deliveries.append(
+                    Delivery(
+                        source=source,
+                        billing_period=billing_period,
+                        version=f"{_dataset_from_path(info.url)}:file:{info.url.rsplit('/', 1)[-1]}",
+                        delivered_at=modified_at(info.modified),
+                        files=(info.url,),
+                        file_format=file_format,
+                        fingerprint=info.identity,
+                    )
+                )
         return self._check_row_counts(store, deliveries, _present_all(store, deliveries))
 
-    def _run(self, store: Store, source: str, root: str, billing_period: str, range_name: str, manifest: FileInfo,
-             present: dict[str, FileInfo], file_format: str) -> Delivery:
+    def _run(
+        self,
+        store: Store,
+        source: str,
+        root: str,
+        billing_period: str,
+        range_name: str,
+        manifest: FileInfo,
+        present: dict[str, FileInfo],
+        file_format: str,
+    ) -> Delivery:
         document, problem = load_manifest(store, manifest.url)
         fallback = modified_at(manifest.modified)
         if document is None:
@@ -352,16 +421,29 @@ class AzureAdapter:
             blobs = []
         for blob in blobs:
             name = str((blob or {}).get("blobName") or "")
-            local = check_listed_file(name, re.escape(range_name) + "/", range_name, root, present, files,
-                                      manifest.url, f"manifest {manifest.url} lists a blob outside its {range_name}/ "
-                                      "folder")
+            local = check_listed_file(
+                name,
+                re.escape(range_name) + "/",
+                range_name,
+                root,
+                present,
+                files,
+                manifest.url,
+                f"manifest {manifest.url} lists a blob outside its {range_name}/ folder",
+            )
             if isinstance(local, FileProblem):
                 problems.append(local)
                 continue
             size = blob.get("byteCount")
             if isinstance(size, int) and size != present[local].size:
-                problems.append(FileProblem(local, f"has {present[local].size} bytes, manifest {manifest.url} says "
-                                                   f"byteCount {size} (partial upload)", "missing"))
+                problems.append(
+                    FileProblem(
+                        local,
+                        f"has {present[local].size} bytes, manifest {manifest.url} says "
+                        f"byteCount {size} (partial upload)",
+                        "missing",
+                    )
+                )
                 continue
             if isinstance(blob.get("dataRowCount"), int):
                 expected[local] = blob["dataRowCount"]
@@ -369,15 +451,22 @@ class AzureAdapter:
         total = document.get("dataRowCount")
         fingerprint = listing_fingerprint([present[u] for u in files])
         delivery = Delivery(
-            source=source, billing_period=billing_period, version=version,
-            delivered_at=parse_timestamp(run.get("submittedTime"), fallback), files=tuple(files),
-            manifest_uri=manifest.url, problems=tuple(problems), file_format=file_format, fingerprint=fingerprint,
+            source=source,
+            billing_period=billing_period,
+            version=version,
+            delivered_at=parse_timestamp(run.get("submittedTime"), fallback),
+            files=tuple(files),
+            manifest_uri=manifest.url,
+            problems=tuple(problems),
+            file_format=file_format,
+            fingerprint=fingerprint,
         )
         _EXPECTED[(manifest.url, fingerprint)] = (expected, total if isinstance(total, int) else None)
         return delivery
 
-    def _check_row_counts(self, store: Store, deliveries: list[Delivery], present: dict[str, FileInfo]
-                          ) -> list[Delivery]:
+    def _check_row_counts(
+        self, store: Store, deliveries: list[Delivery], present: dict[str, FileInfo]
+    ) -> list[Delivery]:
         """Count rows of the newest runs until one matches its manifest; a mismatch marks a run incomplete.
 
         Runs submitted at the same time as the first complete one are counted too: `choose_current`
@@ -406,13 +495,23 @@ class AzureAdapter:
                     break
                 counted += rows
                 if url in expected and rows != expected[url]:
-                    problems.append(FileProblem(url, f"holds {rows} rows, manifest {delivery.manifest_uri} says "
-                                                     f"dataRowCount {expected[url]}", "missing"))
+                    problems.append(
+                        FileProblem(
+                            url,
+                            f"holds {rows} rows, manifest {delivery.manifest_uri} says dataRowCount {expected[url]}",
+                            "missing",
+                        )
+                    )
             if unverifiable:
                 continue  # not settled: older runs are counted too, in case this one turns out broken
             if total is not None and counted != total and len(problems) == len(delivery.problems):
-                problems.append(FileProblem(delivery.manifest_uri, f"blobs hold {counted} rows, manifest says "
-                                                                   f"dataRowCount {total}", "missing"))
+                problems.append(
+                    FileProblem(
+                        delivery.manifest_uri,
+                        f"blobs hold {counted} rows, manifest says dataRowCount {total}",
+                        "missing",
+                    )
+                )
             out[index] = Delivery(**{**delivery.__dict__, "problems": tuple(problems)})
             if not out[index].incomplete:
                 settled = delivery.delivered_at
@@ -443,19 +542,24 @@ class AzureAdapter:
             return self._focus.raw_totals(raw)
         get = _getter(schema)
         billed = _billed(get, schema)
-        return raw.select(_account(get).alias("BillingAccountId"), get.text("currency").alias("BillingCurrency"),
-                          billed.alias("cost"))
+        return raw.select(
+            _account(get).alias("BillingAccountId"), get.text("currency").alias("BillingCurrency"), billed.alias("cost")
+        )
 
     def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         schema = raw.collect_schema()
         if is_focus_export(schema):
             return self._focus.to_focus(raw)
         get = _getter(schema)
-        distinct = raw.select(
-            get.text("meter_category").unique().implode().alias("service"),
-            get.text("unit").unique().implode().alias("unit"),
-            get.text("location").unique().implode().alias("location"),
-        ).collect().row(0, named=True)
+        distinct = (
+            raw.select(
+                get.text("meter_category").unique().implode().alias("service"),
+                get.text("unit").unique().implode().alias("unit"),
+                get.text("location").unique().implode().alias("location"),
+            )
+            .collect()
+            .row(0, named=True)
+        )
         services = {name: SERVICES.get(name, OTHER) for name in distinct["service"] if name is not None}
         units = {u: focus_unit_name(u) for u in distinct["unit"] if u is not None}
         regions = {loc: _region(loc) for loc in distinct["location"] if loc is not None}
@@ -468,10 +572,14 @@ class AzureAdapter:
         committed = model.is_in(COMMITTED_MODELS).fill_null(False) & commitment_id.is_not_null()
         unused = charge_type.is_in(AMORTIZED_CHARGE_TYPES).fill_null(False)
         category = (
-            pl.when(charge_type.is_in(["Usage", *AMORTIZED_CHARGE_TYPES]) | charge_type.is_null()).then(pl.lit("Usage"))
-            .when(charge_type == "Purchase").then(pl.lit("Purchase"))
-            .when(charge_type == "Tax").then(pl.lit("Tax"))
-            .when(charge_type.is_in(["Refund", "Credit"])).then(pl.lit("Credit"))
+            pl.when(charge_type.is_in(["Usage", *AMORTIZED_CHARGE_TYPES]) | charge_type.is_null())
+            .then(pl.lit("Usage"))
+            .when(charge_type == "Purchase")
+            .then(pl.lit("Purchase"))
+            .when(charge_type == "Tax")
+            .then(pl.lit("Tax"))
+            .when(charge_type.is_in(["Refund", "Credit"]))
+            .then(pl.lit("Credit"))
             .otherwise(pl.lit("Adjustment"))
         )
         is_usage = category == "Usage"
@@ -490,38 +598,50 @@ class AzureAdapter:
         in_range = (pricing_quantity.cast(pl.Float64) * payg_price.cast(pl.Float64)).abs() < MONEY_LIMIT
         payg_product = pl.when(in_range).then(pricing_quantity) * pl.when(in_range).then(payg_price)
         list_cost = pl.coalesce(get.money("payg_cost"), payg_product, cost)
-        product_out_of_range = (money_is_missing(get.col("payg_cost"), get.dtype("payg_cost"))
-                                & pricing_quantity.is_not_null() & payg_price.is_not_null() & ~in_range)
+        product_out_of_range = (
+            money_is_missing(get.col("payg_cost"), get.dtype("payg_cost"))
+            & pricing_quantity.is_not_null()
+            & payg_price.is_not_null()
+            & ~in_range
+        )
         contracted_cost = pl.when(amortized & (committed | unused)).then(cost).otherwise(billed)
         account = _account(get)
         subscription = get.text("subscription_id")
         currency = get.text("currency")
         start = parse_datetime(get.col("date"), get.dtype("date"))
-        period_start = pl.coalesce(parse_datetime(get.col("billing_period_start"), get.dtype("billing_period_start")),
-                                   start.dt.month_start())
+        period_start = pl.coalesce(
+            parse_datetime(get.col("billing_period_start"), get.dtype("billing_period_start")), start.dt.month_start()
+        )
         period_end = pl.coalesce(
             parse_datetime(get.col("billing_period_end"), get.dtype("billing_period_end")).dt.offset_by("1d"),
-            period_start.dt.offset_by("1mo"))
+            period_start.dt.offset_by("1mo"),
+        )
         region_id = lookup(get.text("location"), {k: v[0] for k, v in regions.items()})
         region_name = lookup(get.text("location"), {k: v[1] for k, v in regions.items()})
         resource_id = get.text("resource_id")
         service = pl.coalesce(get.text("meter_category"), get.text("consumed_service"), pl.lit("Unknown"))
         commitment_type = pl.when(commitment_id.is_not_null() & (committed | unused | commitment_purchase)).then(
-            pl.when((model == "SavingsPlan") | (charge_type == "UnusedSavingsPlan")).then(pl.lit("Savings Plan"))
-            .otherwise(pl.lit("Reservation")))
+            pl.when((model == "SavingsPlan") | (charge_type == "UnusedSavingsPlan"))
+            .then(pl.lit("Savings Plan"))
+            .otherwise(pl.lit("Reservation"))
+        )
         tags_text = get.text("tags")
         tag_list = tags_from_json(tags_text)
         bad = pl.concat_str(
-            [
-                money_problem(get.col(f), get.dtype(f), get.name(f), get.limit(f))
-                for f in MONEY_FIELDS if get.has(f)
-            ]
+            [money_problem(get.col(f), get.dtype(f), get.name(f), get.limit(f)) for f in MONEY_FIELDS if get.has(f)]
             + [
-                pl.when(product_out_of_range).then(pl.format(
-                    "non-finite or out-of-range money {} x {} in ListCost ({} x {})", pricing_quantity, payg_price,
-                    pl.lit(get.name("quantity")), pl.lit(get.name("payg_price")))),
+                pl.when(product_out_of_range).then(
+                    pl.format(
+                        "non-finite or out-of-range money {} x {} in ListCost ({} x {})",
+                        pricing_quantity,
+                        payg_price,
+                        pl.lit(get.name("quantity")),
+                        pl.lit(get.name("payg_price")),
+                    )
+                ),
                 pl.when(money_is_missing(get.col("cost"), get.dtype("cost"))).then(
-                    pl.lit(f"missing cost in {get.name('cost')}")),
+                    pl.lit(f"missing cost in {get.name('cost')}")
+                ),
                 pl.when(currency.is_null()).then(pl.lit("missing billing currency")),
                 pl.when(~currency.str.contains(r"^[A-Z]{3}$")).then(pl.format("invalid billing currency {}", currency)),
                 pl.when(account.is_null()).then(pl.lit("missing billing account and subscription")),
@@ -534,14 +654,20 @@ class AzureAdapter:
         file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
         occurrence = pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file)
         # what the file holds, whatever its row order: rows of two files are duplicates only if the files are
-        content = pl.struct(pl.len().over(file).alias("rows"), (row_hash // 2**32).sum().over(file).alias("high"),
-                            (row_hash % 2**32).sum().over(file).alias("low"))
+        content = pl.struct(
+            pl.len().over(file).alias("rows"),
+            (row_hash // 2**32).sum().over(file).alias("high"),
+            (row_hash % 2**32).sum().over(file).alias("low"),
+        )
         return frame.select(
             billed.alias("BilledCost"),
             account.alias("BillingAccountId"),
             pl.coalesce(get.text("billing_account_name"), account).alias("BillingAccountName"),
-            pl.when(get.text("billing_account_id").is_not_null()).then(pl.lit("Billing Account"))
-            .when(account.is_not_null()).then(pl.lit("Subscription")).alias("BillingAccountType"),
+            pl.when(get.text("billing_account_id").is_not_null())
+            .then(pl.lit("Billing Account"))
+            .when(account.is_not_null())
+            .then(pl.lit("Subscription"))
+            .alias("BillingAccountType"),
             currency.alias("BillingCurrency"),
             period_end.alias("BillingPeriodEnd"),
             period_start.alias("BillingPeriodStart"),
@@ -562,48 +688,80 @@ class AzureAdapter:
             lookup(service, {k: v[1] for k, v in services.items()}, default=OTHER[1]).alias("ServiceSubcategory"),
             service.alias("ServiceName"),
             get.text("availability_zone").alias("AvailabilityZone"),
-            lookup(get.text("frequency"),
-                   {"UsageBased": "Usage-Based", "Recurring": "Recurring", "OneTime": "One-Time"},
-                   default="Usage-Based").alias("ChargeFrequency"),
+            lookup(
+                get.text("frequency"),
+                {"UsageBased": "Usage-Based", "Recurring": "Recurring", "OneTime": "One-Time"},
+                default="Usage-Based",
+            ).alias("ChargeFrequency"),
             get.text("invoice_id").alias("InvoiceId"),
             pl.when(commitment_type.is_not_null()).then(commitment_id).alias("CommitmentDiscountId"),
-            pl.when(commitment_type.is_not_null()).then(
-                pl.coalesce(get.text("benefit_name"), get.text("reservation_name"))).alias("CommitmentDiscountName"),
+            pl.when(commitment_type.is_not_null())
+            .then(pl.coalesce(get.text("benefit_name"), get.text("reservation_name")))
+            .alias("CommitmentDiscountName"),
             commitment_type.alias("CommitmentDiscountType"),
-            pl.when(commitment_type == "Savings Plan").then(pl.lit("Spend"))
-            .when(commitment_type == "Reservation").then(pl.lit("Usage")).alias("CommitmentDiscountCategory"),
-            pl.when(commitment_type.is_not_null() & is_usage).then(
-                pl.when(unused).then(pl.lit("Unused")).otherwise(pl.lit("Used"))).alias("CommitmentDiscountStatus"),
+            pl.when(commitment_type == "Savings Plan")
+            .then(pl.lit("Spend"))
+            .when(commitment_type == "Reservation")
+            .then(pl.lit("Usage"))
+            .alias("CommitmentDiscountCategory"),
+            pl.when(commitment_type.is_not_null() & is_usage)
+            .then(pl.when(unused).then(pl.lit("Unused")).otherwise(pl.lit("Used")))
+            .alias("CommitmentDiscountStatus"),
             usage_quantity.alias("ConsumedQuantity"),
             pl.when(usage_quantity.is_not_null()).then(unit).alias("ConsumedUnit"),
             unit_price.alias("ContractedUnitPrice"),
             list_price.alias("ListUnitPrice"),
-            pl.when(priced).then(
-                pl.when(committed | unused).then(pl.lit("Committed"))
-                .when(model == "Spot").then(pl.lit("Dynamic"))
-                .otherwise(pl.lit("Standard"))).alias("PricingCategory"),
+            pl.when(priced)
+            .then(
+                pl.when(committed | unused)
+                .then(pl.lit("Committed"))
+                .when(model == "Spot")
+                .then(pl.lit("Dynamic"))
+                .otherwise(pl.lit("Standard"))
+            )
+            .alias("PricingCategory"),
             pl.coalesce(get.text("pricing_currency"), currency).alias("PricingCurrency"),
-            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency).then(effective)
+            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency)
+            .then(effective)
             .alias("PricingCurrencyEffectiveCost"),
-            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency).then(unit_price)
+            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency)
+            .then(unit_price)
             .alias("PricingCurrencyContractedUnitPrice"),
-            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency).then(list_price)
+            pl.when(pl.coalesce(get.text("pricing_currency"), currency) == currency)
+            .then(list_price)
             .alias("PricingCurrencyListUnitPrice"),
             region_id.alias("RegionId"),
             pl.when(region_id.is_not_null()).then(region_name).alias("RegionName"),
             resource_id.alias("ResourceId"),
             pl.coalesce(get.text("resource_name"), resource_id.str.extract(r"/([^/]+)/?$", 1)).alias("ResourceName"),
-            pl.when(resource_id.is_not_null()).then(pl.coalesce(
-                resource_id.str.extract(r"(?i)/providers/([^/]+/[^/]+)/[^/]+", 1), get.text("resource_type"),
-                get.text("consumed_service"), pl.lit("Other"))).alias("ResourceType"),
-            pl.when(category != "Tax").then(
-                pl.coalesce(get.text("product_id"), get.text("part_number"), get.text("meter_id"))).alias("SkuId"),
-            pl.when((category != "Tax") & get.text("meter_id").is_not_null()).then(get.text("meter_name"))
+            pl.when(resource_id.is_not_null())
+            .then(
+                pl.coalesce(
+                    resource_id.str.extract(r"(?i)/providers/([^/]+/[^/]+)/[^/]+", 1),
+                    get.text("resource_type"),
+                    get.text("consumed_service"),
+                    pl.lit("Other"),
+                )
+            )
+            .alias("ResourceType"),
+            pl.when(category != "Tax")
+            .then(pl.coalesce(get.text("product_id"), get.text("part_number"), get.text("meter_id")))
+            .alias("SkuId"),
+            pl.when((category != "Tax") & get.text("meter_id").is_not_null())
+            .then(get.text("meter_name"))
             .alias("SkuMeter"),
             # a price is a meter of a product: one SkuId per SkuPriceId by construction
-            pl.when(priced).then(pl.concat_str([pl.coalesce(get.text("product_id"), get.text("part_number"),
-                                                            get.text("meter_id")), get.text("meter_id")],
-                                               separator="_")).alias("SkuPriceId"),
+            pl.when(priced)
+            .then(
+                pl.concat_str(
+                    [
+                        pl.coalesce(get.text("product_id"), get.text("part_number"), get.text("meter_id")),
+                        get.text("meter_id"),
+                    ],
+                    separator="_",
+                )
+            )
+            .alias("SkuPriceId"),
             subscription.alias("SubAccountId"),
             pl.coalesce(get.text("subscription_name"), subscription).alias("SubAccountName"),
             pl.when(subscription.is_not_null()).then(pl.lit("Subscription")).alias("SubAccountType"),
@@ -641,7 +799,6 @@ def _present_all(store: Store, deliveries: list[Delivery]) -> dict[str, FileInfo
     for folder in {url.rsplit("/", 1)[0] for d in deliveries for url in d.files}:
         out |= {f.url: f for f in store.find(folder, maxdepth=1)}
     return out
-
 
 
 def _region(location: str) -> tuple[str | None, str | None]:
@@ -702,18 +859,30 @@ def _account(get: _Getter) -> pl.Expr:
 def _billed(get: _Getter, schema: pl.Schema) -> pl.Expr:
     """BilledCost: the cost, except amortized rows of an AmortizedCost export (billed as the purchase)."""
     cost = get.money("cost")
-    committed = get.text("pricing_model").is_in(COMMITTED_MODELS).fill_null(False) & pl.coalesce(
-        get.text("benefit_id"), get.text("reservation_id")).is_not_null()
+    committed = (
+        get.text("pricing_model").is_in(COMMITTED_MODELS).fill_null(False)
+        & pl.coalesce(get.text("benefit_id"), get.text("reservation_id")).is_not_null()
+    )
     unused = get.text("charge_type").is_in(AMORTIZED_CHARGE_TYPES).fill_null(False)
-    amortized_row = (dataset_of(_version(schema)) == "AmortizedCost") & (committed | unused) & (
-        get.text("charge_type") != "Purchase").fill_null(True)
+    amortized_row = (
+        (dataset_of(_version(schema)) == "AmortizedCost")
+        & (committed | unused)
+        & (get.text("charge_type") != "Purchase").fill_null(True)
+    )
     return pl.when(amortized_row & cost.is_not_null()).then(pl.lit(0, dtype=MONEY)).otherwise(cost)
 
 
 def manifest_document(
-    run_id: str, blobs: list[dict[str, Any]], dataset: str = "ActualCost", submitted: dt.datetime | None = None,
-    start: dt.date | None = None, end: dt.date | None = None, export_name: str = "export",
-    overwrite: bool = False, file_format: str = "Csv", compression: str = "Gzip",
+    run_id: str,
+    blobs: list[dict[str, Any]],
+    dataset: str = "ActualCost",
+    submitted: dt.datetime | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    export_name: str = "export",
+    overwrite: bool = False,
+    file_format: str = "Csv",
+    compression: str = "Gzip",
 ) -> dict[str, Any]:
     """A `manifest.json` as Cost Management writes it (used by the generator and the tests)."""
     submitted = submitted or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -725,13 +894,18 @@ def manifest_document(
         "exportConfig": {
             "exportName": export_name,
             "resourceId": f"/providers/Microsoft.Billing/billingAccounts/0/providers/Microsoft.CostManagement/"
-                          f"exports/{export_name}",
-            "dataVersion": "2023-05-01", "apiVersion": "2023-07-01-preview", "type": dataset,
-            "timeFrame": "MonthToDate", "granularity": "Daily",
+            f"exports/{export_name}",
+            "dataVersion": "2023-05-01",
+            "apiVersion": "2023-07-01-preview",
+            "type": dataset,
+            "timeFrame": "MonthToDate",
+            "granularity": "Daily",
         },
         "deliveryConfig": {
-            "partitionData": True, "dataOverwriteBehavior": "OverwritePreviousReport" if overwrite else
-            "CreateNewReport", "fileFormat": file_format, "compressionMode": compression,
+            "partitionData": True,
+            "dataOverwriteBehavior": "OverwritePreviousReport" if overwrite else "CreateNewReport",
+            "fileFormat": file_format,
+            "compressionMode": compression,
             "containerUri": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/costs",
             "rootFolderPath": "exports",
         },
@@ -756,5 +930,12 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-__all__ = ["AzureAdapter", "DATETIME_FORMATS", "blob_entry", "canonical_header", "focus_unit_name", "header_map",
-           "manifest_document"]
+__all__ = [
+    "AzureAdapter",
+    "DATETIME_FORMATS",
+    "blob_entry",
+    "canonical_header",
+    "focus_unit_name",
+    "header_map",
+    "manifest_document",
+]

@@ -2,7 +2,7 @@
 
 An adapter is two pure steps: `discover` (which deliveries of a billing period exist, and which
 files each one lists) and `to_focus` (raw rows as delivered -> FOCUS columns). Everything with side
-effects (staging, writing, quarantining) lives in `billing_pipeline.ingest`.
+effects (staging, writing, quarantining) lives in `billing_pipeline.spine.ingest`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 
 import polars as pl
 
-from billing_pipeline.storage import FileInfo, Store, join
+from billing_pipeline.platform.storage import FileInfo, Store, join
 
 NULL_LITERALS = ("", "None", "NULL", "null", "NaN", "nan")
 # No amount at all in a money cell. Not `NaN`: a delivered NaN is not a number, and is quarantined.
@@ -126,9 +126,11 @@ def describe_tie(candidates: list[Delivery]) -> str:
     """`delivery 'a' ties as current with 'b' (manifest ...), ...`: the first candidate against the others."""
     first, others = candidates[0], candidates[1:]
     named = ", ".join(f"{d.version!r} (manifest {d.manifest_uri or 'none'})" for d in others)
-    return (f"delivery {first.version!r} of billing period {first.billing_period} ties as current with {named}: "
-            f"delivered at the same time ({first.delivered_at.isoformat()}) with other files, and no manifest "
-            "says which one is current; held back until one does")
+    return (
+        f"delivery {first.version!r} of billing period {first.billing_period} ties as current with {named}: "
+        f"delivered at the same time ({first.delivered_at.isoformat()}) with other files, and no manifest "
+        "says which one is current; held back until one does"
+    )
 
 
 def choose_current(deliveries: list[Delivery]) -> DeliveryChoice:
@@ -148,16 +150,25 @@ def choose_current(deliveries: list[Delivery]) -> DeliveryChoice:
             passed.append(delivery)
             continue
         tied = [delivery]
-        for other in ordered[index + 1:]:
+        for other in ordered[index + 1 :]:
             if (other.named_current, other.delivered_at) != (delivery.named_current, delivery.delivered_at):
                 break
             if not (other.incomplete or other.empty) and not any(_same_content(other, t) for t in tied):
                 tied.append(other)
         if len(tied) == 1:
             return DeliveryChoice(current=delivery, passed_over=passed)
-        marked = [replace(d, problems=(*d.problems, FileProblem(
-            d.manifest_uri or d.version, describe_tie([d, *(t for t in tied if t is not d)]), "ambiguous")))
-            for d in tied]
+        marked = [
+            replace(
+                d,
+                problems=(
+                    *d.problems,
+                    FileProblem(
+                        d.manifest_uri or d.version, describe_tie([d, *(t for t in tied if t is not d)]), "ambiguous"
+                    ),
+                ),
+            )
+            for d in tied
+        ]
         return DeliveryChoice(current=None, passed_over=passed + marked, ambiguous=tied)
     return DeliveryChoice(current=None, passed_over=passed)
 
@@ -167,23 +178,19 @@ class Adapter(Protocol):
 
     provider: str
 
-    def discover(self, store: Store, source: str, root: str, billing_period: str, file_format: str) -> list[Delivery]:
-        ...
+    def discover(
+        self, store: Store, source: str, root: str, billing_period: str, file_format: str
+    ) -> list[Delivery]: ...
 
-    def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
-        ...
+    def read(self, local_file: Path, file_format: str) -> pl.LazyFrame: ...
 
-    def usage_start(self, schema: pl.Schema) -> pl.Expr:
-        ...
+    def usage_start(self, schema: pl.Schema) -> pl.Expr: ...
 
-    def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
-        ...
+    def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame: ...
 
-    def dedup_key(self, schema: pl.Schema) -> list[str]:
-        ...
+    def dedup_key(self, schema: pl.Schema) -> list[str]: ...
 
-    def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
-        ...
+    def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame: ...
 
 
 def listing_fingerprint(files: list[FileInfo]) -> str:
@@ -291,7 +298,7 @@ def parse_money(expr: pl.Expr, dtype: pl.DataType, limit: int | None = None) -> 
     an error. With `limit` (money columns: `MONEY_LIMIT`), so does |x| >= limit, so that no arithmetic
     between a row's amounts can overflow; `money_problem` says why, and the row is quarantined.
     """
-    from billing_pipeline.focus import MONEY
+    from billing_pipeline.platform.focus import MONEY
 
     if dtype == pl.String:
         value = expr.str.strip_chars()
@@ -313,7 +320,7 @@ def money_problem(expr: pl.Expr, dtype: pl.DataType, column: str, limit: int | N
       (money columns: `MONEY_LIMIT`; `limit=None` for quantities): `non-finite or out-of-range money
       inf in <column>`. A delivered `NaN` is not a placeholder: it is quarantined, not made null.
     """
-    from billing_pipeline.focus import MONEY
+    from billing_pipeline.platform.focus import MONEY
 
     if dtype == pl.String:
         shown = expr.str.strip_chars()
@@ -333,8 +340,10 @@ def money_problem(expr: pl.Expr, dtype: pl.DataType, column: str, limit: int | N
     if limit is not None:
         unusable = unusable | (amount >= limit) | (amount <= -limit)
     return (
-        pl.when(unparseable).then(pl.format("unparseable number {} in {}", shown, pl.lit(column)))
-        .when(present & unusable).then(pl.format("non-finite or out-of-range money {} in {}", shown, pl.lit(column)))
+        pl.when(unparseable)
+        .then(pl.format("unparseable number {} in {}", shown, pl.lit(column)))
+        .when(present & unusable)
+        .then(pl.format("non-finite or out-of-range money {} in {}", shown, pl.lit(column)))
     )
 
 
@@ -401,8 +410,14 @@ def modified_at(modified: str) -> dt.datetime:
 
 
 def check_listed_file(
-    name: str, anchor: str, folder: str, root: str, present: dict[str, FileInfo], accepted: list[str],
-    manifest_url: str, outside_reason: str,
+    name: str,
+    anchor: str,
+    folder: str,
+    root: str,
+    present: dict[str, FileInfo],
+    accepted: list[str],
+    manifest_url: str,
+    outside_reason: str,
 ) -> str | FileProblem:
     """A file a manifest lists, resolved below `root`: its URL, or why it is not read.
 
@@ -449,8 +464,15 @@ def discover_data_exports(
         files: list[str] = []
         for uri in document.get("dataFiles") or []:
             listed = check_listed_file(
-                str(uri), r"data/BILLING_PERIOD=", f"data/{period_dir}", root, present, files, manifest.url,
-                f"manifest {manifest.url} lists a file outside its export's data/{period_dir}/ prefix")
+                str(uri),
+                r"data/BILLING_PERIOD=",
+                f"data/{period_dir}",
+                root,
+                present,
+                files,
+                manifest.url,
+                f"manifest {manifest.url} lists a file outside its export's data/{period_dir}/ prefix",
+            )
             if isinstance(listed, FileProblem):
                 problems.append(listed)
                 continue

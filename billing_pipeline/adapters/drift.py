@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from billing_pipeline.adapters.base import Delivery
-from billing_pipeline.storage import Store, join
+from billing_pipeline.platform.storage import Store, join
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +131,21 @@ def _key_columns(schema: pl.Schema) -> list[str]:
     for name, dtype in schema.items():
         if isinstance(dtype, pl.Map):
             out.append(name)
-        elif isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct) and {
-                f.name for f in dtype.inner.fields} >= {"key", "value"}:
+        elif (
+            isinstance(dtype, pl.List)
+            and isinstance(dtype.inner, pl.Struct)
+            and {f.name for f in dtype.inner.fields} >= {"key", "value"}
+        ):
             out.append(name)
     return out
 
 
 def _keys_expr(name: str, dtype: pl.DataType) -> pl.Expr:
-    keys = pl.col(name).map.keys() if isinstance(dtype, pl.Map) else pl.col(name).list.eval(
-        pl.element().struct.field("key"))
+    keys = (
+        pl.col(name).map.keys()
+        if isinstance(dtype, pl.Map)
+        else pl.col(name).list.eval(pl.element().struct.field("key"))
+    )
     return keys.explode().drop_nulls().unique().implode().alias(name)
 
 
@@ -196,20 +202,30 @@ class SchemaObserver:
         for requirement in REQUIREMENTS.get(self.provider, []):
             match = _find(schema, requirement)
             if match is None:
-                messages.append(f"column {requirement.names[0]!r} the adapter needs is missing"
-                                + (f" (nor any of {list(requirement.names[1:])})" if len(requirement.names) > 1 else "")
-                                + _renamed_hint(schema, requirement))
+                messages.append(
+                    f"column {requirement.names[0]!r} the adapter needs is missing"
+                    + (f" (nor any of {list(requirement.names[1:])})" if len(requirement.names) > 1 else "")
+                    + _renamed_hint(schema, requirement)
+                )
             elif not kind_of(schema[match]) & set(requirement.kinds):
-                messages.append(f"column {match!r} changed type to {schema[match]}, which the adapter cannot read "
-                                f"as {requirement.kinds[0]}")
+                messages.append(
+                    f"column {match!r} changed type to {schema[match]}, which the adapter cannot read "
+                    f"as {requirement.kinds[0]}"
+                )
             elif self.provider in SPARSE_PROVIDERS:
                 sparse.append(match)
         if sparse and (self._known is None or self._known.get("breaking")):  # scanned once per delivery
-            counts = frame.select(pl.len().alias("_rows"), *[pl.col(c).is_not_null().sum().alias(c) for c in sparse]
-                                  ).collect().row(0, named=True)
+            counts = (
+                frame.select(pl.len().alias("_rows"), *[pl.col(c).is_not_null().sum().alias(c) for c in sparse])
+                .collect()
+                .row(0, named=True)
+            )
             if counts["_rows"]:
-                messages += [f"column {c!r} the adapter needs holds no value in any row (missing from the file)"
-                             for c in sparse if not counts[c]]
+                messages += [
+                    f"column {c!r} the adapter needs holds no value in any row (missing from the file)"
+                    for c in sparse
+                    if not counts[c]
+                ]
         return messages
 
     def finish(self, day: dt.date, detected_at: dt.datetime) -> tuple[list[dict[str, Any]], str | None]:
@@ -217,8 +233,10 @@ class SchemaObserver:
         document = self._known or self._document()
         document.setdefault("breaking", [f"{message} (file {file})" for file, message in self.broken])
         if self._known is None and self.files:
-            self.store.write_bytes(schema_url(self.lake_url, self.source, self.delivery),
-                                   json.dumps(document, indent=1, sort_keys=True).encode())
+            self.store.write_bytes(
+                schema_url(self.lake_url, self.source, self.delivery),
+                json.dumps(document, indent=1, sort_keys=True).encode(),
+            )
         records = []
         first_file = next(iter(self.files), self.delivery.manifest_uri or self.delivery.version)
         additive = document.get("additive") or []
@@ -234,9 +252,18 @@ class SchemaObserver:
         return records, error
 
     def _record(self, day: dt.date, detected_at: dt.datetime, file_uri: str, reason: str) -> dict[str, Any]:
-        return {"source": self.source, "usage_date": day, "stage": "raw", "kind": "schema_change",
-                "file_uri": file_uri, "export_version": self.delivery.version, "reason": reason[:2000], "rows": 0,
-                "quarantined_copy": None, "detected_at": detected_at}
+        return {
+            "source": self.source,
+            "usage_date": day,
+            "stage": "raw",
+            "kind": "schema_change",
+            "file_uri": file_uri,
+            "export_version": self.delivery.version,
+            "reason": reason[:2000],
+            "rows": 0,
+            "quarantined_copy": None,
+            "detected_at": detected_at,
+        }
 
     def _document(self) -> dict[str, Any]:
         columns: dict[str, str] = {}
@@ -244,10 +271,16 @@ class SchemaObserver:
             columns.update(flat)
         previous = previous_schema(self.store, self.lake_url, self.source, self.delivery)
         document: dict[str, Any] = {
-            "source": self.source, "version": self.delivery.version, "fingerprint": self.delivery.fingerprint,
-            "delivered_at": self.delivery.delivered_at.isoformat(), "columns": columns,
-            "files": self.files, "tag_keys": {k: sorted(v) for k, v in self.tag_keys.items()},
-            "previous_version": previous.get("version") if previous else None, "additive": [], "removed": [],
+            "source": self.source,
+            "version": self.delivery.version,
+            "fingerprint": self.delivery.fingerprint,
+            "delivered_at": self.delivery.delivered_at.isoformat(),
+            "columns": columns,
+            "files": self.files,
+            "tag_keys": {k: sorted(v) for k, v in self.tag_keys.items()},
+            "previous_version": previous.get("version") if previous else None,
+            "additive": [],
+            "removed": [],
         }
         if previous:
             before, after = previous.get("columns") or {}, columns
@@ -286,6 +319,7 @@ def _find(schema: pl.Schema, requirement: Requirement) -> str | None:
 
 def _renamed_hint(schema: pl.Schema, requirement: Requirement) -> str:
     """Name the delivered columns that look like the missing one (a rename is the usual cause)."""
+
     def norm(name: str) -> str:
         return name.split("/")[-1].replace("_", "").replace(" ", "").lower()
 
@@ -300,8 +334,11 @@ def previous_schema(store: Store, lake_url: str, source: str, delivery: Delivery
     """The recorded schema of the source's latest delivery before this one (one file read, by name order)."""
     folder = join(lake_url, *SCHEMAS_DIR, f"source={source}")
     own = schema_name(delivery)
-    earlier = sorted(info.url for info in store.find(folder)
-                     if info.url.endswith(".json") and info.url.rsplit("/", 1)[-1][:21] < own[:21])
+    earlier = sorted(
+        info.url
+        for info in store.find(folder)
+        if info.url.endswith(".json") and info.url.rsplit("/", 1)[-1][:21] < own[:21]
+    )
     for url in reversed(earlier):
         try:
             return json.loads(store.read_bytes(url))

@@ -29,7 +29,7 @@ from billing_pipeline.adapters.base import (
     text,
 )
 from billing_pipeline.adapters.tags import TAG, TAG_LIST
-from billing_pipeline.focus import (
+from billing_pipeline.platform.focus import (
     CAPACITY_RESERVATION_STATUSES,
     CHARGE_CATEGORIES,
     CHARGE_CLASSES,
@@ -43,8 +43,8 @@ from billing_pipeline.focus import (
     SERVICE_CATEGORIES,
     TIMESTAMP,
 )
-from billing_pipeline.lookup import lookup
-from billing_pipeline.storage import Store, join
+from billing_pipeline.platform.lookup import lookup
+from billing_pipeline.platform.storage import Store, join
 
 ENUMERATIONS: dict[str, tuple[str, ...]] = {
     "ChargeCategory": CHARGE_CATEGORIES,
@@ -85,12 +85,16 @@ def _unquote(expr: pl.Expr) -> pl.Expr:
 def tags_from_json(column: pl.Expr) -> pl.Expr:
     """A flat JSON object string -> list of {key, value}; invalid or empty JSON gives no tags."""
     pairs = column.str.extract_all(_PAIR)
-    return pairs.list.eval(
-        pl.struct(
-            _unquote(pl.element().str.extract(_PAIR, 1)).alias("key"),
-            _unquote(pl.element().str.extract(_PAIR, 2)).alias("value"),
+    return (
+        pairs.list.eval(
+            pl.struct(
+                _unquote(pl.element().str.extract(_PAIR, 1)).alias("key"),
+                _unquote(pl.element().str.extract(_PAIR, 2)).alias("value"),
+            )
         )
-    ).fill_null(pl.lit([], dtype=TAG_LIST)).cast(pl.List(TAG))
+        .fill_null(pl.lit([], dtype=TAG_LIST))
+        .cast(pl.List(TAG))
+    )
 
 
 class FocusAdapter:
@@ -141,8 +145,9 @@ class FocusAdapter:
             if column.name not in present:
                 continue
             if column.dtype == MONEY:
-                exprs.append(parse_money(pl.col(column.name), schema[column.name], money_limit(column.name))
-                             .alias(column.name))
+                exprs.append(
+                    parse_money(pl.col(column.name), schema[column.name], money_limit(column.name)).alias(column.name)
+                )
             elif column.dtype == TIMESTAMP:
                 exprs.append(parse_datetime(pl.col(column.name), schema[column.name]).alias(column.name))
             elif column.name in ENUMERATIONS:
@@ -162,20 +167,32 @@ class FocusAdapter:
                 for c in FOCUS_COLUMNS
                 if c.dtype == MONEY and c.name in present
             ]
-            + [pl.when(money_is_missing(pl.col("BilledCost"), schema["BilledCost"]) if "BilledCost" in present
-                       else pl.lit(True)).then(pl.lit("missing cost in BilledCost"))],
+            + [
+                pl.when(
+                    money_is_missing(pl.col("BilledCost"), schema["BilledCost"])
+                    if "BilledCost" in present
+                    else pl.lit(True)
+                ).then(pl.lit("missing cost in BilledCost"))
+            ],
             separator="; ",
             ignore_nulls=True,
         )
         row_hash = pl.struct([c for c in schema if c not in LINEAGE_COLUMNS and c != "x_RawRow"]).hash(seed=0)
         file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
-        content = pl.struct(pl.len().over(file).alias("rows"), (row_hash // 2**32).sum().over(file).alias("high"),
-                            (row_hash % 2**32).sum().over(file).alias("low"))
-        frame = raw.select(*exprs, tag_list.alias("x_TagList"), *extras, *lineage,
-                           pl.when(bad != "").then(bad).alias("_bad_reason"),
-                           pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file)
-                           .alias("_focus_occurrence"),
-                           content.alias("_focus_file"))
+        content = pl.struct(
+            pl.len().over(file).alias("rows"),
+            (row_hash // 2**32).sum().over(file).alias("high"),
+            (row_hash % 2**32).sum().over(file).alias("low"),
+        )
+        frame = raw.select(
+            *exprs,
+            tag_list.alias("x_TagList"),
+            *extras,
+            *lineage,
+            pl.when(bad != "").then(bad).alias("_bad_reason"),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file).alias("_focus_occurrence"),
+            content.alias("_focus_file"),
+        )
         return derive_focus_12_columns(frame)
 
 

@@ -50,9 +50,9 @@ from billing_pipeline.adapters.base import (
     text,
 )
 from billing_pipeline.adapters.tags import TAG, TAG_LIST, tags_json
-from billing_pipeline.focus import MONEY, TIMESTAMP
-from billing_pipeline.lookup import lookup
-from billing_pipeline.storage import Store
+from billing_pipeline.platform.focus import MONEY, TIMESTAMP
+from billing_pipeline.platform.lookup import lookup
+from billing_pipeline.platform.storage import Store
 
 PROVIDER = "Google Cloud"
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -61,8 +61,9 @@ TIME_COLUMNS = ("usage_start_time", "usage_end_time", "export_time")
 JSON_SAMPLE_ROWS = 1000
 
 _KV = pl.Struct({"key": pl.String, "value": pl.String})
-CREDIT = pl.Struct({"name": pl.String, "amount": pl.Float64, "full_name": pl.String, "id": pl.String,
-                    "type": pl.String})
+CREDIT = pl.Struct(
+    {"name": pl.String, "amount": pl.Float64, "full_name": pl.String, "id": pl.String, "type": pl.String}
+)
 # The export table's columns (standard and detailed), as typed in BigQuery.
 SCHEMA: dict[str, pl.DataType] = {
     "billing_account_id": pl.String(),
@@ -70,19 +71,29 @@ SCHEMA: dict[str, pl.DataType] = {
     "sku": pl.Struct({"id": pl.String, "description": pl.String}),
     "usage_start_time": TIMESTAMP,
     "usage_end_time": TIMESTAMP,
-    "project": pl.Struct({
-        "id": pl.String, "number": pl.String, "name": pl.String, "labels": pl.List(_KV),
-        "ancestry_numbers": pl.String,
-        "ancestors": pl.List(pl.Struct({"resource_name": pl.String, "display_name": pl.String})),
-    }),
+    "project": pl.Struct(
+        {
+            "id": pl.String,
+            "number": pl.String,
+            "name": pl.String,
+            "labels": pl.List(_KV),
+            "ancestry_numbers": pl.String,
+            "ancestors": pl.List(pl.Struct({"resource_name": pl.String, "display_name": pl.String})),
+        }
+    ),
     "labels": pl.List(_KV),
     "system_labels": pl.List(_KV),
     "location": pl.Struct({"location": pl.String, "country": pl.String, "region": pl.String, "zone": pl.String}),
     "resource": pl.Struct({"name": pl.String, "global_name": pl.String}),
-    "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String, "inherited": pl.Boolean,
-                               "namespace": pl.String})),
-    "price": pl.Struct({"effective_price": pl.Float64, "tier_start_amount": pl.Float64, "unit": pl.String,
-                        "pricing_unit_quantity": pl.Float64}),
+    "tags": pl.List(pl.Struct({"key": pl.String, "value": pl.String, "inherited": pl.Boolean, "namespace": pl.String})),
+    "price": pl.Struct(
+        {
+            "effective_price": pl.Float64,
+            "tier_start_amount": pl.Float64,
+            "unit": pl.String,
+            "pricing_unit_quantity": pl.Float64,
+        }
+    ),
     "subscription": pl.Struct({"instance_id": pl.String}),
     "transaction_type": pl.String(),
     "seller_name": pl.String(),
@@ -91,13 +102,13 @@ SCHEMA: dict[str, pl.DataType] = {
     "cost_at_list": pl.Float64(),
     "currency": pl.String(),
     "currency_conversion_rate": pl.Float64(),
-    "usage": pl.Struct({"amount": pl.Float64, "unit": pl.String, "amount_in_pricing_units": pl.Float64,
-                        "pricing_unit": pl.String}),
+    "usage": pl.Struct(
+        {"amount": pl.Float64, "unit": pl.String, "amount_in_pricing_units": pl.Float64, "pricing_unit": pl.String}
+    ),
     "credits": pl.List(CREDIT),
     "invoice": pl.Struct({"month": pl.String, "publisher_type": pl.String}),
     "cost_type": pl.String(),
-    "adjustment_info": pl.Struct({"id": pl.String, "description": pl.String, "mode": pl.String,
-                                  "type": pl.String}),
+    "adjustment_info": pl.Struct({"id": pl.String, "description": pl.String, "mode": pl.String, "type": pl.String}),
 }
 
 # service.description -> (ServiceCategory, ServiceSubcategory)
@@ -146,28 +157,77 @@ SERVICES: dict[str, tuple[str, str]] = {
 OTHER = ("Other", "Other (Other)")
 
 REGIONS: dict[str, str] = {
-    "us-central1": "Iowa", "us-east1": "South Carolina", "us-east4": "Northern Virginia", "us-east5": "Columbus",
-    "us-south1": "Dallas", "us-west1": "Oregon", "us-west2": "Los Angeles", "us-west3": "Salt Lake City",
-    "us-west4": "Las Vegas", "northamerica-northeast1": "Montreal", "northamerica-northeast2": "Toronto",
-    "southamerica-east1": "Sao Paulo", "southamerica-west1": "Santiago", "europe-west1": "Belgium",
-    "europe-west2": "London", "europe-west3": "Frankfurt", "europe-west4": "Netherlands", "europe-west6": "Zurich",
-    "europe-west8": "Milan", "europe-west9": "Paris", "europe-north1": "Finland", "europe-central2": "Warsaw",
-    "europe-southwest1": "Madrid", "asia-east1": "Taiwan", "asia-east2": "Hong Kong", "asia-northeast1": "Tokyo",
-    "asia-northeast2": "Osaka", "asia-northeast3": "Seoul", "asia-south1": "Mumbai", "asia-south2": "Delhi",
-    "asia-southeast1": "Singapore", "asia-southeast2": "Jakarta", "australia-southeast1": "Sydney",
-    "australia-southeast2": "Melbourne", "me-west1": "Tel Aviv", "me-central1": "Doha", "africa-south1":
-    "Johannesburg",
+    "us-central1": "Iowa",
+    "us-east1": "South Carolina",
+    "us-east4": "Northern Virginia",
+    "us-east5": "Columbus",
+    "us-south1": "Dallas",
+    "us-west1": "Oregon",
+    "us-west2": "Los Angeles",
+    "us-west3": "Salt Lake City",
+    "us-west4": "Las Vegas",
+    "northamerica-northeast1": "Montreal",
+    "northamerica-northeast2": "Toronto",
+    "southamerica-east1": "Sao Paulo",
+    "southamerica-west1": "Santiago",
+    "europe-west1": "Belgium",
+    "europe-west2": "London",
+    "europe-west3": "Frankfurt",
+    "europe-west4": "Netherlands",
+    "europe-west6": "Zurich",
+    "europe-west8": "Milan",
+    "europe-west9": "Paris",
+    "europe-north1": "Finland",
+    "europe-central2": "Warsaw",
+    "europe-southwest1": "Madrid",
+    "asia-east1": "Taiwan",
+    "asia-east2": "Hong Kong",
+    "asia-northeast1": "Tokyo",
+    "asia-northeast2": "Osaka",
+    "asia-northeast3": "Seoul",
+    "asia-south1": "Mumbai",
+    "asia-south2": "Delhi",
+    "asia-southeast1": "Singapore",
+    "asia-southeast2": "Jakarta",
+    "australia-southeast1": "Sydney",
+    "australia-southeast2": "Melbourne",
+    "me-west1": "Tel Aviv",
+    "me-central1": "Doha",
+    "africa-south1": "Johannesburg",
 }
 
 # GCP unit spellings -> FOCUS Unit Format
 UNITS: dict[str, str] = {
-    "byte": "B", "bytes": "B", "kibibyte": "KiB", "mebibyte": "MiB", "gibibyte": "GiB", "tebibyte": "TiB",
-    "pebibyte": "PiB", "gigabyte": "GB", "terabyte": "TB", "second": "Seconds", "seconds": "Seconds",
-    "minute": "Minutes", "hour": "Hours", "hours": "Hours", "day": "Days", "month": "Months",
-    "requests": "Requests", "request": "Requests", "count": "Count",
+    "byte": "B",
+    "bytes": "B",
+    "kibibyte": "KiB",
+    "mebibyte": "MiB",
+    "gibibyte": "GiB",
+    "tebibyte": "TiB",
+    "pebibyte": "PiB",
+    "gigabyte": "GB",
+    "terabyte": "TB",
+    "second": "Seconds",
+    "seconds": "Seconds",
+    "minute": "Minutes",
+    "hour": "Hours",
+    "hours": "Hours",
+    "day": "Days",
+    "month": "Months",
+    "requests": "Requests",
+    "request": "Requests",
+    "count": "Count",
 }
-_TIME_PLURAL = {"second": "Seconds", "seconds": "Seconds", "minute": "Minutes", "hour": "Hours", "hours": "Hours",
-                "day": "Days", "month": "Months", "year": "Years"}
+_TIME_PLURAL = {
+    "second": "Seconds",
+    "seconds": "Seconds",
+    "minute": "Minutes",
+    "hour": "Hours",
+    "hours": "Hours",
+    "day": "Days",
+    "month": "Months",
+    "year": "Years",
+}
 _COUNT_UNIT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?: [A-Za-z][A-Za-z0-9]*)*$")
 
 
@@ -196,6 +256,7 @@ def _mapped(expr: pl.Expr, distinct: list[str | None], function) -> pl.Expr:  # 
 
 # ---- reading: both file formats to one typed shape ----------------------------------------------------
 
+
 def _gcp_time(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """BigQuery's timestamp spellings (`2020-11-09 23:00:00 UTC`, `...+00:00`, Parquet INT64) as UTC."""
     return parse_datetime(expr, dtype)
@@ -216,7 +277,8 @@ def conform_expr(expr: pl.Expr, have: pl.DataType, want: pl.DataType) -> pl.Expr
         have_fields = {f.name: f.dtype for f in have.fields}
         fields = [
             conform_expr(expr.struct.field(f.name), have_fields[f.name], f.dtype).alias(f.name)
-            if f.name in have_fields else pl.lit(None, dtype=f.dtype).alias(f.name)
+            if f.name in have_fields
+            else pl.lit(None, dtype=f.dtype).alias(f.name)
             for f in want.fields
         ]
         wanted = {f.name for f in want.fields}
@@ -261,7 +323,8 @@ def read_gcp_file(local_file: Path) -> pl.LazyFrame:
         frame = pl.scan_parquet(local_file)
     present = frame.collect_schema()
     known = [
-        conform_expr(pl.col(name), present[name], dtype).alias(name) if name in present
+        conform_expr(pl.col(name), present[name], dtype).alias(name)
+        if name in present
         else pl.lit(None, dtype=dtype).alias(name)
         for name, dtype in SCHEMA.items()
     ]
@@ -269,6 +332,7 @@ def read_gcp_file(local_file: Path) -> pl.LazyFrame:
 
 
 # ---- the adapter --------------------------------------------------------------------------------------
+
 
 def _field(schema: pl.Schema, column: str, *path: str, dtype: pl.DataType = pl.String) -> pl.Expr:
     """A (nested) field, or a typed null when the delivery lacks it."""
@@ -369,12 +433,16 @@ class GcpAdapter:
     def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         schema = raw.collect_schema()
         delivered = [c for c in schema if not c.startswith("x_")]
-        distinct = raw.select(
-            _stext(schema, "service", "description").unique().implode().alias("service"),
-            _stext(schema, "usage", "pricing_unit").unique().implode().alias("pricing_unit"),
-            _stext(schema, "usage", "unit").unique().implode().alias("unit"),
-            _stext(schema, "location", "region").unique().implode().alias("region"),
-        ).collect().row(0, named=True)
+        distinct = (
+            raw.select(
+                _stext(schema, "service", "description").unique().implode().alias("service"),
+                _stext(schema, "usage", "pricing_unit").unique().implode().alias("pricing_unit"),
+                _stext(schema, "usage", "unit").unique().implode().alias("unit"),
+                _stext(schema, "location", "region").unique().implode().alias("region"),
+            )
+            .collect()
+            .row(0, named=True)
+        )
 
         def money(column: str, *path: str, limit: int | None = MONEY_LIMIT) -> pl.Expr:
             """A money field (`limit=None`: a quantity or rate); `problem` says why it cannot be used."""
@@ -391,8 +459,10 @@ class GcpAdapter:
         cost_type = _stext(schema, "cost_type").str.to_lowercase()
         adjustment = _stext(schema, "adjustment_info", "id")
         category = (
-            pl.when(cost_type == "tax").then(pl.lit("Tax"))
-            .when(cost_type.is_in(["adjustment", "rounding error", "rounding_error"])).then(pl.lit("Adjustment"))
+            pl.when(cost_type == "tax")
+            .then(pl.lit("Tax"))
+            .when(cost_type.is_in(["adjustment", "rounding error", "rounding_error"]))
+            .then(pl.lit("Adjustment"))
             .otherwise(pl.lit("Usage"))
         )
         is_usage = category == "Usage"
@@ -401,15 +471,17 @@ class GcpAdapter:
         service = _stext(schema, "service", "description")
         services = {name: SERVICES.get(name, OTHER) for name in distinct["service"] if name is not None}
         pricing_unit = pl.when(is_usage).then(
-            _mapped(_stext(schema, "usage", "pricing_unit"), distinct["pricing_unit"], focus_unit_name))
-        consumed_unit = pl.when(is_usage).then(_mapped(_stext(schema, "usage", "unit"), distinct["unit"],
-                                                       focus_unit_name))
+            _mapped(_stext(schema, "usage", "pricing_unit"), distinct["pricing_unit"], focus_unit_name)
+        )
+        consumed_unit = pl.when(is_usage).then(
+            _mapped(_stext(schema, "usage", "unit"), distinct["unit"], focus_unit_name)
+        )
         pricing_quantity = pl.when(pricing_unit.is_not_null()).then(
-            money("usage", "amount_in_pricing_units", limit=None))
+            money("usage", "amount_in_pricing_units", limit=None)
+        )
         consumed_quantity = pl.when(consumed_unit.is_not_null()).then(money("usage", "amount", limit=None))
         region = _stext(schema, "location", "region")
-        region_name = pl.coalesce(
-            lookup(region, REGIONS), region)
+        region_name = pl.coalesce(lookup(region, REGIONS), region)
         project = _stext(schema, "project", "id")
         resource_id = _stext(schema, "resource", "global_name")
         sku = _stext(schema, "sku", "id")
@@ -418,9 +490,11 @@ class GcpAdapter:
         account = _stext(schema, "billing_account_id")
         currency = _stext(schema, "currency")
         credits = _credits(schema)
-        credit_problems = credits.list.eval(
-            money_problem(pl.element().struct.field("amount"), pl.Float64, "credits.amount")
-        ).list.drop_nulls().list.join("; ")
+        credit_problems = (
+            credits.list.eval(money_problem(pl.element().struct.field("amount"), pl.Float64, "credits.amount"))
+            .list.drop_nulls()
+            .list.join("; ")
+        )
         bad = pl.concat_str(
             [
                 problem("cost"),
@@ -430,13 +504,16 @@ class GcpAdapter:
                 problem("usage", "amount_in_pricing_units", limit=None),
                 pl.when(credit_problems != "").then(credit_problems),
                 pl.when(money_is_missing(_field(schema, "cost", dtype=pl.Float64), field_type("cost", ()))).then(
-                    pl.lit("missing cost in cost")),
+                    pl.lit("missing cost in cost")
+                ),
                 pl.when(account.is_null()).then(pl.lit("missing billing_account_id")),
                 pl.when(currency.is_null()).then(pl.lit("missing currency")),
                 pl.when(_field(schema, "usage_end_time", dtype=TIMESTAMP).is_null()).then(
-                    pl.lit("missing usage_end_time")),
-                pl.when(credits.list.eval(pl.element().struct.field("amount").is_null()).list.any().fill_null(False))
-                .then(pl.lit("credit without amount in credits")),
+                    pl.lit("missing usage_end_time")
+                ),
+                pl.when(
+                    credits.list.eval(pl.element().struct.field("amount").is_null()).list.any().fill_null(False)
+                ).then(pl.lit("credit without amount in credits")),
             ],
             separator="; ",
             ignore_nulls=True,
@@ -461,8 +538,10 @@ class GcpAdapter:
             pricing_quantity.alias("PricingQuantity"),
             pl.when(pricing_quantity.is_not_null()).then(pricing_unit).alias("PricingUnit"),
             pl.lit(PROVIDER).alias("ProviderName"),
-            pl.when(third_party).then(pl.coalesce(_stext(schema, "seller_name"), pl.lit(PROVIDER)))
-            .otherwise(pl.lit(PROVIDER)).alias("PublisherName"),
+            pl.when(third_party)
+            .then(pl.coalesce(_stext(schema, "seller_name"), pl.lit(PROVIDER)))
+            .otherwise(pl.lit(PROVIDER))
+            .alias("PublisherName"),
             lookup(service, {k: v[0] for k, v in services.items()}, default=OTHER[0]).alias("ServiceCategory"),
             lookup(service, {k: v[1] for k, v in services.items()}, default=OTHER[1]).alias("ServiceSubcategory"),
             pl.coalesce(service, pl.lit("Unknown")).alias("ServiceName"),
@@ -470,16 +549,20 @@ class GcpAdapter:
             pl.when(is_usage).then(pl.lit("Usage-Based")).otherwise(pl.lit("One-Time")).alias("ChargeFrequency"),
             consumed_quantity.alias("ConsumedQuantity"),
             pl.when(consumed_quantity.is_not_null()).then(consumed_unit).alias("ConsumedUnit"),
-            pl.when(pricing_quantity.is_not_null()).then(money("price", "effective_price"))
+            pl.when(pricing_quantity.is_not_null())
+            .then(money("price", "effective_price"))
             .alias("ContractedUnitPrice"),
             # no list price is delivered without `cost_at_list`: then list = contracted, as ListCost = cost
             pl.when(pricing_quantity.is_not_null() & money("cost_at_list").is_null())
-            .then(money("price", "effective_price")).alias("ListUnitPrice"),
+            .then(money("price", "effective_price"))
+            .alias("ListUnitPrice"),
             pl.when(pricing_quantity.is_not_null() & money("cost_at_list").is_null())
-            .then(money("price", "effective_price")).alias("PricingCurrencyListUnitPrice"),
+            .then(money("price", "effective_price"))
+            .alias("PricingCurrencyListUnitPrice"),
             pl.when(is_usage).then(pl.lit("Standard")).alias("PricingCategory"),
             currency.alias("PricingCurrency"),
-            pl.when(pricing_quantity.is_not_null()).then(money("price", "effective_price"))
+            pl.when(pricing_quantity.is_not_null())
+            .then(money("price", "effective_price"))
             .alias("PricingCurrencyContractedUnitPrice"),
             cost.alias("PricingCurrencyEffectiveCost"),
             region.alias("RegionId"),
@@ -488,7 +571,8 @@ class GcpAdapter:
             _stext(schema, "resource", "name").alias("ResourceName"),
             _resource_type(resource_id).alias("ResourceType"),
             pl.when(category != "Tax").then(sku).alias("SkuId"),
-            pl.when((category != "Tax") & sku.is_not_null()).then(_stext(schema, "sku", "description"))
+            pl.when((category != "Tax") & sku.is_not_null())
+            .then(_stext(schema, "sku", "description"))
             .alias("SkuMeter"),
             pl.when(is_usage & sku.is_not_null()).then(sku).alias("SkuPriceId"),
             project.alias("SubAccountId"),
@@ -521,15 +605,32 @@ class GcpAdapter:
         credit = pl.col("_gcp_credits")
         amount = parse_money(credit.struct.field("amount"), pl.Float64, MONEY_LIMIT)
         types = charge.collect_schema()
-        nulls = ("PricingQuantity", "PricingUnit", "ConsumedQuantity", "ConsumedUnit", "ContractedUnitPrice",
-                 "PricingCategory", "PricingCurrencyContractedUnitPrice", "SkuPriceId", "ListUnitPrice",
-                 "PricingCurrencyListUnitPrice")
+        nulls = (
+            "PricingQuantity",
+            "PricingUnit",
+            "ConsumedQuantity",
+            "ConsumedUnit",
+            "ContractedUnitPrice",
+            "PricingCategory",
+            "PricingCurrencyContractedUnitPrice",
+            "SkuPriceId",
+            "ListUnitPrice",
+            "PricingCurrencyListUnitPrice",
+        )
         credit_rows = (
             charge.filter(pl.col("_gcp_credits").list.len() > 0)
             .explode(["_gcp_credits", "_gcp_index"])
             .with_columns(
-                *[amount.alias(c) for c in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost",
-                                            "PricingCurrencyEffectiveCost")],
+                *[
+                    amount.alias(c)
+                    for c in (
+                        "BilledCost",
+                        "EffectiveCost",
+                        "ListCost",
+                        "ContractedCost",
+                        "PricingCurrencyEffectiveCost",
+                    )
+                ],
                 pl.lit("Credit").alias("ChargeCategory"),
                 pl.coalesce(credit.struct.field("full_name"), credit.struct.field("name")).alias("ChargeDescription"),
                 *[pl.lit(None, dtype=types[c]).alias(c) for c in nulls],

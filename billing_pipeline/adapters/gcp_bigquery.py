@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from billing_pipeline.storage import Store, join, scratch_dir
+from billing_pipeline.platform.storage import Store, join, scratch_dir
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_$]+$")
 QUERY = """SELECT *
@@ -48,8 +48,7 @@ DEFAULT_SETTLE = dt.timedelta(hours=1)
 class BigQueryClient(Protocol):
     """What is used of `google.cloud.bigquery.Client` (so tests can pass a fake)."""
 
-    def query(self, query: str, job_config: Any = None) -> Any:
-        ...
+    def query(self, query: str, job_config: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,13 @@ def query_and_parameters(table: str, since: dt.date, after: dt.datetime, until: 
 
 
 def pull_export(
-    client: BigQueryClient, table: str, store: Store, out_url: str, since: dt.date,
-    now: dt.datetime | None = None, settle: dt.timedelta = DEFAULT_SETTLE,
+    client: BigQueryClient,
+    table: str,
+    store: Store,
+    out_url: str,
+    since: dt.date,
+    now: dt.datetime | None = None,
+    settle: dt.timedelta = DEFAULT_SETTLE,
 ) -> PullResult:
     """Append the table's rows newer than the watermark to `out_url` as one Parquet file."""
     from google.cloud.bigquery import QueryJobConfig
@@ -119,16 +123,25 @@ def pull_export(
     return PullResult(frame.height, after, high, target)
 
 
-def pull_with_resource(resource: Any, table: str, store: Store, out_url: str, since: dt.date,
-                       now: dt.datetime | None = None, settle: dt.timedelta = DEFAULT_SETTLE) -> PullResult:
+def pull_with_resource(
+    resource: Any,
+    table: str,
+    store: Store,
+    out_url: str,
+    since: dt.date,
+    now: dt.datetime | None = None,
+    settle: dt.timedelta = DEFAULT_SETTLE,
+) -> PullResult:
     """`pull_export` with a dagster-gcp `BigQueryResource` (its client, its credentials)."""
     with resource.get_client() as client:
         return pull_export(client, table, store, out_url, since, now=now, settle=settle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m billing_pipeline.adapters.gcp_bigquery",
-                                     description="Pull new rows of the GCP billing export table into export files.")
+    parser = argparse.ArgumentParser(
+        prog="python -m billing_pipeline.adapters.gcp_bigquery",
+        description="Pull new rows of the GCP billing export table into export files.",
+    )
     parser.add_argument("--table", required=True, help="project.dataset.gcp_billing_export_v1_XXXXXX")
     parser.add_argument("--out", required=True, help="the GCP source's url (local path, gs:// or s3://)")
     parser.add_argument("--since", type=dt.date.fromisoformat, required=True, help="first usage date to read")
@@ -138,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = args.out if "://" in args.out else str(Path(args.out).resolve())
     result = pull_with_resource(BigQueryResource(project=args.project), args.table, Store(), out, args.since)
-    print(f"pulled {result.rows} rows, export_time {result.watermark:%Y-%m-%dT%H:%M:%SZ} .. "
-          f"{result.new_watermark:%Y-%m-%dT%H:%M:%SZ}" + (f" into {result.file}" if result.file else ""))
+    print(
+        f"pulled {result.rows} rows, export_time {result.watermark:%Y-%m-%dT%H:%M:%SZ} .. "
+        f"{result.new_watermark:%Y-%m-%dT%H:%M:%SZ}" + (f" into {result.file}" if result.file else "")
+    )
     return 0
 
 

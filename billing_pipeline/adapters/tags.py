@@ -1,7 +1,7 @@
 """Tags as delivered, in one shape for every provider: a list of {key, value} structs.
 
 Keys keep their delivered spelling here (FOCUS `Tags` is the tags as the provider knows them);
-folding and aliasing belong to the tag policy in `billing_pipeline.allocation`.
+folding and aliasing belong to the tag policy in `billing_pipeline.spine.allocation`.
 """
 
 from __future__ import annotations

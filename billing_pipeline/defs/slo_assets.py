@@ -1,0 +1,184 @@
+"""The `slo_error_budgets` asset and one budget check per SLI: the only checks of M1-M10 that alert.
+
+Thin: the logic is in `error_budgets.py`. The asset runs last in `billing_daily` (after the reconciliation)
+and evaluates the day's SLIs itself, so its verdicts never depend on the order Dagster runs the SLI checks
+in. Each budget check fails at ERROR and pages on a fast burn, at WARN with a ticket on a slow burn, and
+links its SLI's runbook. Its alert is keyed by the check alone (`alert/scope: latest`), not the partition:
+a burn is a state of the service, resolved when a later day's evaluation no longer burns.
+"""
+
+import datetime as dt
+import math
+import warnings
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    PreviewWarning,
+    asset,
+    asset_check,
+)
+
+from billing_pipeline.defs.checks import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
+from billing_pipeline.observability import error_budgets
+from billing_pipeline.observability.error_budgets import rate_text as _rate
+from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.escaping import markdown_table
+from billing_pipeline.platform.ops_config import BUDGETED_SLIS
+from resources import BillingResource
+
+GROUP = "billing_slos"
+OWNERS = ["team:finops-platform"]
+
+
+def _number(value: float) -> float | str:
+    """Metadata floats must be finite; an infinite burn (a zero-budget SLO that failed) is shown as text."""
+    return float(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _preview(table: pl.DataFrame) -> str:
+    return markdown_table(
+        [
+            {
+                "sli": r["sli"],
+                "source": r["source"],
+                "today": "" if r["good"] is None else ("good" if r["good"] else "bad"),
+                "attainment": f"{r['attainment']:.1%}",
+                "events": r["events"],
+                "objective": f"{r['objective']:.1%}",
+                "budget left": "exhausted" if math.isinf(r["budget_left"]) else f"{r['budget_left']:.0%}",
+                "burn fast (long/short)": f"{_rate(r['burn_rate_fast_long'])}/{_rate(r['burn_rate_fast_short'])}",
+                "burn slow (long/short)": f"{_rate(r['burn_rate_slow_long'])}/{_rate(r['burn_rate_slow_short'])}",
+                "alert": r["alert"],
+            }
+            for r in table.iter_rows(named=True)
+        ],
+        empty="_no SLI judged in the window_",
+    )
+
+
+def build_slo_asset(partitions_def: PartitionsDefinition, upstream: AssetsDefinition) -> AssetsDefinition:
+    """`slo_error_budgets`, daily, after `upstream` (the reconciliation)."""
+
+    @asset(
+        name=error_budgets.TABLE,
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[upstream],
+        description=(
+            "Per SLI and source: the day's verdict and, over the rolling window (error_budget.window_days, 28), "
+            "attainment, error budget left and burn rates over a short and a long window; a fast burn pages, a "
+            "slow burn tickets (Google SRE workbook, multiwindow multi-burn-rate). Stored at "
+            "<lake>/slo_error_budgets/date=D/."
+        ),
+    )
+    def slo_error_budgets(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        table = error_budgets.evaluate(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
+        alerts = dict(table.group_by("alert").len().iter_rows()) if table.height else {}
+        metadata: dict[str, object] = {
+            "dagster/row_count": table.height,
+            "slo/pages": int(alerts.get("page", 0)),
+            "slo/tickets": int(alerts.get("ticket", 0)),
+            "preview": MetadataValue.md(_preview(table)),
+        }
+        for sli in BUDGETED_SLIS:
+            rows = table.filter(pl.col("sli") == sli)
+            if rows.height:
+                metadata[f"slo/{sli}/attainment"] = float(rows["attainment"].min())
+                metadata[f"slo/{sli}/budget_left"] = _number(float(rows["budget_left"].min()))
+        return MaterializeResult(metadata=metadata)
+
+    return slo_error_budgets
+
+
+def budget_check_name(sli: str) -> str:
+    return f"slo_budget_{sli}"
+
+
+def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -> AssetCheckResult:
+    """The check result of one SLI's budgets for the day: fails on any source burning, routed by the worst."""
+    rows = table.filter(pl.col("sli") == sli) if table is not None else pl.DataFrame()
+    if not rows.height:
+        return AssetCheckResult(
+            passed=True,
+            metadata={
+                SLO_NAME_KEY: sli,
+                ROUTE_KEY: "none",
+                SCOPE_KEY: "latest",
+                SUMMARY_KEY: "no evaluation of this SLI in the window",
+            },
+            description="no evaluation of this SLI in the window",
+        )
+    worst = max(rows["alert"].to_list(), key=error_budgets.ALERTS.index)
+    burning = [error_budgets.describe(r) for r in rows.filter(pl.col("alert") == worst).iter_rows(named=True)]
+    settings = config.error_budget
+    if worst == "page":
+        summary = (
+            f"fast burn (> {settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
+            f"{settings.fast_burn.short_window_days} day(s)): " + "; ".join(burning)
+        )
+    elif worst == "ticket":
+        summary = (
+            f"slow burn (> {settings.slow_burn.burn_rate:g}x over {settings.slow_burn.long_window_days} and "
+            f"{settings.slow_burn.short_window_days} day(s)): " + "; ".join(burning)
+        )
+    else:
+        low = rows.sort("budget_left").row(0, named=True)
+        summary = f"within budget; least left: {error_budgets.describe(low)}"
+    metadata: dict[str, object] = {
+        SLO_NAME_KEY: sli,
+        ROUTE_KEY: worst,
+        SCOPE_KEY: "latest",
+        SUMMARY_KEY: summary,
+        "slo/attainment": float(rows["attainment"].min()),
+        "slo/budget_left": _number(float(rows["budget_left"].min())),
+        "slo/burn_rate_fast_long": _number(float(rows["burn_rate_fast_long"].max())),
+        "slo/burn_rate_slow_long": _number(float(rows["burn_rate_slow_long"].max())),
+    }
+    for row in rows.iter_rows(named=True):
+        metadata[f"slo/attainment/{row['source']}"] = float(row["attainment"])
+        metadata[f"slo/budget_left/{row['source']}"] = _number(float(row["budget_left"]))
+    severity = AssetCheckSeverity.ERROR if worst == "page" else AssetCheckSeverity.WARN
+    return AssetCheckResult(passed=worst == "none", severity=severity, metadata=metadata, description=summary)
+
+
+def _budget_check(
+    config: BillingConfig, sli: str, slo_asset: AssetsDefinition, partitions_def: PartitionsDefinition
+) -> AssetChecksDefinition:
+    settings = config.error_budget
+    description = (
+        f"Error budget of {sli} per source over {settings.window_days} days (objective "
+        f"{settings.objective_of(sli):.1%} of daily evaluations good): pages when the burn rate is above "
+        f"{settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
+        f"{settings.fast_burn.short_window_days} day(s), tickets above {settings.slow_burn.burn_rate:g}x over "
+        f"{settings.slow_burn.long_window_days} and {settings.slow_burn.short_window_days} day(s). "
+        f"Runbook: {config.alerts.runbook_url}#runbook-{sli}."
+    )
+
+    @asset_check(asset=slo_asset, name=budget_check_name(sli), partitions_def=partitions_def, description=description)
+    def _budget(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        table = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
+        return budget_result(billing.config, sli, table)
+
+    return _budget
+
+
+def build_budget_checks(
+    config: BillingConfig, slo_asset: AssetsDefinition, partitions_def: PartitionsDefinition
+) -> list[AssetChecksDefinition]:
+    """One check per budgeted SLI on `slo_error_budgets` (reads the table the asset just wrote)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=PreviewWarning)
+        return [_budget_check(config, sli, slo_asset, partitions_def) for sli in BUDGETED_SLIS]

@@ -1,0 +1,214 @@
+"""Cost anomalies (SLI M8): spend per service, account and team against a weekday-seasonal baseline.
+
+Cloud spend has a strong weekly rhythm (batch jobs on weekdays, quiet weekends), so a day is compared
+with the *same weekday* of the previous weeks: the baseline is their median, the spread their median
+absolute deviation (robust to one odd week). A key is anomalous when it moves by more than
+`mad_threshold` robust standard deviations (1.4826 x MAD), and by more than both an absolute floor
+and a relative floor (so a flat history with MAD 0 does not flag cents). A burn-rate rule fires when
+the day's total spend exceeds `burn_rate_factor` x the projected daily rate (the mean of the trailing
+days). Each anomaly names what moved, by how much, and the rows behind it (a count, the largest
+rows, and a DuckDB query that lists them all). The table goes to `<lake>/cost_anomalies/date=D/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from pathlib import Path
+
+import polars as pl
+
+from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.escaping import sql_identifier, sql_string
+from billing_pipeline.platform.storage import Store, join, scratch_dir
+
+TABLE = "cost_anomalies"
+ROBUST_SIGMA = 1.4826
+
+ANOMALY_SCHEMA: dict[str, pl.DataType] = {
+    "usage_date": pl.Date(),
+    "kind": pl.String(),  # spend_anomaly | burn_rate
+    "dimension": pl.String(),  # service | account | team | total
+    "key": pl.String(),
+    "spend": pl.Float64(),
+    "baseline": pl.Float64(),
+    "mad": pl.Float64(),
+    "delta": pl.Float64(),
+    "delta_percent": pl.Float64(),
+    "score": pl.Float64(),
+    "history_points": pl.Int64(),
+    "rows": pl.Int64(),
+    "top_rows": pl.String(),
+    "query": pl.String(),
+    "message": pl.String(),
+}
+
+ROW_LABEL_COLUMNS = ("x_Source", "x_LineItemId", "ResourceId", "SubAccountId")
+
+
+def anomalies_url(lake_url: str, day: dt.date) -> str:
+    return join(lake_url, TABLE, f"date={day.isoformat()}", "part-0.parquet")
+
+
+def dimension_columns(config: BillingConfig) -> dict[str, str]:
+    return {"service": "ServiceName", "account": "SubAccountId", "team": config.tag_policy.owner_dimension}
+
+
+def read_day(
+    store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...] = ()
+) -> pl.DataFrame | None:
+    """The day's allocated rows of every source (only the columns anomaly detection needs)."""
+    files = [
+        f
+        for f in store.find(join(lake_url, "tag_enriched_costs", f"date={day.isoformat()}"))
+        if f.url.endswith(".parquet")
+    ]
+    if not files:
+        return None
+    frames = []
+    for info in files:
+        frame = pl.scan_parquet(store.stage(info.url, workdir))
+        schema = frame.collect_schema()
+        wanted = {"BilledCost", "ServiceName", "SubAccountId", "BillingAccountId", *ROW_LABEL_COLUMNS, *columns}
+        frames.append(frame.select([c for c in schema if c in wanted]))
+    out = pl.concat(frames, how="diagonal_relaxed").collect()
+    if "SubAccountId" in out.columns and "BillingAccountId" in out.columns:
+        out = out.with_columns(pl.coalesce("SubAccountId", "BillingAccountId").alias("SubAccountId"))
+    return out.with_columns(pl.col("BilledCost").cast(pl.Float64))
+
+
+def _sql(day: dt.date, column: str | None, key: str | None) -> str:
+    """The query listing the rows behind an anomaly, for a human to run: the key is a delivered tag value
+    and the column comes from billing.yaml, so both are quoted."""
+    where = f"date = DATE '{day.isoformat()}'"
+    if column is not None and key is not None:
+        where += f" AND {sql_identifier(column)} = {sql_string(key)}"
+    return f"SELECT * FROM tag_enriched_costs WHERE {where} ORDER BY abs(BilledCost) DESC"
+
+
+def _top_rows(frame: pl.DataFrame, limit: int) -> str:
+    if limit == 0 or frame.is_empty():
+        return ""
+    labels = [c for c in ROW_LABEL_COLUMNS if c in frame.columns]
+    top = frame.sort(pl.col("BilledCost").abs(), descending=True).head(limit)
+    return "; ".join(
+        " ".join(f"{c}={row[c]}" for c in labels if row[c] is not None) + f" cost={row['BilledCost']:.4f}"
+        for row in top.iter_rows(named=True)
+    )
+
+
+def _by_key(frame: pl.DataFrame, column: str) -> dict[str, float]:
+    grouped = frame.group_by(pl.col(column).cast(pl.String).fill_null("(none)")).agg(pl.col("BilledCost").sum())
+    return {k: float(v or 0.0) for k, v in grouped.iter_rows()}
+
+
+def detect(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
+    """All anomalies of `day` (an empty table when there is nothing to compare with, or nothing moved)."""
+    rules = config.anomalies
+    records: list[dict] = []
+    owner = (config.tag_policy.owner_dimension,)
+    with scratch_dir("billing-anomalies-") as workdir:
+        today = read_day(store, config.lake_url, day, workdir, owner)
+        if today is None:
+            return pl.DataFrame(schema=ANOMALY_SCHEMA)
+        weeks = [
+            read_day(store, config.lake_url, day - dt.timedelta(days=7 * k), workdir, owner)
+            for k in range(1, rules.weeks + 1)
+        ]
+        history = [w for w in weeks if w is not None]
+        if len(history) >= rules.min_history_weeks:
+            for dimension in rules.dimensions:
+                column = dimension_columns(config)[dimension]
+                if column not in today.columns:
+                    continue
+                current = _by_key(today, column)
+                past = [_by_key(w, column) if column in w.columns else {} for w in history]
+                for key in sorted(set(current) | {k for p in past for k in p}):
+                    values = [p.get(key, 0.0) for p in past]
+                    spend = current.get(key, 0.0)
+                    baseline = statistics.median(values)
+                    mad = statistics.median(abs(v - baseline) for v in values)
+                    delta = spend - baseline
+                    threshold = max(
+                        rules.mad_threshold * ROBUST_SIGMA * mad,
+                        rules.min_relative_change * abs(baseline),
+                        rules.min_abs_change,
+                    )
+                    if abs(delta) <= threshold:
+                        continue
+                    rows = today.filter(pl.col(column).cast(pl.String).fill_null("(none)") == key)
+                    spread = ROBUST_SIGMA * mad
+                    records.append(
+                        {
+                            "usage_date": day,
+                            "kind": "spend_anomaly",
+                            "dimension": dimension,
+                            "key": key,
+                            "spend": spend,
+                            "baseline": baseline,
+                            "mad": mad,
+                            "delta": delta,
+                            "delta_percent": (delta / baseline * 100) if baseline else None,
+                            "score": (delta / spread) if spread else None,
+                            "history_points": len(values),
+                            "rows": rows.height,
+                            "top_rows": _top_rows(rows, rules.max_rows_listed),
+                            "query": _sql(day, column, key),
+                            "message": (
+                                f"{dimension} {key!r} spent {spend:,.2f} on {day:%A %Y-%m-%d}, "
+                                f"{delta:+,.2f} against the median {baseline:,.2f} of the same weekday over "
+                                f"{len(values)} week(s)"
+                            ),
+                        }
+                    )
+        trailing = [
+            read_day(store, config.lake_url, day - dt.timedelta(days=k), workdir)
+            for k in range(1, rules.burn_rate_history_days + 1)
+        ]
+        totals = [float(t["BilledCost"].sum() or 0.0) for t in trailing if t is not None]
+        spend = float(today["BilledCost"].sum() or 0.0)
+        if len(totals) >= rules.burn_rate_min_history_days:
+            projected = sum(totals) / len(totals)
+            if projected > 0 and spend > rules.burn_rate_factor * projected:
+                records.append(
+                    {
+                        "usage_date": day,
+                        "kind": "burn_rate",
+                        "dimension": "total",
+                        "key": "all spend",
+                        "spend": spend,
+                        "baseline": projected,
+                        "mad": None,
+                        "delta": spend - projected,
+                        "delta_percent": (spend - projected) / projected * 100,
+                        "score": spend / projected,
+                        "history_points": len(totals),
+                        "rows": today.height,
+                        "top_rows": _top_rows(today, rules.max_rows_listed),
+                        "query": _sql(day, None, None),
+                        "message": (
+                            f"burn rate: {spend:,.2f} spent on {day}, {spend / projected:.1f}x the projected "
+                            f"daily rate {projected:,.2f} (limit {rules.burn_rate_factor:g}x)"
+                        ),
+                    }
+                )
+    return pl.DataFrame(records, schema=ANOMALY_SCHEMA) if records else pl.DataFrame(schema=ANOMALY_SCHEMA)
+
+
+def publish(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
+    """Detect and replace the day's anomaly table in the lake (removed when nothing is anomalous)."""
+    table = detect(config, store, day)
+    url = anomalies_url(config.lake_url, day)
+    if table.height:
+        with scratch_dir("billing-anomalies-") as workdir:
+            store.write_parquet(table, url, workdir)
+    else:
+        store.remove(url)
+    return table
+
+
+def read_published(store: Store, lake_url: str, day: dt.date) -> pl.DataFrame:
+    url = anomalies_url(lake_url, day)
+    if not store.exists(url):
+        return pl.DataFrame(schema=ANOMALY_SCHEMA)
+    return pl.read_parquet(store.read_bytes(url))

@@ -1,0 +1,100 @@
+"""Where everything lives in the lake, and the DuckDB catalogue of views over it.
+
+Curated tables: `<lake>/<asset>/date=YYYY-MM-DD/source=<name>/part-0.parquet` (hive layout, one
+file per day and source, so a source's slice is replaced on its own and atomically).
+Quarantine: `<lake>/quarantine/...` (see README, "Bad input").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from billing_pipeline.platform.escaping import sql_string
+from billing_pipeline.platform.storage import Store, is_remote, join
+
+log = logging.getLogger(__name__)
+
+CURATED_TABLES = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")
+QUARANTINE_TABLES = {
+    "quarantine_records": "quarantine/records",
+    "quarantine_rows": "quarantine/rows",
+    "quarantine_duplicates": "quarantine/duplicates",
+}
+SLICE_FILE = "part-0.parquet"
+
+
+def slice_url(lake_url: str, table: str, day: dt.date, source: str) -> str:
+    return join(lake_url, table, f"date={day.isoformat()}", f"source={source}", SLICE_FILE)
+
+
+def quarantine_url(lake_url: str, kind: str, day: dt.date, source: str) -> str:
+    """kind: records | rows | duplicates."""
+    return join(lake_url, "quarantine", kind, f"date={day.isoformat()}", f"source={source}", SLICE_FILE)
+
+
+def quarantined_file_url(lake_url: str, source: str, version: str, file_uri: str) -> str:
+    safe_version = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version)[-80:]
+    return join(
+        lake_url,
+        "quarantine",
+        "files",
+        f"source={source}",
+        f"version={safe_version}",
+        file_uri.rstrip("/").rsplit("/", 1)[-1],
+    )
+
+
+def table_glob(lake_url: str, relative: str) -> str:
+    return join(lake_url, relative, "*", "*", "*.parquet")
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """One writer across processes, by a lock file on local disk (the DuckDB catalogue, the alert state)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[str]:
+    """(Re)create one DuckDB view per table that has data; returns the views created.
+
+    A finance analyst then answers a question with one query, e.g.
+    `SELECT BillingAccountId, sum(BilledCost) FROM normalized_line_items GROUP BY 1`.
+    """
+    if duckdb_file is None:
+        return []
+    tables = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES
+    created: list[str] = []
+    with exclusive_lock(Path(duckdb_file + ".lock")):
+        connection = duckdb.connect(duckdb_file)
+        try:
+            if is_remote(lake_url):
+                try:
+                    connection.execute("INSTALL httpfs; LOAD httpfs")
+                except duckdb.Error as error:
+                    log.warning("DuckDB views over %s skipped: httpfs extension unavailable (%s)", lake_url, error)
+                    return []
+            for view, relative in tables.items():
+                if not store.find(join(lake_url, relative)):
+                    connection.execute(f"DROP VIEW IF EXISTS {view}")
+                    continue
+                connection.execute(  # DDL takes no bound parameters: the lake path is quoted as a literal
+                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
+                    f"{sql_string(table_glob(lake_url, relative))}, hive_partitioning = true, union_by_name = true)"
+                )
+                created.append(view)
+        finally:
+            connection.close()
+    return created

@@ -1,0 +1,16 @@
+"""Names of the assets, their lake tables, the job and the asset groups: one place, so a rename is one edit.
+
+An asset's lake table has the asset's name (`<lake>/<name>/date=D/...`), so each constant is both.
+"""
+
+RAW = "raw_line_items"
+NORMALIZED = "normalized_line_items"
+ENRICHED = "tag_enriched_costs"
+RECONCILED = "reconciliation_deltas"
+SPINE = (RAW, NORMALIZED, ENRICHED, RECONCILED)  # in build order
+COST_ANOMALIES = "cost_anomalies"
+SLO_BUDGETS = "slo_error_budgets"
+
+JOB = "billing_daily"
+SPINE_GROUP = "billing_spine"
+SLO_GROUP = "billing_slos"

@@ -1,0 +1,283 @@
+"""Reconciliation: does every cent of the delivery reach the curated tables, and match the invoice?
+
+Per source, billing account and currency, for one day: the raw total as delivered, what went to
+quarantine (bad rows, duplicates), the normalized, enriched and allocated totals, and, once the
+provider's invoice for the month exists, month-to-date against it.
+
+Invoices are CSV files under `invoices_url` with the header
+`invoice_id,billing_account_id,billing_period,currency,amount` (`billing_period` is `YYYY-MM`,
+`amount` a decimal in the billing currency); extra columns are ignored.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from decimal import Decimal, localcontext
+from pathlib import Path
+
+import polars as pl
+
+from billing_pipeline.adapters import adapter_for
+from billing_pipeline.platform.config import ReconciliationConfig, SourceConfig
+from billing_pipeline.platform.focus import MONEY
+from billing_pipeline.platform.lake import quarantine_url, slice_url
+from billing_pipeline.platform.storage import Store
+
+KEYS = ["BillingAccountId", "BillingCurrency"]
+INVOICE_COLUMNS = ["invoice_id", "billing_account_id", "billing_period", "currency", "amount"]
+
+
+def read_invoices(store: Store, invoices_url: str, workdir: Path) -> pl.DataFrame:
+    """Every invoice row under `invoices_url` (a file or a folder of CSVs)."""
+    files = [f.url for f in store.find(invoices_url) if f.url.lower().endswith(".csv")]
+    if not files and invoices_url.lower().endswith(".csv") and store.exists(invoices_url):
+        files = [invoices_url]
+    frames = []
+    for url in files:
+        frame = pl.read_csv(store.stage(url, workdir), infer_schema=False)
+        missing = [c for c in INVOICE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"invoice file {url} lacks columns {missing} (expected {INVOICE_COLUMNS})")
+        frames.append(frame.select(INVOICE_COLUMNS))
+    if not frames:
+        return pl.DataFrame(schema={c: pl.String for c in INVOICE_COLUMNS}).with_columns(pl.col("amount").cast(MONEY))
+    return pl.concat(frames).with_columns(pl.col("amount").str.strip_chars().cast(MONEY))
+
+
+def _grouped(frame: pl.LazyFrame | None, aggregations: list[pl.Expr]) -> pl.LazyFrame | None:
+    if frame is None:
+        return None
+    return frame.group_by(KEYS).agg(aggregations)
+
+
+def _scan(store: Store, url: str, workdir: Path) -> pl.LazyFrame | None:
+    return pl.scan_parquet(store.stage(url, workdir)) if store.exists(url) else None
+
+
+def month_to_date(
+    store: Store, lake_url: str, source: str, day: dt.date, workdir: Path, by_invoice_month: bool = False
+) -> pl.LazyFrame | None:
+    """Normalized BilledCost of the month up to and including `day`, from the lake's slices.
+
+    `by_invoice_month` (GCP): the rows invoiced in `day`'s month (BillingPeriodStart), whose usage
+    may reach back into the previous month (late rows land on the next invoice).
+    """
+    first = day.replace(day=1)
+    start = (first - dt.timedelta(days=1)).replace(day=1) if by_invoice_month else first
+    frames = []
+    for offset in range((day - start).days + 1):
+        current = start + dt.timedelta(days=offset)
+        frame = _scan(store, slice_url(lake_url, "normalized_line_items", current, source), workdir)
+        if frame is not None and by_invoice_month:
+            frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
+        if frame is not None:
+            frames.append(frame.select(*KEYS, pl.col("BilledCost").cast(MONEY)))
+    if not frames:
+        return None
+    return pl.concat(frames).group_by(KEYS).agg(pl.col("BilledCost").sum().alias("month_to_date_total"))
+
+
+def period_closed(day: dt.date) -> bool:
+    """A billing period (calendar month) is judged against its invoice from its last day's partition on;
+    before that the month-to-date delta is information only (`month_in_progress`)."""
+    return day.day == calendar.monthrange(day.year, day.month)[1]
+
+
+def within_tolerance(delta: Decimal | None, invoice: Decimal | None, tolerances: ReconciliationConfig) -> bool:
+    """|delta| <= absolute_tolerance, or |delta| <= relative_tolerance x |invoice|: exact decimal arithmetic,
+    so a delta exactly at a tolerance is within it and the smallest step beyond is not."""
+    if delta is None or invoice is None:
+        return False
+    with localcontext() as context:
+        context.prec = 100  # money is Decimal(38, 18): products stay exact
+        if abs(delta) <= tolerances.absolute_tolerance:
+            return True
+        return invoice != 0 and abs(delta) <= tolerances.relative_tolerance * abs(invoice)
+
+
+def build_reconciliation(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    invoices: pl.DataFrame,
+    tolerances: ReconciliationConfig,
+    workdir: Path,
+) -> pl.DataFrame:
+    """One row per billing account and currency of the source's day, with deltas and a status."""
+    adapter = adapter_for(source.provider)
+    raw = _scan(store, slice_url(lake_url, "raw_line_items", day, source.name), workdir)
+    bad_rows = _scan(store, quarantine_url(lake_url, "rows", day, source.name), workdir)
+    parts = {
+        "raw": _grouped(
+            adapter.raw_totals(raw) if raw is not None else None,
+            [pl.len().alias("raw_rows"), pl.col("cost").sum().alias("raw_total")],
+        ),
+        "bad": _grouped(
+            adapter.raw_totals(bad_rows) if bad_rows is not None else None,
+            [pl.len().alias("quarantined_rows"), pl.col("cost").sum().alias("quarantined_total")],
+        ),
+        "dup": _grouped(
+            _scan(store, quarantine_url(lake_url, "duplicates", day, source.name), workdir),
+            [pl.len().alias("duplicate_rows"), pl.col("BilledCost").sum().alias("duplicate_total")],
+        ),
+        "norm": _grouped(
+            _scan(store, slice_url(lake_url, "normalized_line_items", day, source.name), workdir),
+            [
+                pl.len().alias("normalized_rows"),
+                pl.col("BilledCost").sum().alias("normalized_total"),
+                pl.col("EffectiveCost").sum().alias("effective_total"),
+            ],
+        ),
+        "enriched": _grouped(
+            _scan(store, slice_url(lake_url, "tag_enriched_costs", day, source.name), workdir),
+            [
+                pl.col("BilledCost").sum().alias("enriched_total"),
+                pl.col("BilledCost").filter(~pl.col("unallocated")).sum().alias("allocated_total"),
+            ],
+        ),
+        "mtd": month_to_date(
+            store,
+            lake_url,
+            source.name,
+            day,
+            workdir,
+            by_invoice_month=getattr(adapter, "bills_by_invoice_month", False),
+        ),
+    }
+    present = [frame for frame in parts.values() if frame is not None]
+    if not present:
+        return empty_reconciliation()
+    keys = pl.concat([frame.select(KEYS) for frame in present]).unique()
+    table = keys
+    for frame in present:
+        table = table.join(frame, on=KEYS, how="left", nulls_equal=True)
+    table = table.collect()
+    for column, dtype in RECONCILIATION_SCHEMA.items():
+        if column not in table.columns:
+            table = table.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    zero = pl.lit(0, dtype=MONEY)
+    money_columns = [
+        "raw_total",
+        "quarantined_total",
+        "duplicate_total",
+        "normalized_total",
+        "effective_total",
+        "enriched_total",
+        "allocated_total",
+        "month_to_date_total",
+    ]
+    table = table.with_columns(
+        [pl.col(c).cast(MONEY).fill_null(zero) for c in money_columns]
+        + [
+            pl.col(c).cast(pl.Int64).fill_null(0)
+            for c in ("raw_rows", "quarantined_rows", "duplicate_rows", "normalized_rows")
+        ]
+    )
+    month = day.strftime("%Y-%m")
+    month_invoices = (
+        invoices.filter(pl.col("billing_period") == month)
+        .group_by("billing_account_id", "currency")
+        .agg(
+            pl.col("invoice_id").sort().str.join(",").alias("invoice_id"),
+            pl.col("amount").sum().alias("invoice_amount"),
+        )
+        .rename({"billing_account_id": "BillingAccountId", "currency": "BillingCurrency"})
+    )
+    table = table.drop("invoice_id", "invoice_amount").join(month_invoices, on=KEYS, how="left", nulls_equal=True)
+    closed = period_closed(day)
+    conservation = (
+        pl.col("raw_total") - pl.col("quarantined_total") - pl.col("duplicate_total") - pl.col("normalized_total")
+    )
+    invoice_delta = pl.col("month_to_date_total") - pl.col("invoice_amount")
+    table = table.with_columns(
+        conservation.alias("conservation_delta"),
+        invoice_delta.alias("invoice_delta"),
+        pl.when(pl.col("invoice_amount") != 0)
+        .then(invoice_delta.cast(pl.Float64) / pl.col("invoice_amount").cast(pl.Float64))
+        .alias("invoice_delta_relative"),
+    )
+    within = pl.Series(
+        "_within",
+        [
+            within_tolerance(delta, amount, tolerances)
+            for delta, amount in zip(table["invoice_delta"].to_list(), table["invoice_amount"].to_list(), strict=True)
+        ],
+        dtype=pl.Boolean,
+    )
+    table = (
+        table.with_columns(within)
+        .with_columns(
+            pl.when((pl.col("conservation_delta") != 0) | (pl.col("enriched_total") != pl.col("normalized_total")))
+            .then(pl.lit("conservation_break"))
+            .when(pl.col("invoice_amount").is_null())
+            .then(pl.lit("no_invoice_yet"))
+            .when(not closed)
+            .then(pl.lit("month_in_progress"))
+            .when(pl.col("_within"))
+            .then(pl.lit("matched"))
+            .otherwise(pl.lit("mismatch"))
+            .alias("status")
+        )
+        .drop("_within")
+    )
+    return (
+        table.with_columns(pl.lit(source.name).alias("source"), pl.lit(day).alias("usage_date"))
+        .select(list(RECONCILIATION_SCHEMA))
+        .cast(RECONCILIATION_SCHEMA)
+        .sort(KEYS, nulls_last=True)
+    )
+
+
+RECONCILIATION_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "usage_date": pl.Date(),
+    "BillingAccountId": pl.String(),
+    "BillingCurrency": pl.String(),
+    "invoice_id": pl.String(),
+    "raw_rows": pl.Int64(),
+    "raw_total": MONEY,
+    "quarantined_rows": pl.Int64(),
+    "quarantined_total": MONEY,
+    "duplicate_rows": pl.Int64(),
+    "duplicate_total": MONEY,
+    "normalized_rows": pl.Int64(),
+    "normalized_total": MONEY,
+    "effective_total": MONEY,
+    "enriched_total": MONEY,
+    "allocated_total": MONEY,
+    "conservation_delta": MONEY,
+    "month_to_date_total": MONEY,
+    "invoice_amount": MONEY,
+    "invoice_delta": MONEY,
+    "invoice_delta_relative": pl.Float64(),
+    "status": pl.String(),
+}
+
+
+def empty_reconciliation() -> pl.DataFrame:
+    return pl.DataFrame(schema=RECONCILIATION_SCHEMA)
+
+
+def decimal_or_zero(value: object) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def publish_reconciliation(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    invoices: pl.DataFrame,
+    tolerances: ReconciliationConfig,
+    workdir: Path,
+) -> pl.DataFrame:
+    """Build the source's reconciliation rows for the day and replace its slice atomically."""
+    frame = build_reconciliation(source, day, store, lake_url, invoices, tolerances, workdir)
+    target = slice_url(lake_url, "reconciliation_deltas", day, source.name)
+    if frame.height:
+        store.write_parquet(frame, target, workdir)
+    else:
+        store.remove(target)
+    return frame

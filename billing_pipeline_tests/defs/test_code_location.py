@@ -1,0 +1,29 @@
+"""Loading the code location imports the data path and the Dagster shell, never a development tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ..conftest import write_config
+
+
+def test_loading_the_code_location_imports_no_tool_module(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": str(tmp_path / "landing")}])
+    probe = (
+        "import json, sys; import billing_pipeline.definitions; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('billing_pipeline'))))"
+    )
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={"BILLING_CONFIG": str(config), "PATH": ""},
+        ).stdout
+    )
+    assert "billing_pipeline.definitions" in loaded and "billing_pipeline.defs.assets" in loaded
+    assert not [m for m in loaded if m.startswith("billing_pipeline.tools")], loaded

@@ -1,0 +1,90 @@
+"""Cost anomalies (M8): same-weekday median + MAD baseline per service / account / team, and the burn rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from billing_pipeline.observability import anomalies
+from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.lake import refresh_views
+from billing_pipeline.platform.storage import Store
+
+from ..conftest import write_config
+from ..ops_fixtures import SERVICES, TEAMS, cur2_month_frame, deliver_cur2, month_days, run_day
+
+SPIKE_DAY = dt.date(2023, 11, 28)  # a Tuesday; the month before gives four Tuesdays of history
+
+
+def seasonal(day: dt.date, team: str, service: str) -> float:
+    """Weekdays cost 4x weekends, with a little week-to-week wobble."""
+    weekday = 40.0 if day.weekday() < 5 else 10.0
+    return weekday + TEAMS.index(team) + SERVICES.index(service) + (day.day % 3) * 0.5
+
+
+def _lake(tmp_path: Path, cost, **extra) -> BillingConfig:
+    root = tmp_path / "landing" / "alpha"
+    for period in ("2023-10", "2023-11"):
+        deliver_cur2(root, "exec-1", cur2_month_frame(period, cost), period)
+    config = load_config(
+        write_config(
+            tmp_path, [{"name": "alpha", "provider": "aws_cur2", "url": str(root)}], start_date="2023-10-01", **extra
+        )
+    )
+    for day in month_days("2023-10") + month_days("2023-11"):
+        if day >= dt.date(2023, 10, 31):  # four same weekdays and 28 trailing days before SPIKE_DAY
+            run_day(config, day)
+    return config
+
+
+def test_a_spike_names_team_service_and_rows_and_weekends_are_not_anomalies(tmp_path: Path) -> None:
+    def cost(day: dt.date, team: str, service: str) -> float:
+        spike = 400.0 if day == SPIKE_DAY and team == "search" and service == "AmazonEC2" else 0.0
+        return seasonal(day, team, service) + spike
+
+    config = _lake(tmp_path, cost)
+    store = Store()
+    saturday = dt.date(2023, 11, 25)  # 4x lower than a weekday, but normal for a Saturday
+    assert anomalies.detect(config, store, saturday).height == 0
+    table = anomalies.publish(config, store, SPIKE_DAY)
+    moved = {(r["dimension"], r["key"]) for r in table.iter_rows(named=True)}
+    assert moved == {("team", "search"), ("service", _ec2(table)), ("account", "111111111111")}
+    team = table.filter((pl.col("dimension") == "team") & (pl.col("key") == "search")).row(0, named=True)
+    assert team["kind"] == "spend_anomaly" and team["delta"] == pytest.approx(400.0, abs=2.0)
+    assert team["history_points"] == 4 and team["rows"] == 3
+    assert "cost=" in team["top_rows"] and "search" in team["message"] and "Tuesday" in team["message"]
+    # the table is in the lake, and its query lists exactly the rows behind the anomaly
+    stored = pl.read_parquet(anomalies.anomalies_url(config.lake_url, SPIKE_DAY))
+    assert stored.height == table.height
+    refresh_views(config.lake_url, config.duckdb_file, store)
+    with duckdb.connect(config.duckdb_file, read_only=True) as connection:
+        rows = connection.execute(team["query"]).fetchall()
+    assert len(rows) == team["rows"]
+
+
+def _ec2(table: pl.DataFrame) -> str:
+    services = table.filter(pl.col("dimension") == "service")["key"].to_list()
+    assert len(services) == 1
+    return services[0]
+
+
+def test_too_little_history_reports_nothing(tmp_path: Path) -> None:
+    config = _lake(tmp_path, seasonal, anomalies={"min_history_weeks": 6})
+    assert anomalies.detect(config, Store(), SPIKE_DAY).height == 0
+
+
+def test_the_burn_rate_fires_above_the_configured_factor_of_the_projected_rate(tmp_path: Path) -> None:
+    def cost(day: dt.date, team: str, service: str) -> float:
+        return 100.0 if day == SPIKE_DAY else 20.0  # flat history: 5x the projected daily rate
+
+    config = _lake(tmp_path, cost)
+    table = anomalies.detect(config, Store(), SPIKE_DAY)
+    burn = table.filter(pl.col("kind") == "burn_rate").row(0, named=True)
+    assert burn["score"] == pytest.approx(5.0) and burn["baseline"] == pytest.approx(180.0)
+    assert "5.0x the projected daily rate" in burn["message"]
+    relaxed = config.model_copy(update={"anomalies": config.anomalies.model_copy(update={"burn_rate_factor": 6.0})})
+    assert anomalies.detect(relaxed, Store(), SPIKE_DAY).filter(pl.col("kind") == "burn_rate").height == 0
