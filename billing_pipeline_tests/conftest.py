@@ -17,15 +17,11 @@ import yaml
 
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.ingest import (
-    EnrichedSlice,
-    NormalizedSlice,
-    RawSlice,
-    build_enriched_slice,
-    build_normalized_slice,
-    build_raw_slice,
-)
-from billing_pipeline.spine.reconciliation import publish_reconciliation, read_invoices
+from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice
+from billing_pipeline.spine.normalize import NormalizedSlice, build_normalized_slice
+from billing_pipeline.spine.raw import build_raw_slice
+from billing_pipeline.spine.raw_publish import RawSlice
+from billing_pipeline.spine.reconcile import publish_reconciliation, read_invoices
 
 from .http_capture import Receiver
 

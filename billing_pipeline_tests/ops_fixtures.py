@@ -14,15 +14,11 @@ import polars as pl
 
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.fingerprints import (
-    build_enriched_slice_if_stale,
-    build_normalized_slice_if_stale,
-    build_raw_slice_if_changed,
-    invoices_digest,
-    publish_reconciliation_if_stale,
-)
-from billing_pipeline.spine.ingest import DeliveryIncompleteError
-from billing_pipeline.spine.reconciliation import read_invoices
+from billing_pipeline.spine.enrich import build_enriched_slice_if_stale
+from billing_pipeline.spine.guard import DeliveryIncompleteError
+from billing_pipeline.spine.normalize import build_normalized_slice_if_stale
+from billing_pipeline.spine.raw import build_raw_slice_if_changed
+from billing_pipeline.spine.reconcile import invoices_digest, publish_reconciliation_if_stale, read_invoices
 
 from .conftest import write_data_export
 

@@ -22,7 +22,7 @@ from billing_pipeline.platform.config import TagPolicy
 from billing_pipeline.platform.focus import LINEAGE_COLUMNS, LINEAGE_DESCRIPTIONS, MONEY, table_schema
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, is_remote
-from billing_pipeline.spine.reconciliation import RECONCILIATION_SCHEMA
+from billing_pipeline.spine.reconcile import RECONCILIATION_SCHEMA
 
 CURRENCY = "BillingCurrency"
 UNKNOWN_CURRENCY = "unknown"  # a row without a currency: reported on its own, never added to a known one

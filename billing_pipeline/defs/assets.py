@@ -33,17 +33,17 @@ from billing_pipeline.defs.asset_metadata import (
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.lake import refresh_views, slice_url
 from billing_pipeline.platform.storage import scratch_dir
-from billing_pipeline.spine.fingerprints import (
-    build_enriched_slice_if_stale,
-    build_normalized_slice_if_stale,
-    build_raw_slice_if_changed,
+from billing_pipeline.spine.enrich import build_enriched_slice_if_stale
+from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard
+from billing_pipeline.spine.layer_state import is_reused, record_layer_outcome
+from billing_pipeline.spine.normalize import build_normalized_slice_if_stale
+from billing_pipeline.spine.raw import build_raw_slice_if_changed
+from billing_pipeline.spine.reconcile import (
+    RECONCILIATION_SCHEMA,
     invoices_digest,
-    is_reused,
     publish_reconciliation_if_stale,
-    record_layer_outcome,
+    read_invoices,
 )
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, PublishGuard
-from billing_pipeline.spine.reconciliation import RECONCILIATION_SCHEMA, read_invoices
 from resources import BillingResource
 
 T = TypeVar("T")

@@ -49,8 +49,9 @@ from billing_pipeline.observability.alerts import (
 )
 from billing_pipeline.observability.slis import freshness, last_delivered_day
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
-from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.fingerprints import changed_days, delivery_day_fingerprints, is_access_denied, open_periods
+from billing_pipeline.platform.storage import Store, is_access_denied
+from billing_pipeline.spine.calendar import open_periods
+from billing_pipeline.spine.fingerprint import changed_days, delivery_day_fingerprints
 from resources import BillingResource
 
 log = logging.getLogger(__name__)

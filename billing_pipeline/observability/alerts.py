@@ -55,8 +55,8 @@ from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import PAGERDUTY_MAX_BYTES, clip, json_size, slack_text
 from billing_pipeline.platform.lake import exclusive_lock
 from billing_pipeline.platform.ops_config import WebhookRoute
-from billing_pipeline.platform.storage import Store, is_remote, join
-from billing_pipeline.spine.fingerprints import is_access_denied, read_state
+from billing_pipeline.platform.state import read_state
+from billing_pipeline.platform.storage import Store, is_access_denied, is_remote, join
 
 log = logging.getLogger(__name__)
 

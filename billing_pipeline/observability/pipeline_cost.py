@@ -33,8 +33,8 @@ from typing import Any
 
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.ops_config import CostModelConfig
+from billing_pipeline.platform.state import STATE_DIR
 from billing_pipeline.platform.storage import Store, is_remote, join
-from billing_pipeline.spine.fingerprints import STATE_DIR
 
 GIB = Decimal(2**30)
 LAYERS = ("raw", "normalized", "enriched", "reconciliation")

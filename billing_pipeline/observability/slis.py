@@ -31,16 +31,10 @@ from billing_pipeline.platform.ops_config import (
     FALLBACK_LATENCY_HOURS,
     SloTarget,
 )
-from billing_pipeline.platform.storage import Store, join, scratch_dir
-from billing_pipeline.spine.fingerprints import (
-    ABSENT,
-    delivery_cache_url,
-    delivery_day_fingerprints,
-    is_access_denied,
-    period_of,
-    read_state,
-)
-from billing_pipeline.spine.reconciliation import period_closed
+from billing_pipeline.platform.state import ABSENT, read_state
+from billing_pipeline.platform.storage import Store, is_access_denied, join, scratch_dir
+from billing_pipeline.spine.calendar import period_closed, period_of
+from billing_pipeline.spine.fingerprint import delivery_cache_url, delivery_day_fingerprints
 
 ALL_SOURCES = "*"  # the source of an SLI judged for the day as a whole (M5 cost, M8 anomalies)
 SCHEMA_MARKERS = re.compile(r"ColumnNotFound|SchemaError|SchemaFieldNotFound|schema|column", re.IGNORECASE)

@@ -55,6 +55,16 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+# Error names / texts of a denied read: PermissionError (local, s3fs maps AccessDenied to it), botocore's
+# AccessDenied, gcsfs / HTTP "Forbidden". A bare "403" is not enough: file names contain numbers.
+DENIED_MARKERS = ("PermissionError", "AccessDenied", "Access Denied", "Forbidden", "HTTP 403", "status 403")
+
+
+def is_access_denied(text: str) -> bool:
+    """True for a store error that means "not allowed" (M10 counts these), not "broken"."""
+    return any(marker in text for marker in DENIED_MARKERS)
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """What a listing tells about a file: enough to notice a change without reading it."""

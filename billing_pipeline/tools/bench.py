@@ -109,7 +109,9 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
     """raw -> normalized -> tag-enriched in one process, as the `billing_daily` job runs them."""
     from billing_pipeline.platform.config import SourceConfig, TagPolicy, load_config
     from billing_pipeline.platform.storage import Store, scratch_dir
-    from billing_pipeline.spine.ingest import build_enriched_slice, build_normalized_slice, build_raw_slice
+    from billing_pipeline.spine.enrich import build_enriched_slice
+    from billing_pipeline.spine.normalize import build_normalized_slice
+    from billing_pipeline.spine.raw import build_raw_slice
 
     source = SourceConfig(name=SOURCE, provider="aws_cur2", url=str(export_root(landing)))
     policy: TagPolicy = load_config(Path(__file__).resolve().parents[2] / "billing.yaml").tag_policy

@@ -790,7 +790,8 @@ def build_lake(
 
     Returns, per source, the days that produced a normalized slice.
     """
-    from billing_pipeline.spine.ingest import build_normalized_slice, build_raw_slice
+    from billing_pipeline.spine.normalize import build_normalized_slice
+    from billing_pipeline.spine.raw import build_raw_slice
 
     store = Store()
     built: dict[str, list[dt.date]] = {s.name: [] for s in sources}

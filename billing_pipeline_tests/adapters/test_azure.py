@@ -26,7 +26,8 @@ from billing_pipeline.adapters.azure import (
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, build_raw_slice
+from billing_pipeline.spine.guard import DeliveryIncompleteError
+from billing_pipeline.spine.raw import build_raw_slice
 
 from ..conftest import SAMPLES, run_spine, write_config
 
@@ -331,7 +332,7 @@ def test_generated_runs_match_ground_truth(tmp_path: Path) -> None:
 
 def test_a_restating_run_requests_only_the_days_it_changes(tmp_path: Path) -> None:
     from billing_pipeline.defs.sensors import scan_source
-    from billing_pipeline.spine.fingerprints import build_raw_slice_if_changed
+    from billing_pipeline.spine.raw import build_raw_slice_if_changed
 
     root = tmp_path / "landing" / "actual"
     write_run(root, "20230901-20230930", "run-1", {"part_1.csv": EA_ACTUAL}, submitted="2023-09-25T00:00:00Z")

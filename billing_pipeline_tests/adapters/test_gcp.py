@@ -400,7 +400,7 @@ def test_a_late_append_requests_only_the_days_it_changes(tmp_path: Path) -> None
     """Invariant 4 for an append-only source: the sensor asks for exactly the days a new file touches."""
     from billing_pipeline.defs.sensors import scan_source
     from billing_pipeline.platform.storage import scratch_dir
-    from billing_pipeline.spine.fingerprints import build_raw_slice_if_changed
+    from billing_pipeline.spine.raw import build_raw_slice_if_changed
     from billing_pipeline.tools.generator import generate_landing_zone
 
     generate_landing_zone(tmp_path / "landing", days=4, rows_per_day=20, providers=["gcp"])

@@ -30,7 +30,7 @@ from billing_pipeline.defs.asset_metadata import (
 )
 from billing_pipeline.platform.focus import FOCUS_COLUMNS, FOCUS_VERSION, LINEAGE_COLUMNS
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.reconciliation import RECONCILIATION_SCHEMA
+from billing_pipeline.spine.reconcile import RECONCILIATION_SCHEMA
 
 from ..conftest import FOCUS_SAMPLE, write_config
 

@@ -19,8 +19,8 @@ from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS, ErrorBudgetConfig
+from billing_pipeline.platform.state import read_state, write_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.fingerprints import read_state, write_state
 from resources import BillingResource
 
 from ..conftest import write_config, write_data_export

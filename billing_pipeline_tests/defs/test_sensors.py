@@ -24,8 +24,9 @@ from billing_pipeline.defs.schedules import SCHEDULE_NAME
 from billing_pipeline.defs.sensors import open_periods, scan_source
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import slice_url
+from billing_pipeline.platform.state import read_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.fingerprints import compute_delivery_days, read_state
+from billing_pipeline.spine.fingerprint import compute_delivery_days
 from partitions import daily_usage_partitions
 from resources import BillingResource
 

@@ -21,8 +21,8 @@ from billing_pipeline.defs.checks import to_check_result
 from billing_pipeline.observability import audit_logs, slis
 from billing_pipeline.platform.config import load_config, parse_config
 from billing_pipeline.platform.ops_config import ErrorBudgetConfig
+from billing_pipeline.platform.state import write_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.fingerprints import write_state
 
 from ..conftest import DEFAULT_POLICY, write_config
 

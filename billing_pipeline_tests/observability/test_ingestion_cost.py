@@ -12,8 +12,8 @@ import pytest
 from billing_pipeline.defs.checks import to_check_result
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.platform.state import write_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.fingerprints import write_state
 
 from ..conftest import write_config
 from ..ops_fixtures import cur2_month_frame, deliver_cur2, run_day

@@ -18,8 +18,8 @@ import pytest
 from billing_pipeline.observability import anomalies, slis
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import slice_url
+from billing_pipeline.platform.state import read_state, write_state
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.fingerprints import read_state, write_state
 
 from ..conftest import write_config, write_data_export
 from ..ops_fixtures import SERVICES, TEAMS, cur2_month_frame, cur2_rows, run_day

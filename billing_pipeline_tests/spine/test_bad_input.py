@@ -13,7 +13,8 @@ import pytest
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, build_raw_slice
+from billing_pipeline.spine.guard import DeliveryIncompleteError
+from billing_pipeline.spine.raw import build_raw_slice
 
 from ..conftest import run_spine, sample_as_cur2_frame, write_config, write_data_export
 

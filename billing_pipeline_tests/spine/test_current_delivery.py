@@ -26,7 +26,8 @@ from billing_pipeline.adapters.azure import AzureAdapter
 from billing_pipeline.platform.config import SourceConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, build_raw_slice
+from billing_pipeline.spine.guard import DeliveryIncompleteError
+from billing_pipeline.spine.raw import build_raw_slice
 
 from ..adapters.test_azure import EA_ACTUAL, write_run
 from ..conftest import AWS_SAMPLE, run_spine, sample_as_cur2_frame, write_config, write_data_export

@@ -49,9 +49,10 @@ from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
+from billing_pipeline.platform.state import read_state
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.fingerprints import build_raw_slice_if_changed, read_state
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, PublishHeldBackError
+from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishHeldBackError
+from billing_pipeline.spine.raw import build_raw_slice_if_changed
 from billing_pipeline.tools.generator import generate_landing_zone
 
 from ..conftest import gcp_delivered_totals, parquet_cost_totals, write_config, write_data_export

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine import ingest
+from billing_pipeline.spine import normalize
 
 from ..conftest import legacy_cur_landing, run_spine, sample_as_cur2_frame, write_config, write_data_export
 
@@ -152,7 +152,7 @@ def test_a_file_delivered_twice_is_counted_once_and_its_copies_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
 ) -> None:
     if not in_memory:  # a delivery sent twice at scale: the repeated rows are not collected into memory
-        monkeypatch.setattr(ingest, "CANDIDATES_IN_MEMORY", 0)
+        monkeypatch.setattr(normalize, "CANDIDATES_IN_MEMORY", 0)
     sample = sample_as_cur2_frame()
     root = tmp_path / "landing" / "cur2-export"
     write_data_export(root, "exec-1", {"part-1.snappy.parquet": sample, "part-1-copy.snappy.parquet": sample})
@@ -238,11 +238,11 @@ def test_a_run_killed_mid_write_leaves_the_previous_slice_intact(tmp_path: Path)
 )
 def test_rows_read_by_blocks_are_exactly_the_wanted_rows(tmp_path_factory, monkeypatch, wanted, block) -> None:
     """Repeated rows are re-read block by block (slices of the raw file): none lost, none extra."""
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", block)
+    monkeypatch.setattr(normalize, "ROW_GROUP_ROWS", block)
     path = tmp_path_factory.mktemp("blocks") / "raw.parquet"
     pl.DataFrame({"cost": [f"{i}.5" for i in range(50)]}).write_parquet(path, row_group_size=7)
     raw = pl.scan_parquet(path).with_row_index("x_RawRow")
     ids = pl.Series("x_RawRow", sorted(wanted), dtype=pl.UInt32)
-    got = ingest._rows_in_blocks(raw, ids).collect()
+    got = normalize._rows_in_blocks(raw, ids).collect()
     assert sorted(got["x_RawRow"].to_list()) == sorted(wanted)
     assert sorted(got["cost"].to_list()) == sorted(f"{i}.5" for i in wanted)

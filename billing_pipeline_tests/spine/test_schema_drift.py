@@ -15,7 +15,8 @@ import pytest
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
-from billing_pipeline.spine.ingest import DeliveryIncompleteError, SchemaDriftError, build_raw_slice
+from billing_pipeline.spine.guard import DeliveryIncompleteError, SchemaDriftError
+from billing_pipeline.spine.raw import build_raw_slice
 from billing_pipeline.tools.generator.gcp_samples import koku_csv_to_nested, write_ndjson
 
 from ..adapters.test_azure import EA_ACTUAL, write_run

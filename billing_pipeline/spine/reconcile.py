@@ -11,18 +11,24 @@ Invoices are CSV files under `invoices_url` with the header
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
+import hashlib
+import time
 from decimal import Decimal, localcontext
 from pathlib import Path
 
 import polars as pl
 
 from billing_pipeline.adapters import adapter_for
-from billing_pipeline.platform.config import ReconciliationConfig, SourceConfig
+from billing_pipeline.adapters.base import listing_fingerprint
+from billing_pipeline.platform.config import BillingConfig, ReconciliationConfig, SourceConfig
 from billing_pipeline.platform.focus import MONEY
 from billing_pipeline.platform.lake import quarantine_url, slice_url
+from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED
+from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import Store
+from billing_pipeline.spine.calendar import period_closed
+from billing_pipeline.spine.layer_state import is_stale, record_layer_build, slice_identity
 
 KEYS = ["BillingAccountId", "BillingCurrency"]
 INVOICE_COLUMNS = ["invoice_id", "billing_account_id", "billing_period", "currency", "amount"]
@@ -68,7 +74,7 @@ def month_to_date(
     frames = []
     for offset in range((day - start).days + 1):
         current = start + dt.timedelta(days=offset)
-        frame = _scan(store, slice_url(lake_url, "normalized_line_items", current, source), workdir)
+        frame = _scan(store, slice_url(lake_url, NORMALIZED, current, source), workdir)
         if frame is not None and by_invoice_month:
             frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
         if frame is not None:
@@ -76,12 +82,6 @@ def month_to_date(
     if not frames:
         return None
     return pl.concat(frames).group_by(KEYS).agg(pl.col("BilledCost").sum().alias("month_to_date_total"))
-
-
-def period_closed(day: dt.date) -> bool:
-    """A billing period (calendar month) is judged against its invoice from its last day's partition on;
-    before that the month-to-date delta is information only (`month_in_progress`)."""
-    return day.day == calendar.monthrange(day.year, day.month)[1]
 
 
 def within_tolerance(delta: Decimal | None, invoice: Decimal | None, tolerances: ReconciliationConfig) -> bool:
@@ -94,140 +94,6 @@ def within_tolerance(delta: Decimal | None, invoice: Decimal | None, tolerances:
         if abs(delta) <= tolerances.absolute_tolerance:
             return True
         return invoice != 0 and abs(delta) <= tolerances.relative_tolerance * abs(invoice)
-
-
-def build_reconciliation(
-    source: SourceConfig,
-    day: dt.date,
-    store: Store,
-    lake_url: str,
-    invoices: pl.DataFrame,
-    tolerances: ReconciliationConfig,
-    workdir: Path,
-) -> pl.DataFrame:
-    """One row per billing account and currency of the source's day, with deltas and a status."""
-    adapter = adapter_for(source.provider)
-    raw = _scan(store, slice_url(lake_url, "raw_line_items", day, source.name), workdir)
-    bad_rows = _scan(store, quarantine_url(lake_url, "rows", day, source.name), workdir)
-    parts = {
-        "raw": _grouped(
-            adapter.raw_totals(raw) if raw is not None else None,
-            [pl.len().alias("raw_rows"), pl.col("cost").sum().alias("raw_total")],
-        ),
-        "bad": _grouped(
-            adapter.raw_totals(bad_rows) if bad_rows is not None else None,
-            [pl.len().alias("quarantined_rows"), pl.col("cost").sum().alias("quarantined_total")],
-        ),
-        "dup": _grouped(
-            _scan(store, quarantine_url(lake_url, "duplicates", day, source.name), workdir),
-            [pl.len().alias("duplicate_rows"), pl.col("BilledCost").sum().alias("duplicate_total")],
-        ),
-        "norm": _grouped(
-            _scan(store, slice_url(lake_url, "normalized_line_items", day, source.name), workdir),
-            [
-                pl.len().alias("normalized_rows"),
-                pl.col("BilledCost").sum().alias("normalized_total"),
-                pl.col("EffectiveCost").sum().alias("effective_total"),
-            ],
-        ),
-        "enriched": _grouped(
-            _scan(store, slice_url(lake_url, "tag_enriched_costs", day, source.name), workdir),
-            [
-                pl.col("BilledCost").sum().alias("enriched_total"),
-                pl.col("BilledCost").filter(~pl.col("unallocated")).sum().alias("allocated_total"),
-            ],
-        ),
-        "mtd": month_to_date(
-            store,
-            lake_url,
-            source.name,
-            day,
-            workdir,
-            by_invoice_month=getattr(adapter, "bills_by_invoice_month", False),
-        ),
-    }
-    present = [frame for frame in parts.values() if frame is not None]
-    if not present:
-        return empty_reconciliation()
-    keys = pl.concat([frame.select(KEYS) for frame in present]).unique()
-    table = keys
-    for frame in present:
-        table = table.join(frame, on=KEYS, how="left", nulls_equal=True)
-    table = table.collect()
-    for column, dtype in RECONCILIATION_SCHEMA.items():
-        if column not in table.columns:
-            table = table.with_columns(pl.lit(None, dtype=dtype).alias(column))
-    zero = pl.lit(0, dtype=MONEY)
-    money_columns = [
-        "raw_total",
-        "quarantined_total",
-        "duplicate_total",
-        "normalized_total",
-        "effective_total",
-        "enriched_total",
-        "allocated_total",
-        "month_to_date_total",
-    ]
-    table = table.with_columns(
-        [pl.col(c).cast(MONEY).fill_null(zero) for c in money_columns]
-        + [
-            pl.col(c).cast(pl.Int64).fill_null(0)
-            for c in ("raw_rows", "quarantined_rows", "duplicate_rows", "normalized_rows")
-        ]
-    )
-    month = day.strftime("%Y-%m")
-    month_invoices = (
-        invoices.filter(pl.col("billing_period") == month)
-        .group_by("billing_account_id", "currency")
-        .agg(
-            pl.col("invoice_id").sort().str.join(",").alias("invoice_id"),
-            pl.col("amount").sum().alias("invoice_amount"),
-        )
-        .rename({"billing_account_id": "BillingAccountId", "currency": "BillingCurrency"})
-    )
-    table = table.drop("invoice_id", "invoice_amount").join(month_invoices, on=KEYS, how="left", nulls_equal=True)
-    closed = period_closed(day)
-    conservation = (
-        pl.col("raw_total") - pl.col("quarantined_total") - pl.col("duplicate_total") - pl.col("normalized_total")
-    )
-    invoice_delta = pl.col("month_to_date_total") - pl.col("invoice_amount")
-    table = table.with_columns(
-        conservation.alias("conservation_delta"),
-        invoice_delta.alias("invoice_delta"),
-        pl.when(pl.col("invoice_amount") != 0)
-        .then(invoice_delta.cast(pl.Float64) / pl.col("invoice_amount").cast(pl.Float64))
-        .alias("invoice_delta_relative"),
-    )
-    within = pl.Series(
-        "_within",
-        [
-            within_tolerance(delta, amount, tolerances)
-            for delta, amount in zip(table["invoice_delta"].to_list(), table["invoice_amount"].to_list(), strict=True)
-        ],
-        dtype=pl.Boolean,
-    )
-    table = (
-        table.with_columns(within)
-        .with_columns(
-            pl.when((pl.col("conservation_delta") != 0) | (pl.col("enriched_total") != pl.col("normalized_total")))
-            .then(pl.lit("conservation_break"))
-            .when(pl.col("invoice_amount").is_null())
-            .then(pl.lit("no_invoice_yet"))
-            .when(not closed)
-            .then(pl.lit("month_in_progress"))
-            .when(pl.col("_within"))
-            .then(pl.lit("matched"))
-            .otherwise(pl.lit("mismatch"))
-            .alias("status")
-        )
-        .drop("_within")
-    )
-    return (
-        table.with_columns(pl.lit(source.name).alias("source"), pl.lit(day).alias("usage_date"))
-        .select(list(RECONCILIATION_SCHEMA))
-        .cast(RECONCILIATION_SCHEMA)
-        .sort(KEYS, nulls_last=True)
-    )
 
 
 RECONCILIATION_SCHEMA: dict[str, pl.DataType] = {
@@ -264,6 +130,153 @@ def decimal_or_zero(value: object) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
+MONEY_COLUMNS = (
+    "raw_total",
+    "quarantined_total",
+    "duplicate_total",
+    "normalized_total",
+    "effective_total",
+    "enriched_total",
+    "allocated_total",
+    "month_to_date_total",
+)
+COUNT_COLUMNS = ("raw_rows", "quarantined_rows", "duplicate_rows", "normalized_rows")
+
+
+def _layer_totals(source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path) -> list[pl.LazyFrame]:
+    """Per billing account and currency, the totals of each layer and quarantine that has the day."""
+    adapter = adapter_for(source.provider)
+    raw = _scan(store, slice_url(lake_url, RAW, day, source.name), workdir)
+    bad_rows = _scan(store, quarantine_url(lake_url, "rows", day, source.name), workdir)
+    parts = [
+        _grouped(
+            adapter.raw_totals(raw) if raw is not None else None,
+            [pl.len().alias("raw_rows"), pl.col("cost").sum().alias("raw_total")],
+        ),
+        _grouped(
+            adapter.raw_totals(bad_rows) if bad_rows is not None else None,
+            [pl.len().alias("quarantined_rows"), pl.col("cost").sum().alias("quarantined_total")],
+        ),
+        _grouped(
+            _scan(store, quarantine_url(lake_url, "duplicates", day, source.name), workdir),
+            [pl.len().alias("duplicate_rows"), pl.col("BilledCost").sum().alias("duplicate_total")],
+        ),
+        _grouped(
+            _scan(store, slice_url(lake_url, NORMALIZED, day, source.name), workdir),
+            [
+                pl.len().alias("normalized_rows"),
+                pl.col("BilledCost").sum().alias("normalized_total"),
+                pl.col("EffectiveCost").sum().alias("effective_total"),
+            ],
+        ),
+        _grouped(
+            _scan(store, slice_url(lake_url, ENRICHED, day, source.name), workdir),
+            [
+                pl.col("BilledCost").sum().alias("enriched_total"),
+                pl.col("BilledCost").filter(~pl.col("unallocated")).sum().alias("allocated_total"),
+            ],
+        ),
+        month_to_date(
+            store,
+            lake_url,
+            source.name,
+            day,
+            workdir,
+            by_invoice_month=getattr(adapter, "bills_by_invoice_month", False),
+        ),
+    ]
+    return [frame for frame in parts if frame is not None]
+
+
+def _side_by_side(totals: list[pl.LazyFrame]) -> pl.DataFrame:
+    """One row per billing account and currency with every total (absent ones 0, missing columns null)."""
+    table = pl.concat([frame.select(KEYS) for frame in totals]).unique()
+    for frame in totals:
+        table = table.join(frame, on=KEYS, how="left", nulls_equal=True)
+    collected = table.collect()
+    missing = [
+        pl.lit(None, dtype=dtype).alias(c) for c, dtype in RECONCILIATION_SCHEMA.items() if c not in collected.columns
+    ]
+    zero = pl.lit(0, dtype=MONEY)
+    return collected.with_columns(missing).with_columns(
+        [pl.col(c).cast(MONEY).fill_null(zero) for c in MONEY_COLUMNS]
+        + [pl.col(c).cast(pl.Int64).fill_null(0) for c in COUNT_COLUMNS]
+    )
+
+
+def _with_invoices(table: pl.DataFrame, invoices: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """The month's invoice ids and amount per billing account and currency, and the deltas against them."""
+    month_invoices = (
+        invoices.filter(pl.col("billing_period") == day.strftime("%Y-%m"))
+        .group_by("billing_account_id", "currency")
+        .agg(
+            pl.col("invoice_id").sort().str.join(",").alias("invoice_id"),
+            pl.col("amount").sum().alias("invoice_amount"),
+        )
+        .rename({"billing_account_id": "BillingAccountId", "currency": "BillingCurrency"})
+    )
+    table = table.drop("invoice_id", "invoice_amount").join(month_invoices, on=KEYS, how="left", nulls_equal=True)
+    conservation = (
+        pl.col("raw_total") - pl.col("quarantined_total") - pl.col("duplicate_total") - pl.col("normalized_total")
+    )
+    invoice_delta = pl.col("month_to_date_total") - pl.col("invoice_amount")
+    return table.with_columns(
+        conservation.alias("conservation_delta"),
+        invoice_delta.alias("invoice_delta"),
+        pl.when(pl.col("invoice_amount") != 0)
+        .then(invoice_delta.cast(pl.Float64) / pl.col("invoice_amount").cast(pl.Float64))
+        .alias("invoice_delta_relative"),
+    )
+
+
+def _with_status(table: pl.DataFrame, tolerances: ReconciliationConfig, day: dt.date) -> pl.DataFrame:
+    """Each row's status, the first that applies: conservation_break, no_invoice_yet, month_in_progress,
+    matched (within tolerance), mismatch."""
+    # exact Decimal arithmetic (`within_tolerance`), on the few rows of a day (one per account and currency)
+    within = pl.Series(
+        "_within",
+        [
+            within_tolerance(delta, amount, tolerances)
+            for delta, amount in zip(table["invoice_delta"].to_list(), table["invoice_amount"].to_list(), strict=True)
+        ],
+        dtype=pl.Boolean,
+    )
+    status = (
+        pl.when((pl.col("conservation_delta") != 0) | (pl.col("enriched_total") != pl.col("normalized_total")))
+        .then(pl.lit("conservation_break"))
+        .when(pl.col("invoice_amount").is_null())
+        .then(pl.lit("no_invoice_yet"))
+        .when(not period_closed(day))
+        .then(pl.lit("month_in_progress"))
+        .when(pl.col("_within"))
+        .then(pl.lit("matched"))
+        .otherwise(pl.lit("mismatch"))
+    )
+    return table.with_columns(within).with_columns(status.alias("status")).drop("_within")
+
+
+def build_reconciliation(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    invoices: pl.DataFrame,
+    tolerances: ReconciliationConfig,
+    workdir: Path,
+) -> pl.DataFrame:
+    """One row per billing account and currency of the source's day, with deltas and a status."""
+    totals = _layer_totals(source, day, store, lake_url, workdir)
+    if not totals:
+        return empty_reconciliation()
+    table = _with_status(_with_invoices(_side_by_side(totals), invoices, day), tolerances, day)
+    return (
+        table.with_columns(pl.lit(source.name).alias("source"), pl.lit(day).alias("usage_date"))
+        .select(list(RECONCILIATION_SCHEMA))
+        .cast(RECONCILIATION_SCHEMA)
+        .sort(KEYS, nulls_last=True)
+    )
+
+
 def publish_reconciliation(
     source: SourceConfig,
     day: dt.date,
@@ -275,9 +288,43 @@ def publish_reconciliation(
 ) -> pl.DataFrame:
     """Build the source's reconciliation rows for the day and replace its slice atomically."""
     frame = build_reconciliation(source, day, store, lake_url, invoices, tolerances, workdir)
-    target = slice_url(lake_url, "reconciliation_deltas", day, source.name)
+    target = slice_url(lake_url, RECONCILED, day, source.name)
     if frame.height:
         store.write_parquet(frame, target, workdir)
     else:
         store.remove(target)
+    return frame
+
+
+def invoices_digest(store: Store, invoices_url: str) -> str:
+    """What the invoices are (their listing): a changed or new invoice file re-runs reconciliation."""
+    files = store.find(invoices_url)
+    return hashlib.sha256(listing_fingerprint(files).encode()).hexdigest()[:16]
+
+
+def publish_reconciliation_if_stale(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    config: BillingConfig,
+    invoices: pl.DataFrame,
+    invoices_id: str,
+    workdir: Path,
+) -> pl.DataFrame:
+    """`publish_reconciliation`, unless its three input slices and the invoices are unchanged."""
+    started = time.monotonic()
+    lake_url = config.lake_url
+    inputs = [
+        slice_identity(store, slice_url(lake_url, table, day, source.name)) for table in (RAW, NORMALIZED, ENRICHED)
+    ]
+    built_from = "|".join([*inputs, invoices_id, config.reconciliation.model_dump_json()])
+    target = slice_url(lake_url, RECONCILED, day, source.name)
+    section = read_state(store, lake_url, source.name, day).get("reconciliation") or {}
+    present = slice_identity(store, target) != ABSENT
+    if not is_stale(section, built_from, present):
+        return pl.read_parquet(store.stage(target, workdir)) if present else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
+    frame = publish_reconciliation(source, day, store, lake_url, invoices, config.reconciliation, workdir)
+    record_layer_build(
+        store, lake_url, source.name, day, "reconciliation", built_from, {"rows": frame.height}, started, target
+    )
     return frame

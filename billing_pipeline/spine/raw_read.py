@@ -1,0 +1,199 @@
+"""Reading one delivery's rows of a day into local files, in one streaming pass.
+
+Every file that cannot be read to its end is copied to the quarantine and makes the delivery
+incomplete: nothing of an incomplete delivery is published (the raw step then tries the previous one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from billing_pipeline.adapters import Delivery, FileProblem
+from billing_pipeline.adapters.base import EmptyExportFileError
+from billing_pipeline.adapters.drift import SchemaObserver
+from billing_pipeline.platform.config import SourceConfig
+from billing_pipeline.platform.lake import quarantined_file_url
+from billing_pipeline.platform.storage import PARQUET_OPTIONS, Store
+from billing_pipeline.spine.calendar import is_period_scoped, partition_day
+
+log = logging.getLogger(__name__)
+
+# record(problem, version, rows=0, copy=None): how the raw step collects a problem and its quarantine record
+Recorder = Callable[..., None]
+
+
+@dataclass
+class DeliveryRead:
+    """One delivery read into local files, or the files that kept it from being read to its end."""
+
+    published: Path
+    bad_dates: Path
+    schemas: SchemaObserver
+    files_read: int = 0
+    unreadable: list[FileProblem] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unreadable
+
+
+@dataclass
+class _DayParts:
+    """Per readable file: its rows of the day, and (first day of the period) its undated rows."""
+
+    rows: list[pl.LazyFrame] = field(default_factory=list)
+    bad_dates: list[pl.LazyFrame] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _DeliveryReader:
+    """Reads one delivery for one (day, source); quarantines and records the files that fail."""
+
+    adapter: object
+    source: SourceConfig
+    delivery: Delivery
+    day: dt.date
+    store: Store
+    lake_url: str
+    ingested_at: dt.datetime
+    record: Recorder
+    read: DeliveryRead
+
+    def quarantine_file(self, file_uri: str, error: Exception) -> None:
+        """Copy an unreadable file to the quarantine and record it: the delivery is incomplete."""
+        reason = f"unreadable export file: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+        kind = "empty" if isinstance(error, EmptyExportFileError) else "unreadable"
+        copy: str | None = quarantined_file_url(self.lake_url, self.source.name, self.delivery.version, file_uri)
+        try:
+            self.store.copy_in(file_uri, copy)
+        except Exception:  # noqa: BLE001
+            copy = None
+        problem = FileProblem(file_uri, f"{reason} (delivery {self.delivery.version} is incomplete)", kind)
+        self.read.unreadable.append(problem)
+        self.record(problem, self.delivery.version, copy=copy)
+        log.warning("%s", problem.describe(self.source.name))
+
+    def plan_files(self, workdir: Path) -> _DayParts:
+        """Lazy plans of the day's rows of every file whose schema can be read (the others quarantined)."""
+        parts = _DayParts()
+        scoped = is_period_scoped(self.adapter, self.delivery)
+        for file_uri in self.delivery.files:
+            try:
+                frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)  # type: ignore[attr-defined]
+                schema = frame.collect_schema()
+                self.read.schemas.observe(file_uri, schema, frame)
+                start = self.adapter.usage_start(schema)  # type: ignore[attr-defined]
+            except Exception as error:  # noqa: BLE001 - reported with source, file and reason
+                self.quarantine_file(file_uri, error)
+                continue
+            frame = frame.with_columns(_lineage(self.source, self.delivery, file_uri, self.day, self.ingested_at))
+            parts.files.append(file_uri)
+            in_day = partition_day(start, self.delivery.billing_period, scoped) == self.day
+            parts.rows.append(frame.filter(start.is_not_null() & in_day))
+            if self.day.day == 1:
+                reason = pl.lit(f"unparseable usage start date in {file_uri}").alias("_reason")
+                parts.bad_dates.append(frame.filter(start.is_null()).with_columns(reason))
+        return parts
+
+
+def read_delivery(
+    adapter: object,
+    source: SourceConfig,
+    delivery: Delivery,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    workdir: Path,
+    ingested_at: dt.datetime,
+    record: Recorder,
+) -> DeliveryRead:
+    """Read the day's rows of one delivery to local files in one streaming pass; quarantine every file
+    that cannot be read to its end (the read is then incomplete and nothing of it is published)."""
+    read = DeliveryRead(
+        published=workdir / f"raw-{source.name}-{_short_digest(delivery.version)}.parquet",
+        bad_dates=workdir / f"baddate-{source.name}-{_short_digest(delivery.version)}.parquet",
+        schemas=SchemaObserver(source.provider, source.name, delivery, store, lake_url),
+    )
+    reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read)
+    parts = reader.plan_files(workdir)
+    if read.unreadable:
+        return read
+    try:
+        _write_local(read, parts)  # one streaming pass: every file read and written once
+    except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
+        read.published.unlink(missing_ok=True)
+        read.bad_dates.unlink(missing_ok=True)
+        parts = _isolate_unreadable(parts, workdir, source.name, reader.quarantine_file)
+        if read.unreadable:
+            return read
+        _write_local(read, parts)
+    read.files_read = len(parts.files)
+    return read
+
+
+def _lineage(
+    source: SourceConfig, delivery: Delivery, file_uri: str, day: dt.date, ingested_at: dt.datetime
+) -> list[pl.Expr]:
+    return [
+        pl.lit(source.name, dtype=pl.String).alias("x_Source"),
+        pl.lit(source.provider, dtype=pl.String).alias("x_Provider"),
+        pl.lit(file_uri, dtype=pl.String).alias("x_FileUri"),
+        pl.lit(delivery.version, dtype=pl.String).alias("x_ExportVersion"),
+        pl.lit(delivery.delivered_at, dtype=pl.Datetime("us", "UTC")).alias("x_DeliveredAt"),
+        pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")).alias("x_IngestedAt"),
+        pl.lit(day, dtype=pl.Date).alias("x_UsageDate"),
+    ]
+
+
+def _short_digest(text: str) -> str:
+    """A file-name-safe stand-in for a version (versions are delivered text)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    """Files of one delivery may differ in columns (drift, legacy assemblies): union them by name."""
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _write_local(read: DeliveryRead, parts: _DayParts) -> None:
+    if parts.rows:
+        _concat(parts.rows).sink_parquet(read.published, **PARQUET_OPTIONS)
+    if parts.bad_dates:
+        _concat(parts.bad_dates).sink_parquet(read.bad_dates, **PARQUET_OPTIONS)
+
+
+def _isolate_unreadable(
+    parts: _DayParts, workdir: Path, source: str, quarantine_file: Callable[[str, Exception], None]
+) -> _DayParts:
+    """Read each file in full on its own; quarantine the ones that fail, keep the rest as local parts.
+
+    The slow path, taken only when the one-pass read of a delivery failed (a file whose footer is
+    sound but whose data pages are not): it names the broken file, which makes the delivery incomplete.
+    """
+    kept = _DayParts()
+    has_bad_dates = len(parts.bad_dates) == len(parts.files)
+    for index, file_uri in enumerate(parts.files):
+        part = workdir / f"raw-{source}-{index}.parquet"
+        bad_part = workdir / f"baddate-{source}-{index}.parquet"
+        try:
+            parts.rows[index].sink_parquet(part, **PARQUET_OPTIONS)
+            if has_bad_dates:
+                parts.bad_dates[index].sink_parquet(bad_part, **PARQUET_OPTIONS)
+        except Exception as error:  # noqa: BLE001 - one bad file never crashes the day
+            part.unlink(missing_ok=True)
+            bad_part.unlink(missing_ok=True)
+            quarantine_file(file_uri, error)
+            continue
+        kept.rows.append(pl.scan_parquet(part))
+        if has_bad_dates:
+            kept.bad_dates.append(pl.scan_parquet(bad_part))
+        kept.files.append(file_uri)
+    return kept
