@@ -6,7 +6,7 @@ import datetime as dt
 
 import polars as pl
 
-from billing_pipeline.adapters import Delivery
+from billing_pipeline.adapters import Adapter, Delivery
 
 
 def period_of(day: dt.date) -> str:
@@ -43,7 +43,7 @@ def open_periods(today: dt.date, lookback_months: int, start_date: dt.date) -> l
     return periods
 
 
-def is_period_scoped(adapter: object, delivery: Delivery) -> bool:
+def is_period_scoped(adapter: Adapter, delivery: Delivery) -> bool:
     """A manifest-described delivery holds one billing period: rows dated outside it are bad rows.
 
     GCP is not (its files hold every usage month, invoiced by `invoice.month`), nor are plain folders.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.adapters import FileProblem
+from billing_pipeline.adapters import Adapter, FileProblem
 from billing_pipeline.platform.storage import Store
 
 
@@ -55,13 +55,13 @@ def published_rows(store: Store, target: str, workdir: Path) -> int:
     return pl.scan_parquet(store.stage(target, workdir)).select(pl.len()).collect().item()
 
 
-def _abs_billed(adapter: object, frame: pl.LazyFrame) -> Decimal:
-    value = adapter.raw_totals(frame).select(pl.col("cost").abs().sum()).collect().item()  # type: ignore[attr-defined]
+def _abs_billed(adapter: Adapter, frame: pl.LazyFrame) -> Decimal:
+    value = adapter.raw_totals(frame).select(pl.col("cost").abs().sum()).collect().item()
     return Decimal(value) if value is not None else Decimal(0)
 
 
 def shrink_reason(
-    adapter: object, store: Store, target: str, new_file: Path, new_rows: int, guard: PublishGuard, workdir: Path
+    adapter: Adapter, store: Store, target: str, new_file: Path, new_rows: int, guard: PublishGuard, workdir: Path
 ) -> str | None:
     """Why the new version publishes much less than the published one (None: it does not)."""
     if not store.exists(target):

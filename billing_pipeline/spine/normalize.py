@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.adapters import adapter_for
+from billing_pipeline.adapters import Adapter, adapter_for
 from billing_pipeline.adapters.drift import text_cells
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
@@ -98,11 +98,11 @@ def whole_row_key(focus_schema: pl.Schema) -> list[str]:
 
 
 def _with_out_of_period_reasons(
-    adapter: object, raw: pl.LazyFrame, day: dt.date, decisions: pl.DataFrame
+    adapter: Adapter, raw: pl.LazyFrame, day: dt.date, decisions: pl.DataFrame
 ) -> pl.DataFrame:
     """Rows published under `day` but dated elsewhere (outside their delivery's billing period, see
     `partition_day`) become bad rows whose reason names the column and the value."""
-    start = adapter.usage_start(raw.collect_schema())  # type: ignore[attr-defined]
+    start = adapter.usage_start(raw.collect_schema())
     column = (start.meta.root_names() or ["usage start"])[0]
     out = (
         raw.select(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.adapters import Delivery, DeliveryChoice, FileProblem, adapter_for, choose_current
+from billing_pipeline.adapters import Adapter, Delivery, DeliveryChoice, FileProblem, adapter_for, choose_current
 from billing_pipeline.adapters.drift import text_cells
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import quarantine_url, slice_url
@@ -132,7 +132,7 @@ def publish_raw_slice(
 
 
 def _read_first_complete(
-    build: _RawBuild, adapter: object, deliveries: list[Delivery]
+    build: _RawBuild, adapter: Adapter, deliveries: list[Delivery]
 ) -> tuple[DeliveryChoice, DeliveryRead | None, list[Delivery]]:
     """Read the current delivery; while it is incomplete, pass it over and read the next current one.
 
@@ -216,7 +216,7 @@ def _publish_without_delivery(build: _RawBuild, choice: DeliveryChoice, unreadab
     return result
 
 
-def _publish_read(build: _RawBuild, adapter: object, delivery: Delivery, read: DeliveryRead) -> RawSlice:
+def _publish_read(build: _RawBuild, adapter: Adapter, delivery: Delivery, read: DeliveryRead) -> RawSlice:
     """Publish a complete read of `delivery`, unless its schema broke or it shrinks without acceptance."""
     result = build.result
     result.delivery = delivery

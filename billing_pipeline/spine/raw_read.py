@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.adapters import Delivery, FileProblem
+from billing_pipeline.adapters import Adapter, Delivery, FileProblem
 from billing_pipeline.adapters.base import EmptyExportFileError
 from billing_pipeline.adapters.drift import SchemaObserver
 from billing_pipeline.platform.config import SourceConfig
@@ -57,7 +57,7 @@ class _DayParts:
 class _DeliveryReader:
     """Reads one delivery for one (day, source); quarantines and records the files that fail."""
 
-    adapter: object
+    adapter: Adapter
     source: SourceConfig
     delivery: Delivery
     day: dt.date
@@ -87,10 +87,10 @@ class _DeliveryReader:
         scoped = is_period_scoped(self.adapter, self.delivery)
         for file_uri in self.delivery.files:
             try:
-                frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)  # type: ignore[attr-defined]
+                frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
                 schema = frame.collect_schema()
                 self.read.schemas.observe(file_uri, schema, frame)
-                start = self.adapter.usage_start(schema)  # type: ignore[attr-defined]
+                start = self.adapter.usage_start(schema)
             except Exception as error:  # noqa: BLE001 - reported with source, file and reason
                 self.quarantine_file(file_uri, error)
                 continue
@@ -105,7 +105,7 @@ class _DeliveryReader:
 
 
 def read_delivery(
-    adapter: object,
+    adapter: Adapter,
     source: SourceConfig,
     delivery: Delivery,
     day: dt.date,
