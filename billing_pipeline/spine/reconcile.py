@@ -27,7 +27,7 @@ from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.calendar import period_closed
+from billing_pipeline.spine.calendar import period_closed, period_of
 from billing_pipeline.spine.layer_state import is_stale, record_layer_build, slice_identity
 
 KEYS = ["BillingAccountId", "BillingCurrency"]
@@ -207,7 +207,7 @@ def _side_by_side(totals: list[pl.LazyFrame]) -> pl.DataFrame:
 def _with_invoices(table: pl.DataFrame, invoices: pl.DataFrame, day: dt.date) -> pl.DataFrame:
     """The month's invoice ids and amount per billing account and currency, and the deltas against them."""
     month_invoices = (
-        invoices.filter(pl.col("billing_period") == day.strftime("%Y-%m"))
+        invoices.filter(pl.col("billing_period") == period_of(day))
         .group_by("billing_account_id", "currency")
         .agg(
             pl.col("invoice_id").sort().str.join(",").alias("invoice_id"),
