@@ -93,6 +93,19 @@ def read_export_file(local_file: Path, file_format: str) -> pl.LazyFrame:
     return pl.scan_csv(local_file, infer_schema=False, encoding="utf8-lossy")
 
 
+def in_column_order(columns: dict[str, pl.Expr], order: tuple[str, ...]) -> list[pl.Expr]:
+    """The column groups' expressions, aliased and in the adapter's output order.
+
+    Each column group returns its FOCUS columns by name; the output order is what the layers after
+    an adapter see (the FOCUS validator, the ground truth), so each adapter spells it out once and a
+    column missing from either side is a bug, raised here.
+    """
+    mismatch = set(order) ^ set(columns)
+    if mismatch:
+        raise ValueError(f"column groups and column order disagree on {sorted(mismatch)}")
+    return [columns[name].alias(name) for name in order]
+
+
 __all__ = [
     "DATETIME_FORMATS",
     "MONEY_LIMIT",
@@ -110,6 +123,7 @@ __all__ = [
     "detect_format",
     "discover_data_exports",
     "files_delivery",
+    "in_column_order",
     "is_inside",
     "listing_fingerprint",
     "load_manifest",
