@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from billing_pipeline.adapters import aws_catalog as catalog
+from billing_pipeline.adapters.aws import catalog
 from billing_pipeline.adapters.base import (
     MONEY_LIMIT,
     Delivery,
@@ -240,13 +240,13 @@ def derive_focus_12_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
       `ocid1.tenancy...` (Tenancy), `.../billingAccounts/<id>` (Billing Account). Other ids stay
       null: the row does not say what kind of account they are.
     - ServiceSubcategory: the subcategory of a known service name (AWS product names from
-      `aws_catalog`, a few unambiguous others) when it belongs to the row's ServiceCategory, else
+      `aws.catalog`, a few unambiguous others) when it belongs to the row's ServiceCategory, else
       `Other (<ServiceCategory>)`, FOCUS's catch-all child of that category.
     - CapacityReservation*, CommitmentDiscountQuantity/Unit, SkuMeter, SkuPriceDetails, InvoiceId:
       not determined by a 1.0 row, left null.
     Canonicalized in every export (the delivered value kept in an `x_` column):
     - units to the FOCUS Unit Format (`GB Months` -> `GB-Months`, `Lambda-GB-Seconds` ->
-      `GB-Seconds`; `x_PricingUnit`, `x_ConsumedUnit`), see `aws_catalog.focus_unit`;
+      `GB-Seconds`; `x_PricingUnit`, `x_ConsumedUnit`), see `aws.catalog.focus_unit`;
     - InvoiceIssuerName `Amazon Web Services, Inc.` / `... EMEA SARL` / ... -> `AWS` on rows whose
       ProviderName is `AWS`: the same company under the provider's name, as the CUR adapter writes
       it (`x_InvoicingEntity` keeps the legal entity). FOCUS 1.2 reads ProviderName !=

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from billing_pipeline.adapters.base import NULL_LITERALS
+from billing_pipeline.adapters.cells import NULL_LITERALS
 
 TAG = pl.Struct({"key": pl.String, "value": pl.String})
 TAG_LIST = pl.List(TAG)
