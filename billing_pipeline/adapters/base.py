@@ -2,7 +2,7 @@
 
 An adapter is two pure steps: `discover` (which deliveries of a billing period exist, and which
 files each one lists) and `to_focus` (raw rows as delivered -> FOCUS columns). Everything with side
-effects (staging, writing, quarantining) lives in `billing_pipeline.spine.ingest`.
+effects (staging, writing, quarantining) lives in `billing_pipeline.spine` (raw_read, raw_publish, quarantine).
 
 The shared helpers live by job: `cells` (text, timestamps, money), `deliveries` (deliveries and
 the current one), `manifests` (finding a delivery's files). This module keeps the adapter protocol

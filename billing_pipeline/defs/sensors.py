@@ -3,7 +3,7 @@
 Each tick lists only the billing periods still open for restatement (the source's `lookback_months`,
 the current month included), asks the adapter for the current (latest complete) delivery of each,
 and compares it with the JSON cursor (per period: version + file fingerprint). A new delivery is
-fingerprinted per usage day (`billing_pipeline.spine.fingerprints`) and only the days whose content
+fingerprinted per usage day (`billing_pipeline.spine.fingerprint`) and only the days whose content
 differs from what the lake was built from are requested, as `billing_daily` runs. A provider added
 to `billing_pipeline.adapters.ADAPTERS` (GCP, Azure) gets its sensor without touching this file.
 """
