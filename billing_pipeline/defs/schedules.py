@@ -22,8 +22,9 @@ from dagster import (
 )
 
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.names import JOB
 
-SCHEDULE_NAME = "billing_daily_yesterday"
+SCHEDULE_NAME = f"{JOB}_yesterday"
 
 
 def yesterday(scheduled_at: dt.datetime) -> dt.date:
