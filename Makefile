@@ -20,8 +20,9 @@ endef
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@test -n "$(NO_UV)" || test -x $(UV) || $(PY) -m pip install $(PIP_QUIET) uv || echo "uv unavailable: pip installs"
-	@$(call install_into,$(PY),-e '.[dev]')
+	@test -n "$(NO_UV)" || test -x $(UV) || ($(PY) -m pip install $(PIP_QUIET) uv 2>&1 | grep -v "^WARNING: Location"; test -x $(UV)) \
+		|| echo "uv unavailable: pip installs"
+	$(call install_into,$(PY),-e '.[dev]')
 	$(PY) -c "import billing_pipeline, dagster, polars, pandera, moto, hypothesis"
 	@touch $@
 
@@ -30,7 +31,7 @@ install: $(VENV)/.installed
 $(FV_VENV)/bin/focus-validator:
 	@test -n "$(PYTHON312)" || (echo "Python 3.12 is needed for focus-validator (pyenv install 3.12)" && exit 1)
 	$(PYTHON312) -m venv $(FV_VENV)
-	@$(call install_into,$(FV_VENV)/bin/python,'focus-validator==2.2.1' 'pyarrow<21')
+	$(call install_into,$(FV_VENV)/bin/python,'focus-validator==2.2.1' 'pyarrow<21')
 	@test -x $@
 
 validator: $(FV_VENV)/bin/focus-validator
