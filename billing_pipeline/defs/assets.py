@@ -109,6 +109,7 @@ def _export_latency_hours(slices: list[RawSlice]) -> float:
 
 
 def report_raw(run: LayerDay, built: RawBuild) -> dict[str, object]:
+    """What was read and held back, how late the exports are, and which slices were rewritten or reused."""
     slices = built.slices
     preview = [
         {
@@ -144,12 +145,14 @@ def report_raw(run: LayerDay, built: RawBuild) -> dict[str, object]:
 
 
 def build_normalized(run: LayerDay, workdir: Path) -> list[NormalizedSlice]:
+    """Every source's FOCUS slice, rebuilt only when its raw slice changed."""
     return run.each_source(
         "normalized", lambda s: build_normalized_slice_if_stale(s, run.day, run.store, run.config.lake_url, workdir)
     )
 
 
 def report_normalized(run: LayerDay, slices: list[NormalizedSlice]) -> dict[str, object]:
+    """Rows kept, dropped and quarantined, and billed, effective and duplicate cost per currency."""
     for result in slices:
         for reason, count in result.reasons.items():
             run.warn(f"source {result.source!r}, {run.day}: {count} rows quarantined: {reason}")
@@ -182,6 +185,7 @@ def report_normalized(run: LayerDay, slices: list[NormalizedSlice]) -> dict[str,
 
 
 def build_enriched(run: LayerDay, workdir: Path) -> list[EnrichedSlice]:
+    """Every source's allocated slice, rebuilt only when its normalized slice or the tag policy changed."""
     return run.each_source(
         "enriched",
         lambda s: build_enriched_slice_if_stale(
@@ -191,6 +195,7 @@ def build_enriched(run: LayerDay, workdir: Path) -> list[EnrichedSlice]:
 
 
 def report_enriched(run: LayerDay, slices: list[EnrichedSlice]) -> dict[str, object]:
+    """Billed and unallocated cost per currency, and which rules allocated the rows."""
     sources = [s.source for s in slices]
     money = enriched_money(run.store, run.config.lake_url, run.day, sources, run.warn)  # per currency
     preview = [
@@ -228,6 +233,7 @@ RECONCILIATION_PREVIEW_MONEY = ("normalized_total", "month_to_date_total", "invo
 
 
 def build_reconciliation(run: LayerDay, workdir: Path) -> list[pl.DataFrame]:
+    """Every source's reconciliation rows against the invoices as they are now (read once for all sources)."""
     invoices = read_invoices(run.store, run.config.invoices_url, workdir)
     invoices_id = invoices_digest(run.store, run.config.invoices_url)
     return run.each_source(
@@ -237,6 +243,7 @@ def build_reconciliation(run: LayerDay, workdir: Path) -> list[pl.DataFrame]:
 
 
 def report_reconciliation(run: LayerDay, frames: list[pl.DataFrame]) -> dict[str, object]:
+    """Verdicts by status, the worst invoice delta, and the totals and deltas per currency."""
     table = pl.concat(frames) if frames else pl.DataFrame(schema=RECONCILIATION_SCHEMA)
     statuses = dict(table.group_by("status").len().iter_rows()) if table.height else {}
     worst = table.select(pl.col("invoice_delta_relative").abs().max()).item() if table.height else None
