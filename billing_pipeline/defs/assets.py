@@ -80,7 +80,7 @@ def _build_raw_source(
     by_tag = accepted.get((source.name, period))
     guard_config = run.config.publish_guard
     guard = PublishGuard(guard_config.max_shrink_fraction, by_tag or guard_config.accepted_by(source.name, period))
-    via = f"run tag {ACCEPT_TAG} of run {run.context.run_id}" if by_tag else "billing.yaml publish_guard.accept"
+    via = f"run tag {ACCEPT_TAG} of run {run.context.run.run_id}" if by_tag else "billing.yaml publish_guard.accept"
     return build_raw_slice_if_changed(
         source, run.day, run.store, run.config.lake_url, workdir, guard=guard, accepted_via=via
     )
