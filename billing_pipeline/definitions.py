@@ -13,10 +13,11 @@ from billing_pipeline.defs.schedules import build_daily_schedule
 from billing_pipeline.defs.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
 from billing_pipeline.defs.slo_assets import build_budget_checks, build_slo_asset
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
+from billing_pipeline.platform.names import JOB
 from partitions import daily_usage_partitions
 from resources import BillingResource
 
-JOB_NAME = "billing_daily"
+JOB_NAME = JOB  # kept for callers of the former name
 
 
 def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Definitions:
@@ -28,7 +29,7 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     slo_asset = build_slo_asset(partitions_def, upstream=spine[-1])
     assets = [*spine, slo_asset]
     billing_daily = define_asset_job(
-        JOB_NAME,
+        JOB,
         selection=AssetSelection.assets(*assets),
         description=(
             "Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day, "

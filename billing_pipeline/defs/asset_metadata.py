@@ -21,6 +21,7 @@ from dagster import TableColumn, TableSchema
 from billing_pipeline.platform.config import TagPolicy
 from billing_pipeline.platform.focus import LINEAGE_COLUMNS, LINEAGE_DESCRIPTIONS, MONEY, table_schema
 from billing_pipeline.platform.lake import quarantine_url, slice_url
+from billing_pipeline.platform.names import ENRICHED, NORMALIZED
 from billing_pipeline.platform.storage import Store, is_remote
 from billing_pipeline.spine.reconcile import RECONCILIATION_SCHEMA
 
@@ -116,7 +117,7 @@ def normalized_money(
     rows dropped as duplicates (quarantine/duplicates); 0 where a source has none."""
     kept = day_sums(
         store,
-        {s: slice_url(lake_url, "normalized_line_items", day, s) for s in sources},
+        {s: slice_url(lake_url, NORMALIZED, day, s) for s in sources},
         {"billed": pl.col("BilledCost").sum(), "effective": pl.col("EffectiveCost").sum()},
         [CURRENCY, "BilledCost", "EffectiveCost"],
         warn,
@@ -141,7 +142,7 @@ def enriched_money(
     return _zero_filled(
         day_sums(
             store,
-            {s: slice_url(lake_url, "tag_enriched_costs", day, s) for s in sources},
+            {s: slice_url(lake_url, ENRICHED, day, s) for s in sources},
             {
                 "billed": pl.col("BilledCost").sum(),
                 "unallocated": pl.col("BilledCost").filter(pl.col("unallocated")).sum(),

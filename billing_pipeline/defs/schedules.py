@@ -22,8 +22,9 @@ from dagster import (
 )
 
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.names import JOB
 
-SCHEDULE_NAME = "billing_daily_yesterday"
+SCHEDULE_NAME = f"{JOB}_yesterday"
 
 
 def yesterday(scheduled_at: dt.datetime) -> dt.date:
@@ -34,6 +35,9 @@ def yesterday(scheduled_at: dt.datetime) -> dt.date:
 def build_daily_schedule(
     config: BillingConfig, job: JobDefinition | Any, partitions_def: PartitionsDefinition
 ) -> ScheduleDefinition:
+    """One run a day for yesterday; a day outside the partitions is skipped, and the run key makes a tick
+    that is evaluated twice launch one run."""
+
     @schedule(
         name=SCHEDULE_NAME,
         job=job,

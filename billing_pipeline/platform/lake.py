@@ -17,11 +17,12 @@ from pathlib import Path
 import duckdb
 
 from billing_pipeline.platform.escaping import sql_string
+from billing_pipeline.platform.names import SPINE
 from billing_pipeline.platform.storage import Store, is_remote, join
 
 log = logging.getLogger(__name__)
 
-CURATED_TABLES = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")
+CURATED_TABLES = SPINE  # one view per spine asset, named like its table
 QUARANTINE_TABLES = {
     "quarantine_records": "quarantine/records",
     "quarantine_rows": "quarantine/rows",
