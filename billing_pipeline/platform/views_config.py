@@ -59,6 +59,8 @@ class SplitRule(_Strict):
 class ChargebackConfig(_Strict):
     """`monthly_chargeback`: which rows are shared, and the rule that splits each kind among owners."""
 
+    # when the daily refresh of the current and previous month runs (UTC): after the daily spine's schedule
+    refresh_cron: str = "0 8 * * *"
     # ServiceName pattern (regex, case-insensitive) of support plans, besides ServiceSubcategory `Support`
     support_services: str = r"\bsupport\b"
     unallocated: SplitRule = SplitRule()
