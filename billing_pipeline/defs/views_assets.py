@@ -7,7 +7,6 @@ current and the previous month (exports restate the month to date, and the previ
 after it closes).
 """
 
-
 import datetime as dt
 import hashlib
 
@@ -76,7 +75,9 @@ def _money_metadata(published: PublishedChargeback, reporting: str | None) -> di
 
 def _preview(table: pl.DataFrame, owner: str, reporting: str | None) -> str:
     """The largest owners of the month (reporting currency when configured, else per billing currency)."""
-    amount, currency = ("billed_cost_reporting", "reporting_currency") if reporting else ("billed_cost", "billing_currency")
+    amount, currency = (
+        ("billed_cost_reporting", "reporting_currency") if reporting else ("billed_cost", "billing_currency")
+    )
     top = (
         table.group_by(owner, currency)
         .agg(pl.col(amount).sum(), pl.col(amount).filter(pl.col("cost_kind") != "direct").sum().alias("shared"))
@@ -127,7 +128,9 @@ def build_views_assets(monthly: PartitionsDefinition) -> list[AssetsDefinition]:
                 "line_items": int(published.totals["rows"].sum()),
                 "reporting_currency": reporting or "(none: billing.yaml has no `reporting`)",
                 **_money_metadata(published, reporting),
-                "preview": MetadataValue.md(_preview(published.statements, config.tag_policy.owner_dimension, reporting)),
+                "preview": MetadataValue.md(
+                    _preview(published.statements, config.tag_policy.owner_dimension, reporting)
+                ),
             }
         )
 

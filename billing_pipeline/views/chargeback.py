@@ -69,7 +69,10 @@ def _shares(config: BillingConfig, totals: pl.DataFrame) -> list[pl.DataFrame]:
                 pl.col(RECIPIENT).alias(owner),
                 *PLACE,
                 "cost_kind",
-                pl.when(pl.col(RECIPIENT).is_null()).then(pl.lit("unsplit")).otherwise(pl.lit(rule.method)).alias("split"),
+                pl.when(pl.col(RECIPIENT).is_null())
+                .then(pl.lit("unsplit"))
+                .otherwise(pl.lit(rule.method))
+                .alias("split"),
                 *MONEY_COLUMNS,
             )
         )

@@ -135,6 +135,8 @@ def to_reporting(frame: pl.LazyFrame, fx: pl.DataFrame, columns: dict[str, str])
     rates = fx.lazy().rename({"currency": "BillingCurrency"})
     return (
         frame.join(rates, on=["date", "BillingCurrency"], how="left")
-        .with_columns((pl.col(source) * pl.col("fx_rate")).cast(MONEY).alias(target) for source, target in columns.items())
+        .with_columns(
+            (pl.col(source) * pl.col("fx_rate")).cast(MONEY).alias(target) for source, target in columns.items()
+        )
         .drop("fx_rate")
     )

@@ -78,7 +78,9 @@ def read_month(config: BillingConfig, store: Store, month: dt.date, workdir: Pat
     """The month's allocated rows (date, FOCUS columns, dimensions, billed_cost, effective_cost), lazily;
     remote slices are staged to `workdir` first."""
     columns = [*FOCUS_COLUMNS, *config.tag_policy.dimensions]
-    frames = [_slice(store.stage(url, workdir), day, columns) for day, url in enriched_files(store, config.lake_url, month)]
+    frames = [
+        _slice(store.stage(url, workdir), day, columns) for day, url in enriched_files(store, config.lake_url, month)
+    ]
     if not frames:
         return pl.LazyFrame(
             schema={"date": pl.Date, **dict.fromkeys(columns, pl.String), **dict.fromkeys(AMOUNTS.values(), MONEY)}

@@ -42,7 +42,9 @@ def generated_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sources(landing: Path) -> list[dict[str, str]]:
-    return [{"name": name, "provider": provider, "url": str(landing / url)} for name, (provider, url) in SOURCES.items()]
+    return [
+        {"name": name, "provider": provider, "url": str(landing / url)} for name, (provider, url) in SOURCES.items()
+    ]
 
 
 @pytest.fixture

@@ -63,9 +63,7 @@ def _check_pools(
     values: list[Decimal], table: dict[str, Decimal], total: Decimal, designated: str, shares: pl.DataFrame
 ) -> None:
     for index, amount in enumerate(values):
-        mine = dict(
-            zip(*shares.filter(pl.col("service") == f"s{index}").select(RECIPIENT, "amount"), strict=True)
-        )
+        mine = dict(zip(*shares.filter(pl.col("service") == f"s{index}").select(RECIPIENT, "amount"), strict=True))
         assert set(mine) == set(table)
         assert sum(mine.values(), Decimal(0)) == amount  # exactly
         others = {owner: _stated_share(amount, table[owner], total) for owner in table if owner != designated}
@@ -100,7 +98,9 @@ def test_rules_build_weights_that_split_exactly(amount: Decimal, spend: dict[str
 
 
 def test_the_remainder_of_an_even_split_goes_to_the_alphabetically_first_owner() -> None:
-    shares = split(_pools([Decimal(1)]), _weights(dict.fromkeys(["web", "data", "ml"], Decimal(1))), ["currency"], ["amount"])
+    shares = split(
+        _pools([Decimal(1)]), _weights(dict.fromkeys(["web", "data", "ml"], Decimal(1))), ["currency"], ["amount"]
+    )
     got = dict(zip(shares[RECIPIENT], shares["amount"], strict=True))
     third = Decimal("0.333333333333333333")
     assert got == {"data": third + Q, "ml": third, "web": third}
