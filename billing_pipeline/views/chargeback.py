@@ -111,7 +111,7 @@ def statements(config: BillingConfig, totals: pl.DataFrame, month: dt.date) -> p
         pl.concat(parts, how="diagonal_relaxed")
         .rename(PLACE)
         .select(
-            pl.lit(month.replace(day=1), dtype=pl.Date).alias("month"),
+            pl.lit(month_label(month)).alias("month"),  # YYYY-MM, the same text as the hive folder `month=`
             *dimensions,
             *PLACE.values(),
             "cost_kind",
