@@ -36,8 +36,8 @@ from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.names import ENRICHED
 from billing_pipeline.platform.storage import scratch_dir
-from billing_pipeline.views.chargeback import PublishedChargeback, publish_chargeback
-from billing_pipeline.views.month import daily_totals
+from billing_pipeline.views.chargeback import UNSPLIT, PublishedChargeback, publish_chargeback
+from billing_pipeline.views.month import DIRECT, daily_totals
 from billing_pipeline.views.names import CHARGEBACK, MONTHLY_JOB, MONTHLY_SCHEDULE, UNIT_COSTS, VIEWS_GROUP
 from billing_pipeline.views.unit_costs import publish_unit_costs
 from resources import BillingResource
@@ -57,8 +57,8 @@ def _money_metadata(published: PublishedChargeback, reporting: str | None) -> di
     by_currency = table.group_by("billing_currency").agg(
         pl.col("billed_cost").sum(),
         pl.col("effective_cost").sum(),
-        pl.col("billed_cost").filter(pl.col("cost_kind") != "direct").sum().alias("shared_cost"),
-        pl.col("billed_cost").filter(pl.col("split") == "unsplit").sum().alias("unsplit_cost"),
+        pl.col("billed_cost").filter(pl.col("cost_kind") != DIRECT).sum().alias("shared_cost"),
+        pl.col("billed_cost").filter(pl.col("split") == UNSPLIT).sum().alias("unsplit_cost"),
     )
     out = {
         currency_key(name, row["billing_currency"]): money_value(row[name])
@@ -80,7 +80,7 @@ def _preview(table: pl.DataFrame, owner: str, reporting: str | None) -> str:
     )
     top = (
         table.group_by(owner, currency)
-        .agg(pl.col(amount).sum(), pl.col(amount).filter(pl.col("cost_kind") != "direct").sum().alias("shared"))
+        .agg(pl.col(amount).sum(), pl.col(amount).filter(pl.col("cost_kind") != DIRECT).sum().alias("shared"))
         .sort(amount, descending=True)
         .head(PREVIEW_ROWS)
     )

@@ -28,6 +28,7 @@ from billing_pipeline.views.names import CHARGEBACK, REPORTS
 from billing_pipeline.views.splits import RECIPIENT, rule_weights, split
 
 MONEY_COLUMNS = [*AMOUNTS.values(), *REPORTING_AMOUNTS.values()]
+UNSPLIT = "unsplit"  # the `split` of a pool no owner could take
 PLACE = {"ProviderName": "provider", "ServiceName": "service", "BillingCurrency": "billing_currency"}
 
 
@@ -70,7 +71,7 @@ def _shares(config: BillingConfig, totals: pl.DataFrame) -> list[pl.DataFrame]:
                 *PLACE,
                 "cost_kind",
                 pl.when(pl.col(RECIPIENT).is_null())
-                .then(pl.lit("unsplit"))
+                .then(pl.lit(UNSPLIT))
                 .otherwise(pl.lit(rule.method))
                 .alias("split"),
                 *MONEY_COLUMNS,
