@@ -12,9 +12,10 @@ from billing_pipeline.defs.checks import build_checks
 from billing_pipeline.defs.schedules import build_daily_schedule
 from billing_pipeline.defs.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
 from billing_pipeline.defs.slo_assets import build_budget_checks, build_slo_asset
+from billing_pipeline.defs.views_assets import build_monthly_job, build_monthly_schedule, build_views_assets
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
 from billing_pipeline.platform.names import JOB
-from partitions import daily_usage_partitions
+from partitions import daily_usage_partitions, monthly_usage_partitions
 from resources import BillingResource
 
 JOB_NAME = JOB  # kept for callers of the former name
@@ -37,16 +38,22 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
         ),
         executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )
+    monthly_partitions = monthly_usage_partitions(config.start_date, config.end_date)
+    views = build_views_assets(monthly_partitions)
+    billing_monthly = build_monthly_job(views)
     return Definitions(
-        assets=assets,
+        assets=[*assets, *views],
         asset_checks=[*build_checks(config, partitions_def), *build_budget_checks(config, slo_asset, partitions_def)],
-        jobs=[billing_daily],
+        jobs=[billing_daily, billing_monthly],
         sensors=[
             *build_late_arrival_sensors(config, billing_daily, partitions_def),
             build_freshness_sensor(config, partitions_def),
             *build_alert_sensors(billing_daily),
         ],
-        schedules=[build_daily_schedule(config, billing_daily, partitions_def)],
+        schedules=[
+            build_daily_schedule(config, billing_daily, partitions_def),
+            build_monthly_schedule(config, billing_monthly, monthly_partitions),
+        ],
         resources={"billing": BillingResource(config_path=str(path))},
     )
 

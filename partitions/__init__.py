@@ -1,10 +1,10 @@
-"""Partition definitions shared by code locations: one partition per UTC usage day."""
+"""Partition definitions shared by code locations: one partition per UTC usage day, and per month."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from dagster import DailyPartitionsDefinition
+from dagster import DailyPartitionsDefinition, MonthlyPartitionsDefinition
 
 
 def _date(value: dt.date | str) -> dt.date:
@@ -26,4 +26,26 @@ def daily_usage_partitions(
     )
 
 
-__all__ = ["daily_usage_partitions"]
+def _first_of_next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def monthly_usage_partitions(
+    start_date: dt.date | str, end_date: dt.date | str | None = None
+) -> MonthlyPartitionsDefinition:
+    """Monthly partitions keyed `YYYY-MM-01` over the same usage days as `daily_usage_partitions`.
+
+    The first is the month of `start_date`. The current month is a partition while it runs (its
+    statements are refreshed daily until it closes); with `end_date`, the last is `end_date`'s month.
+    """
+    end = None if end_date is None else _first_of_next_month(_date(end_date)).isoformat()
+    return MonthlyPartitionsDefinition(
+        start_date=_date(start_date).replace(day=1).isoformat(),
+        end_date=end,
+        timezone="UTC",
+        end_offset=1,
+        fmt="%Y-%m-%d",
+    )
+
+
+__all__ = ["daily_usage_partitions", "monthly_usage_partitions"]

@@ -24,6 +24,7 @@ from billing_pipeline.platform.ops_config import (
     ErrorBudgetConfig,
     SloConfig,
 )
+from billing_pipeline.platform.views_config import ChargebackConfig, ReportingConfig, UnitCostConfig
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
 DEFAULT_CONFIG_FILE = "billing.yaml"
@@ -134,6 +135,9 @@ class BillingConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     cost_model: CostModelConfig = CostModelConfig()
     audit_logs: AuditLogsConfig = AuditLogsConfig()
+    reporting: ReportingConfig | None = None  # None: statements in billing currencies only
+    chargeback: ChargebackConfig = ChargebackConfig()
+    unit_costs: UnitCostConfig | None = None  # None: no business metrics, no unit costs
     config_path: str | None = None
 
     @field_validator("sources")
@@ -195,12 +199,19 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
     except ValidationError as error:
         raise ConfigError(_format_errors(error, origin)) from None
     sources = [s.model_copy(update={"url": _resolve(s.url, base_dir)}) for s in config.sources]
+    reporting, unit_costs = config.reporting, config.unit_costs
+    if reporting is not None:
+        reporting = reporting.model_copy(update={"fx_rates_url": _resolve(reporting.fx_rates_url, base_dir)})
+    if unit_costs is not None:
+        unit_costs = unit_costs.model_copy(update={"metrics_url": _resolve(unit_costs.metrics_url, base_dir)})
     return config.model_copy(
         update={
             "lake_url": _resolve(config.lake_url, base_dir),
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
             "sources": sources,
+            "reporting": reporting,
+            "unit_costs": unit_costs,
             "config_path": origin,
         }
     )

@@ -72,6 +72,8 @@ def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> No
         "tag_enriched_costs": "billing_spine",
         "reconciliation_deltas": "billing_spine",
         "slo_error_budgets": "billing_slos",
+        "monthly_chargeback": "billing_views",
+        "unit_costs": "billing_views",
     }
     for spec in specs:
         assert spec.description and spec.owners and spec.kinds

@@ -64,6 +64,7 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
             "billing_alerts_on_failure": "RUNNING",
             "billing_alerts_outbox": "RUNNING",
             "billing_daily_yesterday": "RUNNING",
+            "billing_monthly_refresh": "RUNNING",
         }
 
         backfill_id = dev.launch_backfill(JOB_NAME, [d.isoformat() for d in week])

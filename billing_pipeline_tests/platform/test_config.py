@@ -82,3 +82,38 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
         "reconciliation_deltas",
         "slo_error_budgets",
     }
+    monthly = defs.resolve_job_def("billing_monthly")
+    assert {str(k.path[-1]) for k in monthly.asset_layer.executable_asset_keys} == {"monthly_chargeback", "unit_costs"}
+
+
+def test_views_sections_resolve_relative_paths_and_default_to_off(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, _valid(tmp_path)))
+    assert config.reporting is None and config.unit_costs is None
+    assert config.chargeback.rule("tax").method == "proportional"
+    document = _valid(tmp_path) | {
+        "reporting": {"currency": "USD", "fx_rates_url": "fx/eurofxref-hist.csv"},
+        "unit_costs": {"metrics_url": "metrics/daily.csv", "per": {"requests": 1000}},
+        "chargeback": {"support": {"method": "even"}, "tax": {"method": "weights", "weights": {"platform": 1}}},
+    }
+    config = load_config(_write(tmp_path, document))
+    assert config.reporting is not None and config.unit_costs is not None
+    assert config.reporting.fx_rates_url == str((tmp_path / "fx" / "eurofxref-hist.csv").resolve())
+    assert config.unit_costs.metrics_url == str((tmp_path / "metrics" / "daily.csv").resolve())
+    assert config.chargeback.rule("support").method == "even"
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"reporting": {"currency": "usd", "fx_rates_url": "x.csv"}}, r"reporting\.currency"),
+        ({"reporting": {"currency": "USD"}}, r"reporting\.fx_rates_url: missing required key"),
+        ({"chargeback": {"tax": {"method": "weights"}}}, r"chargeback\.tax: .*non-empty `weights`"),
+        ({"chargeback": {"tax": {"method": "even", "weights": {"a": 1}}}}, r"chargeback\.tax: .*only read by"),
+        ({"chargeback": {"taxes": {"method": "even"}}}, r"chargeback\.taxes: unknown key"),
+        ({"chargeback": {"support": {"method": "random"}}}, r"chargeback\.support\.method"),
+        ({"unit_costs": {"per": {"requests": 1000}}}, r"unit_costs\.metrics_url: missing required key"),
+    ],
+)
+def test_wrong_views_key_is_named(tmp_path: Path, section: dict, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write(tmp_path, _valid(tmp_path) | section))
