@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from billing_pipeline.platform.encryption import lake_storage_options
+from billing_pipeline.platform.lifecycle_config import LakeEncryptionConfig, RetentionConfig, check_lake_encryption
 from billing_pipeline.platform.ops_config import (
     AlertsConfig,
     AnomalyConfig,
@@ -134,6 +136,8 @@ class BillingConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     cost_model: CostModelConfig = CostModelConfig()
     audit_logs: AuditLogsConfig = AuditLogsConfig()
+    lake_encryption: LakeEncryptionConfig = LakeEncryptionConfig()
+    retention: RetentionConfig = RetentionConfig()
     config_path: str | None = None
 
     @field_validator("sources")
@@ -195,9 +199,15 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
     except ValidationError as error:
         raise ConfigError(_format_errors(error, origin)) from None
     sources = [s.model_copy(update={"url": _resolve(s.url, base_dir)}) for s in config.sources]
+    lake_url = _resolve(config.lake_url, base_dir)
+    try:
+        check_lake_encryption(config.lake_encryption, lake_url)
+    except ValueError as error:
+        raise ConfigError(f"invalid billing configuration {origin}:\n  - {error}") from None
     return config.model_copy(
         update={
-            "lake_url": _resolve(config.lake_url, base_dir),
+            "lake_url": lake_url,
+            "storage_options": lake_storage_options(config.storage_options, config.lake_encryption, lake_url),
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
             "sources": sources,
