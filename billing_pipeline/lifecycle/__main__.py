@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     if args.what == "s3-lifecycle":
         text = render(s3_lifecycle_rules(config))
-        Path(args.out).write_text(text) if args.out else sys.stdout.write(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        else:
+            sys.stdout.write(text)
         return 0
     policies = iam_policies(config)
     if not args.out:

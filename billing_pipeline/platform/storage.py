@@ -184,7 +184,7 @@ class Store:
         return target
 
     def publish_file(self, local_file: Path, dest_url: str) -> None:
-        """Move a finished local file to `dest_url` in one step."""
+        """Move a finished local file to `dest_url` in one step (private modes locally, the lake's key remotely)."""
         if is_remote(dest_url):
             fs, path = self.fs(dest_url)
             if write_kwargs := remote_write_kwargs(fs):
