@@ -43,6 +43,8 @@ setup(
             # import the classes named in deploy/dagster.k8s.yaml, so the test can validate their config
             f"dagster-k8s=={DAGSTER_LIBRARY_VERSION}",
             f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
+            # lints the IAM policies in deploy/iam (billing_pipeline_tests/lifecycle)
+            "parliament==1.6.4",
         ],
     },
     entry_points={

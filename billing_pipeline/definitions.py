@@ -9,6 +9,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from billing_pipeline.defs.assets import build_spine_assets
 from billing_pipeline.defs.checks import build_checks
+from billing_pipeline.defs.lifecycle_jobs import build_retention_job
 from billing_pipeline.defs.schedules import build_daily_schedule
 from billing_pipeline.defs.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
 from billing_pipeline.defs.slo_assets import build_budget_checks, build_slo_asset
@@ -44,7 +45,7 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     return Definitions(
         assets=[*assets, *views],
         asset_checks=[*build_checks(config, partitions_def), *build_budget_checks(config, slo_asset, partitions_def)],
-        jobs=[billing_daily, billing_monthly],
+        jobs=[billing_daily, billing_monthly, build_retention_job()],
         sensors=[
             *build_late_arrival_sensors(config, billing_daily, partitions_def),
             build_freshness_sensor(config, partitions_def),

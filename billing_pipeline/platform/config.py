@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from billing_pipeline.platform.encryption import lake_storage_options
+from billing_pipeline.platform.lifecycle_config import LakeEncryptionConfig, RetentionConfig, check_lake_encryption
 from billing_pipeline.platform.ops_config import (
     AlertsConfig,
     AnomalyConfig,
@@ -138,6 +140,8 @@ class BillingConfig(_Strict):
     reporting: ReportingConfig | None = None  # None: statements in billing currencies only
     chargeback: ChargebackConfig = ChargebackConfig()
     unit_costs: UnitCostConfig | None = None  # None: no business metrics, no unit costs
+    lake_encryption: LakeEncryptionConfig = LakeEncryptionConfig()
+    retention: RetentionConfig = RetentionConfig()
     config_path: str | None = None
 
     @field_validator("sources")
@@ -204,9 +208,15 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
         reporting = reporting.model_copy(update={"fx_rates_url": _resolve(reporting.fx_rates_url, base_dir)})
     if unit_costs is not None:
         unit_costs = unit_costs.model_copy(update={"metrics_url": _resolve(unit_costs.metrics_url, base_dir)})
+    lake_url = _resolve(config.lake_url, base_dir)
+    try:
+        check_lake_encryption(config.lake_encryption, lake_url)
+    except ValueError as error:
+        raise ConfigError(f"invalid billing configuration {origin}:\n  - {error}") from None
     return config.model_copy(
         update={
-            "lake_url": _resolve(config.lake_url, base_dir),
+            "lake_url": lake_url,
+            "storage_options": lake_storage_options(config.storage_options, config.lake_encryption, lake_url),
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
             "sources": sources,

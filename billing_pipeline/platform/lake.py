@@ -76,7 +76,7 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
     """
     if duckdb_file is None:
         return []
-    tables = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES
+    tables = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES | {"audit_log": "audit_log"}
     created: list[str] = []
     with exclusive_lock(Path(duckdb_file + ".lock")):
         connection = duckdb.connect(duckdb_file)

@@ -25,6 +25,8 @@ import fsspec
 import polars as pl
 from fsspec.core import url_to_fs
 
+from billing_pipeline.platform.encryption import make_private_dirs, make_private_file, remote_write_kwargs
+
 log = logging.getLogger(__name__)
 
 # Row groups of 100k rows on every sink, so readers (DuckDB, Athena, the next layer) can prune by
@@ -150,11 +152,16 @@ class Store:
         """Write a small object atomically (temp file + rename locally, one PUT remotely)."""
         fs, path = self.fs(url)
         if is_remote(url):
+            if write_kwargs := remote_write_kwargs(fs):
+                with fs.open(path, "wb", **write_kwargs) as out:
+                    out.write(data)
+                return
             fs.pipe_file(path, data)
             return
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(Path(path).parent)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         Path(tmp).write_bytes(data)
+        make_private_file(tmp)
         os.replace(tmp, path)
 
     def copy_in(self, source_url: str, dest_url: str) -> None:
@@ -163,12 +170,13 @@ class Store:
         with data_fs.open(data_path, "rb") as handle:
             if is_remote(dest_url):
                 fs, path = self.fs(dest_url)
-                with fs.open(path, "wb") as out:
+                with fs.open(path, "wb", **remote_write_kwargs(fs)) as out:
                     shutil.copyfileobj(handle, out)
             else:
-                Path(dest_url).parent.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(Path(dest_url).parent)
                 with open(dest_url, "wb") as out:
                     shutil.copyfileobj(handle, out)
+                make_private_file(dest_url)
 
     def remove(self, url: str) -> None:
         fs, path = self.fs(url)
@@ -186,19 +194,25 @@ class Store:
         return target
 
     def publish_file(self, local_file: Path, dest_url: str) -> None:
-        """Move a finished local file to `dest_url` in one step."""
+        """Move a finished local file to `dest_url` in one step (private modes locally, the lake's key remotely)."""
         if is_remote(dest_url):
             fs, path = self.fs(dest_url)
-            fs.put_file(str(local_file), path)
+            if write_kwargs := remote_write_kwargs(fs):
+                with open(local_file, "rb") as handle, fs.open(path, "wb", **write_kwargs) as out:
+                    shutil.copyfileobj(handle, out)
+            else:
+                fs.put_file(str(local_file), path)
             local_file.unlink(missing_ok=True)
             return
-        Path(dest_url).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(Path(dest_url).parent)
+        make_private_file(local_file)
         try:
             os.replace(local_file, dest_url)
         except OSError:
             # another filesystem: copy next to the target, then rename atomically
             tmp = f"{dest_url}.tmp-{uuid.uuid4().hex}"
             shutil.copyfile(local_file, tmp)
+            make_private_file(tmp)
             os.replace(tmp, dest_url)
             local_file.unlink(missing_ok=True)
 
