@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from billing_pipeline.spine.ingest import QUARANTINE_RECORD_SCHEMA
+from billing_pipeline.spine.quarantine import QUARANTINE_RECORD_SCHEMA
 from dagster import instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
