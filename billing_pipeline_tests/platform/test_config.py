@@ -80,5 +80,6 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
         "normalized_line_items",
         "tag_enriched_costs",
         "reconciliation_deltas",
+        "cost_anomalies",
         "slo_error_budgets",
     }
