@@ -7,12 +7,13 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from billing_pipeline.defs.alert_sensors import build_alert_sensors, build_freshness_sensor
 from billing_pipeline.defs.assets import build_spine_assets
 from billing_pipeline.defs.checks import build_checks
 from billing_pipeline.defs.lifecycle_jobs import build_retention_job
+from billing_pipeline.defs.observability_assets import build_budget_checks, build_cost_anomalies_asset, build_slo_asset
 from billing_pipeline.defs.schedules import build_daily_schedule
-from billing_pipeline.defs.sensors import build_alert_sensors, build_freshness_sensor, build_late_arrival_sensors
-from billing_pipeline.defs.slo_assets import build_budget_checks, build_slo_asset
+from billing_pipeline.defs.sensors import build_late_arrival_sensors
 from billing_pipeline.defs.views_assets import build_monthly_job, build_monthly_schedule, build_views_assets
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
 from billing_pipeline.platform.names import JOB
@@ -28,14 +29,14 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     config = load_config(path)
     partitions_def = daily_usage_partitions(config.start_date, config.end_date)
     spine = build_spine_assets(partitions_def)
-    slo_asset = build_slo_asset(partitions_def, upstream=spine[-1])
-    assets = [*spine, slo_asset]
+    slo_asset = build_slo_asset(partitions_def)
+    assets = [*spine, build_cost_anomalies_asset(partitions_def), slo_asset]
     billing_daily = define_asset_job(
         JOB,
         selection=AssetSelection.assets(*assets),
         description=(
             "Materializes the whole billing spine (raw -> normalized -> allocated -> reconciled) for one day, "
-            "then the day's SLO error budgets."
+            "the day's cost anomalies (after the allocation), then the day's SLO error budgets."
         ),
         executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )

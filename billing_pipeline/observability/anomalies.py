@@ -7,7 +7,8 @@ absolute deviation (robust to one odd week). A key is anomalous when it moves by
 and a relative floor (so a flat history with MAD 0 does not flag cents). A burn-rate rule fires when
 the day's total spend exceeds `burn_rate_factor` x the projected daily rate (the mean of the trailing
 days). Each anomaly names what moved, by how much, and the rows behind it (a count, the largest
-rows, and a DuckDB query that lists them all). The table goes to `<lake>/cost_anomalies/date=D/`.
+rows, and a DuckDB query that lists them all). The `cost_anomalies` asset stores the day's table at
+`<lake>/cost_anomalies/date=D/part-0.parquet` (`publish`); the M8 check and the alerts read it back.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipeline.platform.config import BillingConfig
-from billing_pipeline.platform.escaping import sql_identifier, sql_string
+from billing_pipeline.platform.escaping import markdown_table, sql_identifier, sql_string
+from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED
 from billing_pipeline.platform.storage import Store, join, scratch_dir
 
-TABLE = "cost_anomalies"
+TABLE = COST_ANOMALIES
 ROBUST_SIGMA = 1.4826
 
 ANOMALY_SCHEMA: dict[str, pl.DataType] = {
@@ -58,11 +60,7 @@ def read_day(
     store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...] = ()
 ) -> pl.DataFrame | None:
     """The day's allocated rows of every source (only the columns anomaly detection needs)."""
-    files = [
-        f
-        for f in store.find(join(lake_url, "tag_enriched_costs", f"date={day.isoformat()}"))
-        if f.url.endswith(".parquet")
-    ]
+    files = [f for f in store.find(join(lake_url, ENRICHED, f"date={day.isoformat()}")) if f.url.endswith(".parquet")]
     if not files:
         return None
     frames = []
@@ -83,7 +81,7 @@ def _sql(day: dt.date, column: str | None, key: str | None) -> str:
     where = f"date = DATE '{day.isoformat()}'"
     if column is not None and key is not None:
         where += f" AND {sql_identifier(column)} = {sql_string(key)}"
-    return f"SELECT * FROM tag_enriched_costs WHERE {where} ORDER BY abs(BilledCost) DESC"
+    return f"SELECT * FROM {ENRICHED} WHERE {where} ORDER BY abs(BilledCost) DESC"
 
 
 def _top_rows(frame: pl.DataFrame, limit: int) -> str:
@@ -208,7 +206,27 @@ def publish(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
 
 
 def read_published(store: Store, lake_url: str, day: dt.date) -> pl.DataFrame:
+    """The day's stored anomaly table (empty when the day had none, or was never evaluated)."""
     url = anomalies_url(lake_url, day)
     if not store.exists(url):
         return pl.DataFrame(schema=ANOMALY_SCHEMA)
     return pl.read_parquet(store.read_bytes(url))
+
+
+def preview(table: pl.DataFrame, limit: int = 20) -> str:
+    """The first anomalies as a Markdown table; keys are delivered tag values, so every cell is escaped."""
+    return markdown_table(
+        [
+            {
+                "kind": r["kind"],
+                "dimension": r["dimension"],
+                "key": r["key"],
+                "spend": f"{r['spend']:.2f}",
+                "baseline": f"{r['baseline']:.2f}",
+                "delta": f"{r['delta']:+.2f}",
+                "rows": r["rows"],
+            }
+            for r in table.head(limit).iter_rows(named=True)
+        ],
+        empty="_no anomaly_",
+    )

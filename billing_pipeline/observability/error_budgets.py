@@ -1,6 +1,6 @@
 """SLOs with error budgets over the SLIs' per-day verdicts: attainment, budget left, burn rates, alert.
 
-Plain functions, no Dagster (`slo_assets.py` wraps them). An *event* is one SLI's verdict for one
+Plain functions, no Dagster (`defs/observability_assets.py` wraps them). An *event* is one SLI's verdict for one
 (day, source): good when the source met the SLI's target that day (`SliResult.source_verdicts`; sources
 not judged that day, e.g. a delivery not due yet or a billing period still open, give no event). Each day's
 events are stored with the day's budgets at `<lake>/slo_error_budgets/date=D/part-0.parquet`; the budgets
@@ -26,10 +26,11 @@ import polars as pl
 
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.names import SLO_BUDGETS
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS, BurnRateAlert
 from billing_pipeline.platform.storage import Store, join, scratch_dir
 
-TABLE = "slo_error_budgets"
+TABLE = SLO_BUDGETS
 
 # The SLI function of each budgeted SLO name (ops_config.BUDGETED_SLIS lists the same names).
 SLI_FUNCTIONS: dict[str, slis.SliFunction] = {

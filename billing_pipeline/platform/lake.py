@@ -3,6 +3,7 @@
 Curated tables: `<lake>/<asset>/date=YYYY-MM-DD/source=<name>/part-0.parquet` (hive layout, one
 file per day and source, so a source's slice is replaced on its own and atomically).
 Quarantine: `<lake>/quarantine/...` (see README, "Bad input").
+Day tables of every source at once: `<lake>/cost_anomalies/date=YYYY-MM-DD/part-0.parquet`.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from pathlib import Path
 import duckdb
 
 from billing_pipeline.platform.escaping import sql_string
-from billing_pipeline.platform.names import SPINE
+from billing_pipeline.platform.names import COST_ANOMALIES, SPINE
 from billing_pipeline.platform.storage import Store, is_remote, join
 
 log = logging.getLogger(__name__)
 
 CURATED_TABLES = SPINE  # one view per spine asset, named like its table
+AUDIT_TABLES = {"audit_log": "audit_log"}  # `date=D/action=A/<run>.parquet`: append-only (lifecycle/audit_log.py)
 QUARANTINE_TABLES = {
     "quarantine_records": "quarantine/records",
     "quarantine_rows": "quarantine/rows",
     "quarantine_duplicates": "quarantine/duplicates",
 }
+DAY_TABLES = (COST_ANOMALIES,)  # one file per day, no `source=` level
 SLICE_FILE = "part-0.parquet"
 
 
@@ -53,7 +56,20 @@ def quarantined_file_url(lake_url: str, source: str, version: str, file_uri: str
 
 
 def table_glob(lake_url: str, relative: str) -> str:
+    """Every slice of a table partitioned by day and source."""
     return join(lake_url, relative, "*", "*", "*.parquet")
+
+
+def day_table_glob(lake_url: str, relative: str) -> str:
+    """Every file of a table partitioned by day only."""
+    return join(lake_url, relative, "*", "*.parquet")
+
+
+def view_globs(lake_url: str) -> dict[str, tuple[str, str]]:
+    """DuckDB view -> (its table's folder under the lake, the glob of its files)."""
+    by_source = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES | AUDIT_TABLES
+    views = {view: (relative, table_glob(lake_url, relative)) for view, relative in by_source.items()}
+    return views | {name: (name, day_table_glob(lake_url, name)) for name in DAY_TABLES}
 
 
 @contextlib.contextmanager
@@ -72,11 +88,12 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
     """(Re)create one DuckDB view per table that has data; returns the views created.
 
     A finance analyst then answers a question with one query, e.g.
-    `SELECT BillingAccountId, sum(BilledCost) FROM normalized_line_items GROUP BY 1`.
+    `SELECT BillingAccountId, sum(BilledCost) FROM normalized_line_items GROUP BY 1`, or lists the week's
+    anomalies with `SELECT * FROM cost_anomalies WHERE date >= DATE '2024-03-01'`.
     """
     if duckdb_file is None:
         return []
-    tables = {name: name for name in CURATED_TABLES} | QUARANTINE_TABLES | {"audit_log": "audit_log"}
+    views = view_globs(lake_url)
     created: list[str] = []
     with exclusive_lock(Path(duckdb_file + ".lock")):
         connection = duckdb.connect(duckdb_file)
@@ -87,13 +104,13 @@ def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[
                 except duckdb.Error as error:
                     log.warning("DuckDB views over %s skipped: httpfs extension unavailable (%s)", lake_url, error)
                     return []
-            for view, relative in tables.items():
+            for view, (relative, files) in views.items():
                 if not store.find(join(lake_url, relative)):
                     connection.execute(f"DROP VIEW IF EXISTS {view}")
                     continue
                 connection.execute(  # DDL takes no bound parameters: the lake path is quoted as a literal
                     f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
-                    f"{sql_string(table_glob(lake_url, relative))}, hive_partitioning = true, union_by_name = true)"
+                    f"{sql_string(files)}, hive_partitioning = true, union_by_name = true)"
                 )
                 created.append(view)
         finally:

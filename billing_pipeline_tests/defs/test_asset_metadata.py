@@ -124,7 +124,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
                 }
             )
         assert instance.get_latest_materialization_event(AssetKey("reconciliation_deltas")) is not None
-    assert all(set(r) == {*ASSETS, "slo_error_budgets"} for r in runs), [sorted(r) for r in runs]
+    assert all(set(r) == {*ASSETS, "cost_anomalies", "slo_error_budgets"} for r in runs), [sorted(r) for r in runs]
     yield tmp, runs[0], runs[1]
 
 
@@ -183,6 +183,7 @@ def test_no_metadata_value_adds_two_currencies(run) -> None:
             "max_abs_invoice_delta",
         },
         "raw_line_items": set(),
+        "cost_anomalies": set(),
     }
     for materializations in (first, second):
         for asset, materialization in materializations.items():

@@ -14,7 +14,7 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, build_sensor_context, instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
-from billing_pipeline.defs.sensors import FRESHNESS_SENSOR
+from billing_pipeline.defs.alert_sensors import FRESHNESS_SENSOR
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
@@ -332,3 +332,16 @@ def test_the_freshness_sensor_warns_after_the_last_day_any_source_delivered_long
         if route == "ticket":
             assert event.metadata["last_delivered_day"].value == last.isoformat()
             assert "no source has delivered" in event.description
+
+
+def test_cost_anomalies_is_an_asset_after_the_allocation_and_before_the_budgets(tmp_path: Path) -> None:
+    """M8 in a straight line: the asset writes the day's anomaly table, the check on it only reads, and the
+    budgets (which evaluate M8 again) run after it."""
+    defs = build_definitions(write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": "x"}]))
+    graph = defs.resolve_asset_graph()
+    anomalies_key = AssetKey("cost_anomalies")
+    assert graph.get(anomalies_key).parent_keys == {AssetKey("tag_enriched_costs")}
+    assert anomalies_key in graph.get(AssetKey("slo_error_budgets")).parent_keys
+    assert {k.asset_key for k in graph.asset_check_keys if k.name == "sli_cost_anomalies"} == {anomalies_key}
+    job = defs.resolve_job_def(JOB_NAME)
+    assert anomalies_key in job.asset_layer.executable_asset_keys

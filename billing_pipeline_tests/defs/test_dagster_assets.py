@@ -71,6 +71,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> No
         "normalized_line_items": "billing_spine",
         "tag_enriched_costs": "billing_spine",
         "reconciliation_deltas": "billing_spine",
+        "cost_anomalies": "billing_slos",
         "slo_error_budgets": "billing_slos",
         "monthly_chargeback": "billing_views",
         "unit_costs": "billing_views",

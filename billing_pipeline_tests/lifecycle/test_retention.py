@@ -9,7 +9,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from billing_pipeline.spine.quarantine import QUARANTINE_RECORD_SCHEMA
 from dagster import instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
@@ -28,6 +27,7 @@ from billing_pipeline.platform.config import BillingConfig, ConfigError, load_co
 from billing_pipeline.platform.lake import quarantine_url, quarantined_file_url, slice_url
 from billing_pipeline.platform.names import NORMALIZED, RAW, SLO_BUDGETS
 from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.spine.quarantine import QUARANTINE_RECORD_SCHEMA
 
 from ..conftest import legacy_cur_landing, run_spine, write_config
 

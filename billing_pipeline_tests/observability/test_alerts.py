@@ -16,7 +16,7 @@ import pytest
 from dagster import SkipReason, build_run_status_sensor_context, build_sensor_context, instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
-from billing_pipeline.defs.sensors import ALERTS_ON_FAILURE, ALERTS_ON_SUCCESS, ALERTS_OUTBOX
+from billing_pipeline.defs.alert_sensors import ALERTS_ON_FAILURE, ALERTS_ON_SUCCESS, ALERTS_OUTBOX
 from billing_pipeline.observability.alerts import (
     RUN_FAILURE,
     Alert,

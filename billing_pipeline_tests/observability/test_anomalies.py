@@ -60,10 +60,14 @@ def test_a_spike_names_team_service_and_rows_and_weekends_are_not_anomalies(tmp_
     # the table is in the lake, and its query lists exactly the rows behind the anomaly
     stored = pl.read_parquet(anomalies.anomalies_url(config.lake_url, SPIKE_DAY))
     assert stored.height == table.height
-    refresh_views(config.lake_url, config.duckdb_file, store)
+    assert "cost_anomalies" in refresh_views(config.lake_url, config.duckdb_file, store)
     with duckdb.connect(config.duckdb_file, read_only=True) as connection:
         rows = connection.execute(team["query"]).fetchall()
+        viewed = connection.execute(
+            "SELECT count(*), min(date) FROM cost_anomalies WHERE dimension = 'team' AND key = 'search'"
+        ).fetchone()
     assert len(rows) == team["rows"]
+    assert viewed == (1, SPIKE_DAY)  # the DuckDB view over <lake>/cost_anomalies/date=D/part-0.parquet
 
 
 def _ec2(table: pl.DataFrame) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from billing_pipeline.defs.checks import to_check_result
+from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import audit_logs, slis
 from billing_pipeline.platform.config import load_config, parse_config
 from billing_pipeline.platform.ops_config import ErrorBudgetConfig

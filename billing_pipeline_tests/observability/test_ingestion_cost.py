@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from billing_pipeline.defs.checks import to_check_result
+from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.state import write_state

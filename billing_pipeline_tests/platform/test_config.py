@@ -80,6 +80,7 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
         "normalized_line_items",
         "tag_enriched_costs",
         "reconciliation_deltas",
+        "cost_anomalies",
         "slo_error_budgets",
     }
     monthly = defs.resolve_job_def("billing_monthly")

@@ -1,6 +1,12 @@
-"""The `slo_error_budgets` asset and one budget check per SLI: the only checks of M1-M10 that alert.
+"""The observability assets of `billing_daily`, in a straight line after the spine:
 
-Thin: the logic is in `error_budgets.py`. The asset runs last in `billing_daily` (after the reconciliation)
+- `cost_anomalies` (after `tag_enriched_costs`): detects the day's spend anomalies and burn-rate breaches
+  and stores them at `<lake>/cost_anomalies/date=D/part-0.parquet` (`anomalies.py`); the M8 check on it
+  and the alert routing only read that table.
+- `slo_error_budgets` (after `reconciliation_deltas` and `cost_anomalies`) and one budget check per SLI:
+  the only checks of M1-M10 that alert.
+
+Thin: the logic is in `anomalies.py` and `error_budgets.py`. The budget asset runs last in `billing_daily`
 and evaluates the day's SLIs itself, so its verdicts never depend on the order Dagster runs the SLI checks
 in. Each budget check fails at ERROR and pages on a fast burn, at WARN with a ticket on a slow burn, and
 links its SLI's runbook. Its alert is keyed by the check alone (`alert/scope: latest`), not the partition:
@@ -18,6 +24,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
@@ -27,15 +34,17 @@ from dagster import (
     asset_check,
 )
 
-from billing_pipeline.defs.checks import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
-from billing_pipeline.observability import error_budgets
+from billing_pipeline.observability import anomalies, error_budgets
+from billing_pipeline.observability.check_metadata import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
 from billing_pipeline.observability.error_budgets import rate_text as _rate
+from billing_pipeline.observability.slis import anomalous_spends
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table
+from billing_pipeline.platform.lake import refresh_views
+from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
 from resources import BillingResource
 
-GROUP = "billing_slos"
 OWNERS = ["team:finops-platform"]
 
 
@@ -65,16 +74,55 @@ def _preview(table: pl.DataFrame) -> str:
     )
 
 
-def build_slo_asset(partitions_def: PartitionsDefinition, upstream: AssetsDefinition) -> AssetsDefinition:
-    """`slo_error_budgets`, daily, after `upstream` (the reconciliation)."""
+def build_cost_anomalies_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
+    """`cost_anomalies`, daily, after `tag_enriched_costs` (the allocated rows it compares)."""
 
     @asset(
-        name=error_budgets.TABLE,
+        name=COST_ANOMALIES,
         partitions_def=partitions_def,
-        group_name=GROUP,
+        group_name=SLO_GROUP,
         kinds={"polars", "parquet"},
         owners=OWNERS,
-        deps=[upstream],
+        deps=[AssetKey(ENRICHED)],
+        description=(
+            "M8: the day's spend anomalies per service / account / team (same weekday of the previous weeks: "
+            "median + MAD) and burn-rate breaches (against the trailing daily mean), each naming what moved, by "
+            "how much, its largest rows and a DuckDB query listing them all. Stored at "
+            "<lake>/cost_anomalies/date=D/part-0.parquet (DuckDB view cost_anomalies); no file when nothing moved."
+        ),
+    )
+    def cost_anomalies(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        config, store = billing.config, billing.store()
+        day = dt.date.fromisoformat(context.partition_key)
+        table = anomalies.publish(config, store, day)
+        try:
+            refresh_views(config.lake_url, config.duckdb_file, store)
+        except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
+            context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": table.height,
+                "anomalous_spends": anomalous_spends(table),
+                "burn_rate_breaches": table.filter(pl.col("kind") == "burn_rate").height,
+                "table": anomalies.anomalies_url(config.lake_url, day),
+                "preview": MetadataValue.md(anomalies.preview(table)),
+            }
+        )
+
+    return cost_anomalies
+
+
+def build_slo_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
+    """`slo_error_budgets`, daily, after the reconciliation and the cost anomalies (the SLIs it evaluates
+    read both)."""
+
+    @asset(
+        name=SLO_BUDGETS,
+        partitions_def=partitions_def,
+        group_name=SLO_GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[AssetKey(RECONCILED), AssetKey(COST_ANOMALIES)],
         description=(
             "Per SLI and source: the day's verdict and, over the rolling window (error_budget.window_days, 28), "
             "attainment, error budget left and burn rates over a short and a long window; a fast burn pages, a "

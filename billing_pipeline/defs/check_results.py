@@ -1,0 +1,33 @@
+"""An SLI's result as a Dagster check result: shared by the SLI checks (`checks.py`) and the freshness
+sensor (`alert_sensors.py`), which reports the evaluation of a day that never arrived."""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+
+from billing_pipeline.observability.check_metadata import ROUTE_KEY, SLO_NAME_KEY, SUMMARY_KEY
+from billing_pipeline.observability.slis import SliResult
+
+
+def to_check_result(result: SliResult, slo_name: str) -> AssetCheckResult:
+    """Stable metadata: `sli/<name>` (float), `sli/<name>/<source>`, `slo/<name>`, route and summary."""
+    metadata: dict[str, object] = {
+        result.metadata_key: float(result.value),
+        f"slo/{result.name}": float(result.target.target),
+        ROUTE_KEY: result.target.route,
+        SLO_NAME_KEY: slo_name,
+        SUMMARY_KEY: result.summary,
+    }
+    for source, value in sorted(result.per_source.items()):
+        metadata[f"{result.metadata_key}/{source}"] = float(value)
+    for key, value in result.extra.items():
+        if key == "anomalies":
+            metadata[key] = MetadataValue.md(str(value))
+        elif isinstance(value, (int, float)) and key.startswith("sli/"):
+            metadata[key] = float(value)
+        else:
+            metadata[key] = value if isinstance(value, (int, float)) else str(value)
+    severity = AssetCheckSeverity(result.severity or result.target.severity)
+    return AssetCheckResult(
+        passed=bool(result.passed), severity=severity, metadata=metadata, description=result.summary
+    )

@@ -1,0 +1,191 @@
+"""A finished run as alerts and clears: its check evaluations, the cost anomalies of its partition, and the
+run itself (failed: a page naming the failed steps' errors; succeeded: clears an open run failure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from billing_pipeline.observability import anomalies
+from billing_pipeline.observability.alerts.evidence import evidence_from_text, state_evidence
+from billing_pipeline.observability.alerts.model import RUN_FAILURE, Alert, Clear, Evidence, alert_key
+from billing_pipeline.observability.alerts.outcomes import anomaly_alerts, check_outcome
+from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.escaping import clip
+from billing_pipeline.platform.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    step: str
+    error_class: str
+    message: str  # the first user-code error of the chain, e.g. "ValueError: invoice file ... lacks columns [...]"
+
+
+def _step_failure(event: Any) -> StepFailure:
+    data = event.step_failure_data
+    chain, error = [], getattr(data, "error", None)
+    while error is not None and len(chain) < 10:
+        chain.append(error)
+        error = error.cause or getattr(error, "context", None)
+    user = [e for e in chain if not str(e.cls_name or "").startswith("Dagster")] or chain
+    user_failure = getattr(data, "user_failure_data", None)
+    if user_failure is not None and getattr(user_failure, "description", None):
+        return StepFailure(event.step_key or "?", "Failure", str(user_failure.description).strip())
+    if not user:
+        return StepFailure(event.step_key or "?", "unknown", "no error recorded")
+    first = user[0]
+    return StepFailure(event.step_key or "?", str(first.cls_name or "Error"), str(first.message or "").strip())
+
+
+def run_failure_alert(
+    job_name: str,
+    run_id: str,
+    partition: str | None,
+    message: str,
+    failures: Sequence[StepFailure] = (),
+    config: BillingConfig | None = None,
+    store: Store | None = None,
+) -> Alert:
+    """A failed run is a pipeline outage for that day: always a page, naming the failed steps' errors."""
+    if failures:
+        cause_text = "; ".join(
+            f"step {f.step}: {f.message.splitlines()[0] if f.message else f.error_class}" for f in failures
+        )
+        summary = "\n".join(f"step {f.step}: {f.message}" for f in failures)
+        cause = f"run_failure {job_name}: " + ", ".join(sorted({f"{f.step} {f.error_class}" for f in failures}))
+    else:
+        cause_text, summary = message.splitlines()[0] if message else "run failed", message or "run failed"
+        cause = f"run_failure {job_name}: {message.split(':')[0][:80] if message else 'unknown'}"
+    evidence: list[Evidence] = []
+    for failure in failures:
+        found = evidence_from_text(failure.message, partition)
+        if found:
+            evidence.append(dataclasses.replace(found, reason=clip(f"step {failure.step}: {found.reason}", 600)))
+    if config is not None and store is not None and partition:
+        evidence += state_evidence(config, store, RUN_FAILURE, partition)
+    headline = f"{job_name} failed" + (
+        " at " + ", ".join(sorted({f"{f.step} ({f.error_class})" for f in failures})) if failures else ""
+    )
+    return Alert(
+        key=alert_key(RUN_FAILURE, job_name, partition),
+        route="page",
+        severity="ERROR",
+        title=clip(f"{job_name} failed for {partition or 'a run'}: {cause_text}", 500),
+        summary=clip(summary, 3000),
+        partition=partition,
+        origin=f"run:{run_id}",
+        details={"run_id": run_id, "dagster_message": clip(message, 500), "failed_steps": [f.step for f in failures]},
+        cause=cause,
+        headline=headline,
+        stateful=True,
+        runbook=RUN_FAILURE,
+        run_id=run_id,
+        evidence=tuple(dict.fromkeys(evidence))[:20] or (Evidence(day=partition),),
+        slo=RUN_FAILURE,
+    )
+
+
+_EVENT_TYPES = ("ASSET_CHECK_EVALUATION", "STEP_FAILURE", "RUN_FAILURE")
+
+
+def events_of_run(instance: Any, run_id: str) -> list[Any]:
+    from dagster import DagsterEventType
+
+    types = {DagsterEventType[t] for t in _EVENT_TYPES}
+    records = instance.get_records_for_run(run_id, of_type=types).records
+    return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event is not None]
+
+
+@dataclass
+class _RunEvents:
+    """What a run's event log says: the last evaluation of each (asset, check, partition), failed steps,
+    and the run's failure message."""
+
+    evaluations: dict[tuple[str, str, str | None], Any]
+    step_failures: list[StepFailure]
+    message: str | None
+
+
+def _read_events(events: Sequence[Any], partition: str | None, failure_message: str | None) -> _RunEvents:
+    read = _RunEvents({}, [], failure_message)
+    for event in events:
+        kind = event.event_type_value
+        if kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.asset_check_evaluation_data
+            key = ("/".join(evaluation.asset_key.path), evaluation.check_name, evaluation.partition or partition)
+            read.evaluations[key] = evaluation
+        elif kind == "STEP_FAILURE":
+            read.step_failures.append(_step_failure(event))
+        elif kind == "RUN_FAILURE" and read.message is None:
+            read.message = event.message
+    return read
+
+
+def outcomes_for_run(
+    events: Sequence[Any],
+    run: Any,
+    succeeded: bool,
+    config: BillingConfig,
+    store: Store,
+    failure_message: str | None = None,
+) -> tuple[list[Alert], list[Clear]]:
+    """Alerts and clears of one finished run: its check evaluations (the last one of each check), the rows of
+    its partition's `cost_anomalies` table, and the run itself (failed: a page with the steps' errors;
+    succeeded: clears an open run failure of the partition)."""
+    partition = run.tags.get("dagster/partition")
+    read = _read_events(events, partition, failure_message)
+    alerts: list[Alert] = []
+    clears: list[Clear] = []
+    for (asset, check_name, check_partition), evaluation in read.evaluations.items():
+        outcome = check_outcome(
+            asset,
+            check_name,
+            check_partition,
+            evaluation.passed,
+            evaluation.severity.value,
+            evaluation.metadata,
+            config,
+            evaluation.description,
+            run.run_id,
+        )
+        (clears if isinstance(outcome, Clear) else alerts).append(outcome)  # type: ignore[arg-type]
+    if partition:
+        alerts += _anomaly_alerts_of(config, store, partition)
+    run_key = alert_key(RUN_FAILURE, run.job_name, partition)
+    if succeeded:
+        clears.append(Clear(key=run_key, partition=partition, note=f"run {run.run_id[:8]} succeeded"))
+    else:
+        message = read.message or "run failed"
+        alerts.append(
+            run_failure_alert(run.job_name, run.run_id, partition, message, read.step_failures, config, store)
+        )
+    return alerts, clears
+
+
+def _anomaly_alerts_of(config: BillingConfig, store: Store, partition: str) -> list[Alert]:
+    """One alert per row of the day's `cost_anomalies` table (the asset's output)."""
+    try:
+        return anomaly_alerts(
+            anomalies.read_published(store, config.lake_url, dt.date.fromisoformat(partition)), config
+        )
+    except Exception as error:  # noqa: BLE001 - a missing anomaly table never hides the run's other alerts
+        log.warning("anomalies of %s unreadable: %s", partition, error)
+        return []
+
+
+def alerts_for_run(
+    instance: Any, run: Any, config: BillingConfig, store: Store, failure_message: str | None = None
+) -> list[Alert]:
+    """Failed checks of the run, anomalies of its partition, and the failure itself."""
+    from dagster import DagsterRunStatus
+
+    succeeded = failure_message is None and run.status != DagsterRunStatus.FAILURE
+    alerts, _ = outcomes_for_run(events_of_run(instance, run.run_id), run, succeeded, config, store, failure_message)
+    return alerts
