@@ -1,9 +1,11 @@
 """Splitting a shared amount among owners so that the shares add up to the amount exactly.
 
-Rounding rule: each share is `amount x weight / total weight` in Decimal(38, 18) (each step rounded half
-to even to 18 decimals by polars); what rounding leaves over, `amount - sum(shares)` (a few units of
-10^-18), goes to the owner with the largest weight, the alphabetically first on a tie. A pool with no
-owner to take it keeps its whole amount on a share whose owner is null (shown as unsplit).
+Rounding rule: each owner's fraction `weight / total weight` is rounded half to even to 18 decimals,
+and its share `amount x fraction` too (polars' Decimal(38, 18) arithmetic; a fraction is at most 1, so
+no product can overflow whatever the amounts and weights); what rounding leaves over, `amount -
+sum(shares)` (at most about `amount x owners x 10^-18`), goes to the owner with the largest weight, the
+alphabetically first on a tie. A pool with no owner to take it keeps its whole amount on a share whose
+owner is null (shown as unsplit).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def split(pools: pl.DataFrame, weights: pl.DataFrame, on: list[str], amounts: li
     rounded = joined.with_columns(
         pl.when(pl.col(WEIGHT).is_null())
         .then(pl.col(f"_{a}_whole"))
-        .otherwise((pl.col(f"_{a}_whole") * pl.col(WEIGHT) / total).cast(MONEY))
+        .otherwise((pl.col(f"_{a}_whole") * (pl.col(WEIGHT) / total).cast(MONEY)).cast(MONEY))
         .alias(a)
         for a in amounts
     )

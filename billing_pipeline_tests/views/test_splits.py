@@ -16,8 +16,9 @@ from billing_pipeline.views.splits import RECIPIENT, WEIGHT, rule_weights, split
 Q = Decimal("1e-18")
 OWNERS = ["data", "ml", "payments", "search", "web"]
 
-amounts = st.integers(min_value=-(10**30), max_value=10**30).map(lambda n: Decimal(n) * Q)
-weights = st.integers(min_value=0, max_value=10**24).map(lambda n: Decimal(n) * Q)
+# up to 10^18 (money) and down to 10^-18: any product of two would overflow Decimal(38, 18), a share never does
+amounts = st.integers(min_value=-(10**36), max_value=10**36).map(lambda n: Decimal(n) * Q)
+weights = st.integers(min_value=0, max_value=10**36).map(lambda n: Decimal(n) * Q)
 owner_weights = st.dictionaries(st.sampled_from(OWNERS), weights, min_size=1).filter(lambda w: sum(w.values()) > 0)
 
 
@@ -40,10 +41,10 @@ def _designated(table: dict[str, Decimal]) -> str:
 
 
 def _stated_share(amount: Decimal, weight: Decimal, total: Decimal) -> Decimal:
-    """The rule in `splits.py`: amount x weight, then / total weight, each rounded half to even to 18 places."""
+    """The rule in `splits.py`: amount x (weight / total weight), each step rounded half to even to 18 places."""
     with localcontext() as context:
         context.prec = 90
-        return ((amount * weight).quantize(Q, ROUND_HALF_EVEN) / total).quantize(Q, ROUND_HALF_EVEN)
+        return (amount * (weight / total).quantize(Q, ROUND_HALF_EVEN)).quantize(Q, ROUND_HALF_EVEN)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,9 +70,9 @@ def _check_pools(
         others = {owner: _stated_share(amount, table[owner], total) for owner in table if owner != designated}
         assert {o: v for o, v in mine.items() if o != designated} == others
         assert mine[designated] == amount - sum(others.values(), Decimal(0))
-        if total >= 1:  # then every share is within a few 10^-18 of the exact fraction
-            assert all(abs(v - amount * table[o] / total) <= Q for o, v in others.items())
-            assert abs(mine[designated] - amount * table[designated] / total) <= Q * len(table)
+        slack = Q * (abs(amount) + 1)  # the fraction's rounding, scaled by the amount, and the share's own
+        assert all(abs(v - amount * table[o] / total) <= slack for o, v in others.items())
+        assert abs(mine[designated] - amount * table[designated] / total) <= slack * len(table)
 
 
 @settings(max_examples=60, deadline=None)
@@ -116,12 +117,12 @@ def test_a_pool_nobody_can_take_stays_whole_and_unsplit() -> None:
 
 
 def test_the_stated_rounding_of_a_share() -> None:
-    """Each share is amount x weight / total weight, each step rounded half to even to 18 decimals."""
+    """Each share is amount x (weight / total weight), each step rounded half to even to 18 decimals."""
     table = {"ml": Decimal(2), "web": Decimal(7)}
     amount = Decimal("10.000000000000000001")
     shares = split(_pools([amount]), _weights(table), ["currency"], ["amount"])
     got = dict(zip(shares[RECIPIENT], shares["amount"], strict=True))
     with localcontext() as context:
         context.prec = 90
-        ml = ((amount * 2).quantize(Q, ROUND_HALF_EVEN) / 9).quantize(Q, ROUND_HALF_EVEN)
+        ml = (amount * (Decimal(2) / 9).quantize(Q, ROUND_HALF_EVEN)).quantize(Q, ROUND_HALF_EVEN)
     assert got["ml"] == ml and got["web"] == amount - ml  # web: the largest weight takes the remainder
