@@ -22,6 +22,7 @@ import polars as pl
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table, sql_identifier, sql_string
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED
+from billing_pipeline.platform.ops_config import AnomalyConfig
 from billing_pipeline.platform.storage import Store, join, scratch_dir
 
 TABLE = COST_ANOMALIES
@@ -100,6 +101,108 @@ def _by_key(frame: pl.DataFrame, column: str) -> dict[str, float]:
     return {k: float(v or 0.0) for k, v in grouped.iter_rows()}
 
 
+def _spend_record(
+    day: dt.date,
+    dimension: str,
+    column: str,
+    key: str,
+    spend: float,
+    values: list[float],
+    today: pl.DataFrame,
+    rules: AnomalyConfig,
+) -> dict | None:
+    """One key of one dimension against the median and MAD of its same-weekday history (None: not anomalous).
+
+    One key per team / service / account: a handful per day, so `statistics.median` on a short list."""
+    baseline = statistics.median(values)
+    mad = statistics.median(abs(v - baseline) for v in values)
+    delta = spend - baseline
+    threshold = max(
+        rules.mad_threshold * ROBUST_SIGMA * mad, rules.min_relative_change * abs(baseline), rules.min_abs_change
+    )
+    if abs(delta) <= threshold:
+        return None
+    rows = today.filter(pl.col(column).cast(pl.String).fill_null("(none)") == key)
+    spread = ROBUST_SIGMA * mad
+    return {
+        "usage_date": day,
+        "kind": "spend_anomaly",
+        "dimension": dimension,
+        "key": key,
+        "spend": spend,
+        "baseline": baseline,
+        "mad": mad,
+        "delta": delta,
+        "delta_percent": (delta / baseline * 100) if baseline else None,
+        "score": (delta / spread) if spread else None,
+        "history_points": len(values),
+        "rows": rows.height,
+        "top_rows": _top_rows(rows, rules.max_rows_listed),
+        "query": _sql(day, column, key),
+        "message": (
+            f"{dimension} {key!r} spent {spend:,.2f} on {day:%A %Y-%m-%d}, {delta:+,.2f} against the "
+            f"median {baseline:,.2f} of the same weekday over {len(values)} week(s)"
+        ),
+    }
+
+
+def _spend_anomalies(
+    config: BillingConfig, day: dt.date, today: pl.DataFrame, history: list[pl.DataFrame]
+) -> list[dict]:
+    """Spend per key of each configured dimension against the same weekday of the previous weeks."""
+    records = []
+    for dimension in config.anomalies.dimensions:
+        column = dimension_columns(config)[dimension]
+        if column not in today.columns:
+            continue
+        current = _by_key(today, column)
+        past = [_by_key(w, column) if column in w.columns else {} for w in history]
+        for key in sorted(set(current) | {k for p in past for k in p}):
+            record = _spend_record(
+                day,
+                dimension,
+                column,
+                key,
+                current.get(key, 0.0),
+                [p.get(key, 0.0) for p in past],
+                today,
+                config.anomalies,
+            )
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def _burn_rate_anomaly(day: dt.date, today: pl.DataFrame, totals: list[float], rules: AnomalyConfig) -> dict | None:
+    """The day's whole spend against the trailing daily mean (None: within `burn_rate_factor`)."""
+    spend = float(today["BilledCost"].sum() or 0.0)
+    if len(totals) < rules.burn_rate_min_history_days:
+        return None
+    projected = sum(totals) / len(totals)
+    if projected <= 0 or spend <= rules.burn_rate_factor * projected:
+        return None
+    return {
+        "usage_date": day,
+        "kind": "burn_rate",
+        "dimension": "total",
+        "key": "all spend",
+        "spend": spend,
+        "baseline": projected,
+        "mad": None,
+        "delta": spend - projected,
+        "delta_percent": (spend - projected) / projected * 100,
+        "score": spend / projected,
+        "history_points": len(totals),
+        "rows": today.height,
+        "top_rows": _top_rows(today, rules.max_rows_listed),
+        "query": _sql(day, None, None),
+        "message": (
+            f"burn rate: {spend:,.2f} spent on {day}, {spend / projected:.1f}x the projected daily rate "
+            f"{projected:,.2f} (limit {rules.burn_rate_factor:g}x)"
+        ),
+    }
+
+
 def detect(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
     """All anomalies of `day` (an empty table when there is nothing to compare with, or nothing moved)."""
     rules = config.anomalies
@@ -115,81 +218,15 @@ def detect(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
         ]
         history = [w for w in weeks if w is not None]
         if len(history) >= rules.min_history_weeks:
-            for dimension in rules.dimensions:
-                column = dimension_columns(config)[dimension]
-                if column not in today.columns:
-                    continue
-                current = _by_key(today, column)
-                past = [_by_key(w, column) if column in w.columns else {} for w in history]
-                for key in sorted(set(current) | {k for p in past for k in p}):
-                    values = [p.get(key, 0.0) for p in past]
-                    spend = current.get(key, 0.0)
-                    baseline = statistics.median(values)
-                    mad = statistics.median(abs(v - baseline) for v in values)
-                    delta = spend - baseline
-                    threshold = max(
-                        rules.mad_threshold * ROBUST_SIGMA * mad,
-                        rules.min_relative_change * abs(baseline),
-                        rules.min_abs_change,
-                    )
-                    if abs(delta) <= threshold:
-                        continue
-                    rows = today.filter(pl.col(column).cast(pl.String).fill_null("(none)") == key)
-                    spread = ROBUST_SIGMA * mad
-                    records.append(
-                        {
-                            "usage_date": day,
-                            "kind": "spend_anomaly",
-                            "dimension": dimension,
-                            "key": key,
-                            "spend": spend,
-                            "baseline": baseline,
-                            "mad": mad,
-                            "delta": delta,
-                            "delta_percent": (delta / baseline * 100) if baseline else None,
-                            "score": (delta / spread) if spread else None,
-                            "history_points": len(values),
-                            "rows": rows.height,
-                            "top_rows": _top_rows(rows, rules.max_rows_listed),
-                            "query": _sql(day, column, key),
-                            "message": (
-                                f"{dimension} {key!r} spent {spend:,.2f} on {day:%A %Y-%m-%d}, "
-                                f"{delta:+,.2f} against the median {baseline:,.2f} of the same weekday over "
-                                f"{len(values)} week(s)"
-                            ),
-                        }
-                    )
+            records += _spend_anomalies(config, day, today, history)
         trailing = [
             read_day(store, config.lake_url, day - dt.timedelta(days=k), workdir)
             for k in range(1, rules.burn_rate_history_days + 1)
         ]
         totals = [float(t["BilledCost"].sum() or 0.0) for t in trailing if t is not None]
-        spend = float(today["BilledCost"].sum() or 0.0)
-        if len(totals) >= rules.burn_rate_min_history_days:
-            projected = sum(totals) / len(totals)
-            if projected > 0 and spend > rules.burn_rate_factor * projected:
-                records.append(
-                    {
-                        "usage_date": day,
-                        "kind": "burn_rate",
-                        "dimension": "total",
-                        "key": "all spend",
-                        "spend": spend,
-                        "baseline": projected,
-                        "mad": None,
-                        "delta": spend - projected,
-                        "delta_percent": (spend - projected) / projected * 100,
-                        "score": spend / projected,
-                        "history_points": len(totals),
-                        "rows": today.height,
-                        "top_rows": _top_rows(today, rules.max_rows_listed),
-                        "query": _sql(day, None, None),
-                        "message": (
-                            f"burn rate: {spend:,.2f} spent on {day}, {spend / projected:.1f}x the projected "
-                            f"daily rate {projected:,.2f} (limit {rules.burn_rate_factor:g}x)"
-                        ),
-                    }
-                )
+        burn = _burn_rate_anomaly(day, today, totals, rules)
+        if burn is not None:
+            records.append(burn)
     return pl.DataFrame(records, schema=ANOMALY_SCHEMA) if records else pl.DataFrame(schema=ANOMALY_SCHEMA)
 
 
