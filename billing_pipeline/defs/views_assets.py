@@ -135,6 +135,32 @@ def _forecast_metadata(published: PublishedForecast) -> dict[str, object]:
     return out
 
 
+def _budget_forecast_asset(monthly: PartitionsDefinition, enriched: AssetDep) -> AssetsDefinition:
+    """`budget_forecast`: the month-end forecast against budgets (logic in `views/forecast.py`)."""
+
+    @asset(
+        name=BUDGET_FORECAST,
+        partitions_def=monthly,
+        group_name=VIEWS_GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[enriched],
+        description=(
+            "Month-end spend forecast per team and in total from the month to date (each remaining day at its "
+            "weekday's mean, else the daily mean; interval from the 10th-90th percentile of day residuals), "
+            "against billing.yaml `budgets`: ok, warn (>= 80 %), over (>= 100 %) or no_budget. A team that "
+            "reaches warn or over is alerted once per month and status."
+        ),
+    )
+    def budget_forecast(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        published = publish_forecast(billing.config, billing.store(), _month(context))
+        if published.report and published.report.errors:
+            context.log.warning("budget alerts: %s", "; ".join(published.report.errors))
+        return MaterializeResult(metadata=_forecast_metadata(published))
+
+    return budget_forecast
+
+
 def build_views_assets(monthly: PartitionsDefinition) -> list[AssetsDefinition]:
     """`monthly_chargeback`, `unit_costs` and `budget_forecast` over the given monthly partitions."""
     enriched = AssetDep(ENRICHED, partition_mapping=TimeWindowPartitionMapping())
@@ -202,27 +228,7 @@ def build_views_assets(monthly: PartitionsDefinition) -> list[AssetsDefinition]:
             }
         )
 
-    @asset(
-        name=BUDGET_FORECAST,
-        partitions_def=monthly,
-        group_name=VIEWS_GROUP,
-        kinds={"polars", "parquet"},
-        owners=OWNERS,
-        deps=[enriched],
-        description=(
-            "Month-end spend forecast per team and in total from the month to date (each remaining day at its "
-            "weekday's mean, else the daily mean; interval from the 10th-90th percentile of day residuals), "
-            "against billing.yaml `budgets`: ok, warn (>= 80 %), over (>= 100 %) or no_budget. A team that "
-            "reaches warn or over is alerted once per month and status."
-        ),
-    )
-    def budget_forecast(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
-        published = publish_forecast(billing.config, billing.store(), _month(context))
-        if published.report and published.report.errors:
-            context.log.warning("budget alerts: %s", "; ".join(published.report.errors))
-        return MaterializeResult(metadata=_forecast_metadata(published))
-
-    return [monthly_chargeback, unit_costs, budget_forecast]
+    return [monthly_chargeback, unit_costs, _budget_forecast_asset(monthly, enriched)]
 
 
 def build_monthly_job(assets: list[AssetsDefinition]) -> JobDefinition:
