@@ -1,6 +1,7 @@
-"""The views as Dagster assets: `monthly_chargeback` and `unit_costs`, their monthly job and schedule.
+"""The views as Dagster assets: `monthly_chargeback`, `unit_costs` and `budget_forecast`, their monthly job
+and schedule.
 
-Thin: the logic is in `billing_pipeline/views/`. Both assets are partitioned by month (`YYYY-MM-01`)
+Thin: the logic is in `billing_pipeline/views/`. The assets are partitioned by month (`YYYY-MM-01`)
 and read every daily partition of `tag_enriched_costs` in their month. A job cannot mix daily and
 monthly partitions, so they have their own job, `billing_monthly`, which a daily schedule runs for the
 current and the previous month (exports restate the month to date, and the previous one for days
@@ -37,6 +38,7 @@ from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.names import ENRICHED
 from billing_pipeline.platform.storage import scratch_dir
 from billing_pipeline.views.chargeback import UNSPLIT, PublishedChargeback, publish_chargeback
+from billing_pipeline.views.forecast import BUDGET_FORECAST, OVER, TEAM, WARN, PublishedForecast, publish_forecast
 from billing_pipeline.views.month import DIRECT, daily_totals
 from billing_pipeline.views.names import CHARGEBACK, MONTHLY_JOB, MONTHLY_SCHEDULE, UNIT_COSTS, VIEWS_GROUP
 from billing_pipeline.views.unit_costs import publish_unit_costs
@@ -97,8 +99,70 @@ def _preview(table: pl.DataFrame, owner: str, reporting: str | None) -> str:
     )
 
 
+def _forecast_metadata(published: PublishedForecast) -> dict[str, object]:
+    """The total forecast per currency (plottable), how many teams warn or are over, and a preview."""
+    table = published.table
+    teams = table.filter(pl.col("scope") == TEAM)
+    out: dict[str, object] = {
+        "dagster/row_count": table.height,
+        "path": MetadataValue.path(published.url),
+        "as_of": str(table["as_of"].first() or "(no usage day yet)"),
+        "teams_warn": teams.filter(pl.col("status") == WARN).height,
+        "teams_over": teams.filter(pl.col("status") == OVER).height,
+        "alerts_sent": len(published.report.sent) if published.report else 0,
+    }
+    for row in table.filter(pl.col("scope") != TEAM).iter_rows(named=True):  # one total per currency
+        for name in ("forecast", "forecast_low", "forecast_high", "month_to_date", "budget"):
+            out[currency_key(f"total_{name}", row["currency"])] = money_value(row[name])
+        out[currency_key("total_status", row["currency"])] = row["status"]
+    rows = teams.sort("forecast", descending=True).head(PREVIEW_ROWS).iter_rows(named=True)
+    out["preview"] = MetadataValue.md(
+        markdown_table(
+            [
+                {
+                    "team": row[TEAM],
+                    "forecast": amount_text(row["forecast"], row["currency"]),
+                    "interval": f"{amount_text(row['forecast_low'], row['currency'])} to "
+                    f"{amount_text(row['forecast_high'], row['currency'])}",
+                    "budget": amount_text(row["budget"], row["currency"]) or "-",
+                    "status": row["status"],
+                }
+                for row in rows
+            ],
+            empty="_no team spend in this month_",
+        )
+    )
+    return out
+
+
+def _budget_forecast_asset(monthly: PartitionsDefinition, enriched: AssetDep) -> AssetsDefinition:
+    """`budget_forecast`: the month-end forecast against budgets (logic in `views/forecast.py`)."""
+
+    @asset(
+        name=BUDGET_FORECAST,
+        partitions_def=monthly,
+        group_name=VIEWS_GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[enriched],
+        description=(
+            "Month-end spend forecast per team and in total from the month to date (each remaining day at its "
+            "weekday's mean, else the daily mean; interval from the 10th-90th percentile of day residuals), "
+            "against billing.yaml `budgets`: ok, warn (>= 80 %), over (>= 100 %) or no_budget. A team that "
+            "reaches warn or over is alerted once per month and status."
+        ),
+    )
+    def budget_forecast(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+        published = publish_forecast(billing.config, billing.store(), _month(context))
+        if published.report and published.report.errors:
+            context.log.warning("budget alerts: %s", "; ".join(published.report.errors))
+        return MaterializeResult(metadata=_forecast_metadata(published))
+
+    return budget_forecast
+
+
 def build_views_assets(monthly: PartitionsDefinition) -> list[AssetsDefinition]:
-    """`monthly_chargeback` and `unit_costs` over the given monthly partitions."""
+    """`monthly_chargeback`, `unit_costs` and `budget_forecast` over the given monthly partitions."""
     enriched = AssetDep(ENRICHED, partition_mapping=TimeWindowPartitionMapping())
 
     @asset(
@@ -164,14 +228,16 @@ def build_views_assets(monthly: PartitionsDefinition) -> list[AssetsDefinition]:
             }
         )
 
-    return [monthly_chargeback, unit_costs]
+    return [monthly_chargeback, unit_costs, _budget_forecast_asset(monthly, enriched)]
 
 
 def build_monthly_job(assets: list[AssetsDefinition]) -> JobDefinition:
     return define_asset_job(
         MONTHLY_JOB,
         selection=assets,
-        description="Builds a month's chargeback statements and unit costs from the allocated daily costs.",
+        description=(
+            "Builds a month's chargeback statements, unit costs and budget forecast from the allocated daily costs."
+        ),
         executor_def=in_process_executor,
     )
 
@@ -192,7 +258,9 @@ def build_monthly_schedule(
         cron_schedule=config.chargeback.refresh_cron,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Refreshes the chargeback and unit costs of the current and the previous month, daily.",
+        description=(
+            "Refreshes the chargeback, unit costs and budget forecast of the current and the previous month, daily."
+        ),
     )
     def _refresh(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
         tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)

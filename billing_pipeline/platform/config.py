@@ -26,7 +26,7 @@ from billing_pipeline.platform.ops_config import (
     ErrorBudgetConfig,
     SloConfig,
 )
-from billing_pipeline.platform.views_config import ChargebackConfig, ReportingConfig, UnitCostConfig
+from billing_pipeline.platform.views_config import BudgetConfig, ChargebackConfig, ReportingConfig, UnitCostConfig
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
 DEFAULT_CONFIG_FILE = "billing.yaml"
@@ -140,6 +140,7 @@ class BillingConfig(_Strict):
     reporting: ReportingConfig | None = None  # None: statements in billing currencies only
     chargeback: ChargebackConfig = ChargebackConfig()
     unit_costs: UnitCostConfig | None = None  # None: no business metrics, no unit costs
+    budgets: BudgetConfig = BudgetConfig()  # no budgets: every forecast's status is `no_budget`
     lake_encryption: LakeEncryptionConfig = LakeEncryptionConfig()
     retention: RetentionConfig = RetentionConfig()
     config_path: str | None = None

@@ -1,4 +1,4 @@
-"""The views part of `billing.yaml`: reporting currency, chargeback split rules and unit-cost metrics.
+"""The views part of `billing.yaml`: reporting currency, chargeback split rules, unit-cost metrics and budgets.
 
 Kept apart from `config.py` (like `ops_config.py`) so that what finance reads can change without
 touching the pipeline's data contract. Every section is optional: an existing `billing.yaml` keeps
@@ -88,3 +88,47 @@ class UnitCostConfig(_Strict):
         if bad:
             raise ValueError(f"per: scales must be > 0, not for {bad}")
         return self
+
+
+AlertRoute = Literal["ticket", "page", "none"]
+
+
+class TeamBudget(_Strict):
+    """One team's monthly budget, and the alert route its warnings take (`alerts.ticket` by default).
+    A plain number is read as the amount."""
+
+    amount: Decimal = Field(gt=0)
+    route: AlertRoute = "ticket"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _amount_alone(cls, value: object) -> object:
+        return {"amount": value} if isinstance(value, (int, float, str, Decimal)) else value
+
+
+class BudgetConfig(_Strict):
+    """`budget_forecast`: monthly budgets per team (the tag policy's owner dimension) and in total.
+
+    `currency`: what the amounts are in. With `reporting` it is the reporting currency (leave it out, or
+    repeat it); without, one billing currency (default: the month's only one), and a budget then covers
+    spend in that currency only. `cost`: which amount is forecast (amortized `effective_cost` by default).
+    A forecast at `warn_percent` of its budget or more is `warn`, at `over_percent` or more `over`.
+    """
+
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    cost: Literal["effective_cost", "billed_cost"] = "effective_cost"
+    total: Decimal | None = Field(default=None, gt=0)
+    total_route: AlertRoute = "ticket"
+    teams: dict[str, TeamBudget] = Field(default_factory=dict)
+    warn_percent: Decimal = Field(default=Decimal(80), gt=0)
+    over_percent: Decimal = Field(default=Decimal(100), gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_over(self) -> BudgetConfig:
+        if self.warn_percent > self.over_percent:
+            raise ValueError(f"warn_percent {self.warn_percent} is above over_percent {self.over_percent}")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.total is not None or bool(self.teams)

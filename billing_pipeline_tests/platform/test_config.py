@@ -84,7 +84,11 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
         "slo_error_budgets",
     }
     monthly = defs.resolve_job_def("billing_monthly")
-    assert {str(k.path[-1]) for k in monthly.asset_layer.executable_asset_keys} == {"monthly_chargeback", "unit_costs"}
+    assert {str(k.path[-1]) for k in monthly.asset_layer.executable_asset_keys} == {
+        "monthly_chargeback",
+        "unit_costs",
+        "budget_forecast",
+    }
 
 
 def test_views_sections_resolve_relative_paths_and_default_to_off(tmp_path: Path) -> None:
