@@ -49,6 +49,7 @@ DEMO_TAG = "billing/demo"
 # DAGSTER_HOME, plus run monitoring, so that a run whose process died (the demo or `dagster dev` killed
 # with SIGKILL) does not stay STARTED forever. Same settings as deploy/dagster.local.yaml.
 DEMO_INSTANCE_MARK = "# Written by billing_pipeline/tools/demo.py"
+LEGACY_DEMO_INSTANCE_MARK = "# Written by billing_pipeline/demo.py"  # before the demo moved to tools/
 DEMO_INSTANCE_YAML = f"""\
 {DEMO_INSTANCE_MARK}: `make demo` rewrites this file while this line is here (delete it to keep edits).
 # Storage: Dagster's default, SQLite files under $DAGSTER_HOME.
@@ -84,7 +85,7 @@ def write_instance_config(home: Path) -> Path:
 def is_demo_instance(home: Path) -> bool:
     """The instance's `dagster.yaml` is the demo's own (so the demo may reset its runs)."""
     path = home / "dagster.yaml"
-    return path.exists() and path.read_text().startswith(DEMO_INSTANCE_MARK)
+    return path.exists() and path.read_text().startswith((DEMO_INSTANCE_MARK, LEGACY_DEMO_INSTANCE_MARK))
 
 
 def _month_days(month: str) -> list[dt.date]:

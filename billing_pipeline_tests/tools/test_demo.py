@@ -155,3 +155,13 @@ def test_end_date_is_the_last_partition_and_never_before_the_start(tmp_path: Pat
     source = [{"name": "cur2", "provider": "aws_cur2", "url": str(tmp_path)}]
     with pytest.raises(ConfigError, match="end_date 2026-09-30 is before start_date 2026-10-01"):
         load_config(write_config(tmp_path, source, start_date="2026-10-01", end_date="2026-09-30"))
+
+
+def test_an_instance_written_by_the_demo_before_it_moved_is_still_its_own(tmp_path) -> None:
+    """The demo resets only its own instance; one whose dagster.yaml an older demo wrote is its own too."""
+    from billing_pipeline.tools.demo import LEGACY_DEMO_INSTANCE_MARK, is_demo_instance
+
+    (tmp_path / "dagster.yaml").write_text(f"{LEGACY_DEMO_INSTANCE_MARK}: `make demo` rewrites this file\n")
+    assert is_demo_instance(tmp_path)
+    (tmp_path / "dagster.yaml").write_text("run_monitoring: {enabled: true}\n")  # a user's own
+    assert not is_demo_instance(tmp_path)
