@@ -71,7 +71,7 @@ def write_instance_config(home: Path) -> Path:
     """Write the demo's `dagster.yaml` into `home`, unless a user's own (non-empty, not ours) is there."""
     path = home / "dagster.yaml"
     current = path.read_text() if path.exists() else ""
-    if not current.strip() or current.startswith(DEMO_INSTANCE_MARK):
+    if not current.strip() or current.startswith((DEMO_INSTANCE_MARK, LEGACY_DEMO_INSTANCE_MARK)):
         path.write_text(DEMO_INSTANCE_YAML)
     elif "run_monitoring" not in current:
         print(
