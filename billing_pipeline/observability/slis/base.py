@@ -4,7 +4,7 @@ small readers of the lake's state of (day, source)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
@@ -27,9 +27,10 @@ class SliResult:
     extra: dict[str, float | int | str] = field(default_factory=dict)
     summary: str = ""
     severity: str | None = None  # overrides target.severity (e.g. a conservation break is always ERROR)
-    # Per source, whether it met the SLO this day; None: judged from `per_source` against the target (at most),
-    # or, with no per-source values, the day as a whole (`ALL_SOURCES`). Sources absent were not judged.
-    verdicts: dict[str, bool] | None = None
+    # The sources that missed the SLO this day, where the SLI names them; None: each source of `per_source` is
+    # judged against the target (at most). Sources in neither were not judged this day.
+    failing: Collection[str] | None = None
+    whole_day: bool = False  # judged for the day as a whole (`ALL_SOURCES`), whatever `per_source` shows
 
     @property
     def metadata_key(self) -> str:
@@ -37,8 +38,10 @@ class SliResult:
 
     def source_verdicts(self) -> dict[str, bool]:
         """Whether each judged source met the SLO this day: the events the error budgets count."""
-        if self.verdicts is not None:
-            return dict(self.verdicts)
+        if self.whole_day:
+            return {ALL_SOURCES: bool(self.passed)}
+        if self.failing is not None:  # the judged sources: those with a value, and those named failing
+            return {source: source not in self.failing for source in (*self.per_source, *self.failing)}
         if self.per_source:
             return {source: value <= self.target.target for source, value in self.per_source.items()}
         return {ALL_SOURCES: bool(self.passed)}

@@ -91,7 +91,7 @@ def export_success_rate(config: BillingConfig, store: Store, day: dt.date, now: 
         target,
         value >= target.target,
         per_source,
-        verdicts={name: share == 1.0 for name, share in per_source.items()},
+        failing=failing,  # the due sources without a complete delivery: exactly those scoring 0
         extra={"sli/export_deliveries_due": expected, "sli/export_deliveries_complete": complete},
         summary=summary,
     )
@@ -184,7 +184,7 @@ def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.da
         per_source,
         extra,
         summary=summary,
-        verdicts={name: name not in failing for name in per_source},
+        failing=failing,
     )
 
 
@@ -340,7 +340,7 @@ def backfill_backlog(config: BillingConfig, store: Store, day: dt.date, now: dt.
         not failing,
         per_source,
         summary=summary,
-        verdicts={name: name not in failing for name in per_source},
+        failing=failing,
     )
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import polars as pl
 
 from billing_pipeline.observability import anomalies
-from billing_pipeline.observability.slis.base import ALL_SOURCES, SliResult, at_most, listed, states_of
+from billing_pipeline.observability.slis.base import SliResult, at_most, listed, states_of
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.names import RECONCILED
@@ -100,7 +100,7 @@ def unallocated_percent(config: BillingConfig, store: Store, day: dt.date, now: 
         per_source,
         extra={"sli/unallocated_percent_day": today[worst_today] if worst_today else 0.0},
         summary=summary,
-        verdicts={name: name not in failing for name in per_source},
+        failing=failing,
     )
 
 
@@ -176,7 +176,7 @@ def ingestion_cost(config: BillingConfig, store: Store, day: dt.date, now: dt.da
         extra=extra,
         summary=summary,
     )
-    result.verdicts = {ALL_SOURCES: result.passed}  # the monthly budget is the pipeline's, not a source's
+    result.whole_day = True  # the monthly budget is the pipeline's, not a source's
     return result
 
 
@@ -296,9 +296,8 @@ def reconciliation_delta(config: BillingConfig, store: Store, day: dt.date, now:
     extra.update({f"sli/reconciliation_delta_month_to_date/{s}": v for s, v in sorted(month_to_date.items())})
     summary = _reconciliation_summary(day, value, target.target, per_source, month_to_date, unbuilt, failing)
     # judged per source once its period is closed; a conservation break fails its source on any day
-    verdicts = {name: name not in failing for name in per_source} | {name: False for name in failing}
     result = SliResult(
-        "reconciliation_delta", value, target, not failing, per_source, extra, summary=summary, verdicts=verdicts
+        "reconciliation_delta", value, target, not failing, per_source, extra, summary=summary, failing=failing
     )
     if breaks:
         result.severity = "ERROR"

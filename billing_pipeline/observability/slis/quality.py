@@ -137,7 +137,7 @@ def quarantine_rate(config: BillingConfig, store: Store, day: dt.date, now: dt.d
         not failing and not mostly,
         per_source,
         extra,
-        verdicts={name: name not in failing and name not in mostly for name in per_source},
+        failing=[*failing, *mostly],
     )
     if mostly:
         result.target = majority
