@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from billing_pipeline.adapters.gcp import SCHEMA
-from billing_pipeline.tools.generator._util import Month, Piece, rng_for, stable_int
+from billing_pipeline.tools.generator._util import Month, Piece, constant_strings, rng_for, stable_int, take_strings
 from billing_pipeline.tools.generator.gcp_samples import write_ndjson
 from billing_pipeline.tools.generator.landing import Delivery, _Plan, _set_mtime, _SourceWriter, _Totals
 
@@ -141,11 +141,63 @@ CREDIT_TYPES = [
 
 
 def _micros_to_float(values: np.ndarray) -> np.ndarray:
-    """Integer micros as the float BigQuery holds (the nearest double to the short decimal)."""
+    """Integer micros as the float BigQuery holds (the nearest double to the short decimal).
+
+    IEEE division of an exact integer by 1e6 is correctly rounded, so it is that nearest double
+    (the same as parsing the 6-decimal text, for any |micros| < 2**53).
+    """
+    return np.asarray(values, dtype=np.int64) / 1e6
+
+
+def _formatted_floats(values: np.ndarray, spec: str) -> np.ndarray:
+    """`float(format(v, spec))` for every value, for `spec` `.6f` or `.6e`, without a loop per row.
+
+    The value is rounded to its decimal digits by numpy (`k = rint(v / step)`, then `k * step` or
+    `k / (1 / step)`, both correctly rounded); the few values whose scaled fraction lies near a half,
+    where numpy's rounding of `v / step` could pick the other neighbour, are formatted by Python.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros_like(values)
+    if not values.size:
+        return out
+    magnitude = np.abs(values)
+    nonzero = magnitude > 0
+    if spec == ".6f":
+        exponent = np.full(values.shape, -6)
+        scaled = values * 1e6
+    elif spec == ".6e":
+        exponent = np.where(nonzero, np.floor(np.log10(np.where(nonzero, magnitude, 1.0))), 0).astype(np.int64) - 6
+        scaled = values / 10.0 ** exponent.astype(np.float64)
+    else:
+        raise ValueError(f"unsupported float format {spec!r}")
+    digits = np.rint(scaled)
+    negative_exponent = exponent < 0
+    rounded = np.where(
+        negative_exponent,
+        digits / 10.0 ** np.where(negative_exponent, -exponent, 0).astype(np.float64),
+        digits * 10.0 ** np.where(negative_exponent, 0, exponent).astype(np.float64),
+    )
+    unsure = (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-3) | (np.abs(scaled) >= 2**52)
+    if spec == ".6e":
+        unsure |= nonzero & ((np.abs(digits) < 1e6) | (np.abs(digits) >= 1e7))
+    out[:] = np.where(nonzero, rounded, 0.0)
+    for index in np.flatnonzero(unsure):
+        out[index] = float(format(float(values[index]), spec))
+    return out
+
+
+def _lookup(values: list[object], dtype: pl.DataType, idx: np.ndarray) -> pl.Series:
+    """Gather from a small table of (nested) values by an index array, already in the export's type."""
+    return pl.Series(values, dtype=dtype).gather(pl.Series(idx, dtype=pl.UInt32))
+
+
+def _resource_name(sku: tuple, project: tuple, region: tuple | None, k: int) -> str | None:  # type: ignore[type-arg]
+    """The resource's global name, from its SKU's collection (None for SKUs without resources)."""
+    if not sku[8]:
+        return None
+    service = "compute" if sku[1] == "Compute Engine" else sku[1].lower().replace(" ", "")
     return (
-        np.array([float(f"{v / 1e6:.6f}") for v in values.tolist()], dtype=np.float64)
-        if values.size
-        else values.astype(np.float64)
+        f"//{service}.googleapis.com/projects/{project[0]}/zones/{(region or REGIONS[0])[2]}/{sku[8]}/{sku[8][:-1]}-{k}"
     )
 
 
@@ -158,7 +210,11 @@ class GcpModel:
         self.rows_per_day = max(2, rows_per_day)
 
     def day_rows(self, day: int) -> pl.DataFrame:
-        """The day's charges (without export_time/invoice), plus `_micros`/`_credit_micros` helpers."""
+        """The day's charges (without export_time/invoice), plus `_micros`/`_credit_micros` helpers.
+
+        Built column by column: the nested values that depend on a few choices (SKU, project,
+        region, label spelling) are gathered from small tables, the amounts computed by numpy.
+        """
         rng = rng_for(self.seed, stable_int("gcp"), day)
         n = self.rows_per_day
         sku = rng.integers(0, len(SKUS), n)
@@ -173,90 +229,135 @@ class GcpModel:
         credit_type = rng.integers(0, len(CREDIT_TYPES), n)
         credit_micros = np.where(has_credit, -np.round(micros * rng.uniform(0.05, 0.3, n)).astype(np.int64), 0)
         tagged = rng.random(n) < 0.7
-        start = self.month.day_start(day)
-        starts = [start + timedelta(hours=int(h)) for h in hour]
-        skus = [SKUS[i] for i in sku]
-        projects = [PROJECTS[i] for i in project]
-        regions = [REGIONS[i] if skus[k][9] else None for k, i in enumerate(region)]
-        resource = [
-            f"//{'compute' if s[1] == 'Compute Engine' else s[1].lower().replace(' ', '')}.googleapis.com/projects/"
-            f"{p[0]}/zones/{(r or REGIONS[0])[2]}/{s[8]}/{s[8][:-1]}-{k % 7}"
-            if s[8]
-            else None
-            for k, (s, p, r) in enumerate(zip(skus, projects, regions, strict=True))
+        row = np.arange(n)
+        regional = np.array([s[9] for s in SKUS])[sku]
+        # region index, or len(REGIONS) for a SKU without a region
+        row_region = np.where(regional, region, len(REGIONS))
+        regions_or_none: list[tuple[str, str, str] | None] = [*REGIONS, None]
+
+        starts = pl.select(
+            (pl.lit(self.month.day_start(day)) + pl.duration(hours=pl.Series(hour))).cast(SCHEMA["usage_start_time"])
+        ).to_series()
+        locations = [
+            {
+                "location": (r[0] if r else "us"),
+                "country": (r[1] if r else "US"),
+                "region": (r[0] if r else None),
+                "zone": (r[2] if r and s[8] == "instances" else None),
+            }
+            for s in SKUS
+            for r in regions_or_none
         ]
+        resources = [
+            _resource_name(s, p, r, k) for s in SKUS for p in PROJECTS for r in regions_or_none for k in range(7)
+        ]
+        resource_idx = ((sku * len(PROJECTS) + project) * len(regions_or_none) + row_region) * 7 + row % 7
+        # label table: 0 = no labels, then per project the spelling `Team` (row % 3 == 0) or `team`
+        label_table: list[list[dict[str, str]]] = [[]] + [
+            [{"key": key, "value": p[0].split("-")[1]}] for p in PROJECTS for key in ("Team", "team")
+        ]
+        label_idx = np.where(tagged, 1 + project * 2 + (row % 3 != 0), 0)
+        usage_amount = pricing_qty * per_unit
+        small = per_unit < 1e12
+        usage_amount[small] = _formatted_floats(usage_amount[small], ".6f")
+        usage_amount[~small] = _formatted_floats(usage_amount[~small], ".6e")
+        credit = pl.struct(
+            pl.col("_credit_name").alias("name"),
+            pl.col("_credit_amount").alias("amount"),
+            pl.col("_credit_name").alias("full_name"),
+            pl.col("_credit_id").alias("id"),
+            pl.col("_credit_kind").alias("type"),
+        )
         frame = pl.DataFrame(
             {
-                "billing_account_id": [ACCOUNT] * n,
-                "service": [{"id": s[0], "description": s[1]} for s in skus],
-                "sku": [{"id": s[2], "description": s[3]} for s in skus],
+                "billing_account_id": constant_strings(ACCOUNT, n),
+                "service": _lookup([{"id": s[0], "description": s[1]} for s in SKUS], SCHEMA["service"], sku),
+                "sku": _lookup([{"id": s[2], "description": s[3]} for s in SKUS], SCHEMA["sku"], sku),
                 "usage_start_time": starts,
-                "usage_end_time": [t + timedelta(hours=1) for t in starts],
-                "project": [
-                    {
-                        "id": p[0],
-                        "number": p[1],
-                        "name": p[2],
-                        "labels": [{"key": k, "value": v} for k, v in p[3]],
-                        "ancestry_numbers": f"/1000/{p[1]}/",
-                        "ancestors": [],
-                    }
-                    for p in projects
-                ],
-                "labels": [
-                    [{"key": "team" if k % 3 else "Team", "value": projects[k][0].split("-")[1]}] if tagged[k] else []
-                    for k in range(n)
-                ],
-                "system_labels": [[] for _ in range(n)],
-                "location": [
-                    {
-                        "location": (r[0] if r else "us"),
-                        "country": (r[1] if r else "US"),
-                        "region": (r[0] if r else None),
-                        "zone": (r[2] if r and s[8] == "instances" else None),
-                    }
-                    for r, s in zip(regions, skus, strict=True)
-                ],
-                "resource": [{"name": (g.rsplit("/", 1)[-1] if g else None), "global_name": g} for g in resource],
-                "price": [
-                    {
-                        "effective_price": float(f"{s[7] / 1e6:.6f}"),
-                        "tier_start_amount": 0.0,
-                        "unit": s[5],
-                        "pricing_unit_quantity": 1.0,
-                    }
-                    for s in skus
-                ],
-                "cost": _micros_to_float(micros),
-                "currency": [CURRENCY] * n,
-                "currency_conversion_rate": [1.0] * n,
-                "usage": [
-                    {
-                        "amount": float(f"{q * u:.6f}") if u < 1e12 else float(f"{q * u:.6e}"),
-                        "unit": s[4],
-                        "amount_in_pricing_units": float(q),
-                        "pricing_unit": s[5],
-                    }
-                    for q, u, s in zip(pricing_qty.tolist(), per_unit.tolist(), skus, strict=True)
-                ],
-                "credits": [
+                "usage_end_time": pl.select(starts + pl.duration(hours=1)).to_series(),
+                "project": _lookup(
                     [
                         {
-                            "name": CREDIT_TYPES[t][1],
-                            "amount": float(f"{c / 1e6:.6f}"),
-                            "full_name": CREDIT_TYPES[t][1],
-                            "id": f"{CREDIT_TYPES[t][0].lower()}-{projects[k][0]}",
-                            "type": CREDIT_TYPES[t][0],
+                            "id": p[0],
+                            "number": p[1],
+                            "name": p[2],
+                            "labels": [{"key": k, "value": v} for k, v in p[3]],
+                            "ancestry_numbers": f"/1000/{p[1]}/",
+                            "ancestors": [],
                         }
-                    ]
-                    if c
-                    else []
-                    for k, (c, t) in enumerate(zip(credit_micros.tolist(), credit_type.tolist(), strict=True))
-                ],
-                "cost_type": ["regular"] * n,
+                        for p in PROJECTS
+                    ],
+                    SCHEMA["project"],
+                    project,
+                ),
+                "labels": _lookup(label_table, SCHEMA["labels"], label_idx),
+                "system_labels": _lookup([[]], SCHEMA["system_labels"], np.zeros(n, dtype=np.int64)),
+                "location": _lookup(locations, SCHEMA["location"], sku * len(regions_or_none) + row_region),
+                "resource": _lookup(
+                    [{"name": (g.rsplit("/", 1)[-1] if g else None), "global_name": g} for g in resources],
+                    SCHEMA["resource"],
+                    resource_idx,
+                ),
+                "price": _lookup(
+                    [
+                        {
+                            "effective_price": float(f"{s[7] / 1e6:.6f}"),
+                            "tier_start_amount": 0.0,
+                            "unit": s[5],
+                            "pricing_unit_quantity": 1.0,
+                        }
+                        for s in SKUS
+                    ],
+                    SCHEMA["price"],
+                    sku,
+                ),
+                "cost": _micros_to_float(micros),
+                "currency": constant_strings(CURRENCY, n),
+                "currency_conversion_rate": np.ones(n),
+                "_usage_amount": usage_amount,
+                "_usage_unit": take_strings([s[4] for s in SKUS], sku),
+                "_usage_pricing_qty": pricing_qty.astype(np.float64),
+                "_usage_pricing_unit": take_strings([s[5] for s in SKUS], sku),
+                "_credit_name": take_strings([t[1] for t in CREDIT_TYPES], credit_type),
+                "_credit_kind": take_strings([t[0] for t in CREDIT_TYPES], credit_type),
+                "_credit_amount": _micros_to_float(credit_micros),
+                "_credit_id": take_strings([t[0].lower() + "-" for t in CREDIT_TYPES], credit_type)
+                + take_strings([p[0] for p in PROJECTS], project),
                 "_micros": micros,
                 "_credit_micros": credit_micros,
             }
+        )
+        frame = frame.with_columns(
+            pl.struct(
+                pl.col("_usage_amount").alias("amount"),
+                pl.col("_usage_unit").alias("unit"),
+                pl.col("_usage_pricing_qty").alias("amount_in_pricing_units"),
+                pl.col("_usage_pricing_unit").alias("pricing_unit"),
+            ).alias("usage"),
+            pl.concat_list(credit)
+            .list.head(pl.when(pl.col("_credit_micros") != 0).then(1).otherwise(0))
+            .alias("credits"),
+            pl.lit("regular").alias("cost_type"),
+        ).select(
+            "billing_account_id",
+            "service",
+            "sku",
+            "usage_start_time",
+            "usage_end_time",
+            "project",
+            "labels",
+            "system_labels",
+            "location",
+            "resource",
+            "price",
+            "cost",
+            "currency",
+            "currency_conversion_rate",
+            "usage",
+            "credits",
+            "cost_type",
+            "_micros",
+            "_credit_micros",
         )
         frame = frame.with_columns(pl.col(c).cast(SCHEMA[c]) for c in frame.columns if c in SCHEMA)
         # GCP aggregates per hour, SKU, project and resource: two rows never agree on every column
@@ -439,7 +540,7 @@ class GcpWriter(_SourceWriter):
         _set_mtime(files, when)
         self.paths += files
         self.delivery_totals.append((number, totals))
-        days = tuple(sorted({self.month.day(d) for d in focus_rows["day"].to_list()}))
+        days = tuple(sorted(self.month.day(d) for d in focus_rows["day"].unique().to_list()))
         self.deliveries.append(
             Delivery(
                 source=self.source,

@@ -108,16 +108,23 @@ def bigquery_json_text(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_ndjson(frame: pl.DataFrame, path: Path) -> Path:
-    """Newline-delimited JSON as `EXPORT DATA (format='JSON')` writes it; gzip when the name ends `.gz`."""
+def write_ndjson(frame: pl.DataFrame, path: Path, chunk_rows: int = 200_000) -> Path:
+    """Newline-delimited JSON as `EXPORT DATA (format='JSON')` writes it; gzip when the name ends `.gz`.
+
+    Written `chunk_rows` at a time, so a 10M-row batch never holds its whole text in memory (deflate's
+    output does not depend on how its input is split, so the bytes are the same as in one write).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    bigquery_json_text(frame).write_ndjson(buffer)
-    if path.name.endswith(".gz"):
-        with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
-            handle.write(buffer.getvalue())
-    else:
-        path.write_bytes(buffer.getvalue())
+    with path.open("wb") as raw:
+        handle = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.name.endswith(".gz") else raw
+        try:
+            for start in range(0, max(frame.height, 1), chunk_rows):
+                buffer = io.BytesIO()
+                bigquery_json_text(frame.slice(start, chunk_rows)).write_ndjson(buffer)
+                handle.write(buffer.getvalue())
+        finally:
+            if handle is not raw:
+                handle.close()
     return path
 
 
