@@ -16,7 +16,7 @@ define install_into
 	else $(1) -m pip install $(PIP_QUIET) $(2) 2>&1 | grep -v "^WARNING: Location" || true; fi
 endef
 
-.PHONY: install demo test lint bench conformance validator clean
+.PHONY: install demo test lint bench bench-providers bench-compare conformance validator clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,5 +55,15 @@ clean:
 
 # make's $(or ...) splits at commas, so the default list is a plain variable
 SIZES ?= 1000000,5000000,10000000
+PROVIDERS ?= aws_cur2
+# CUR 2.0 at every size, then billing_daily side by side with focus-converter 1.0.0 (its own venv)
 bench: install
-	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --out bench_results
+	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --providers $(PROVIDERS) --out bench_results --compare
+
+# every provider's generator and pipeline at one size: make bench-providers SIZES=10000000
+bench-providers: install
+	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --providers aws_cur2,gcp,azure,focus --out bench_results
+
+# the side-by-side alone: the AWS sample replicated to 640,500 rows, three pairs
+bench-compare: install
+	$(PY) -m billing_pipeline.tools.bench_compare --pairs 3 --out bench_results

@@ -1,9 +1,12 @@
-"""`make bench`: time and peak memory of one CUR 2.0 day through the pipeline, against a floor.
+"""`make bench`: time and peak memory of one day through the pipeline, per provider, against a floor.
 
-For each size the generator writes one day of CUR 2.0 (full column set, map columns, tags, the mix
-of line item types). Then, each in its own process so that peak RSS is that step's alone:
-- floor: a plain polars lazy scan of the same Parquet, projected to the columns the pipeline reads,
-  written with a streaming sink (the cost of reading and writing the bytes);
+For each provider and size the generator writes one day of that provider's export (CUR 2.0: full
+column set, map columns, tags, the mix of line item types; GCP: NDJSON and Parquet appends with
+nested records; Azure: gzip CSV runs; FOCUS: gzip CSV), 100,000 rows per data file. Then, each in
+its own process so that peak RSS is that step's alone:
+- floor: a plain polars lazy scan of the same files (the adapter's own scan: Parquet, CSV as text,
+  NDJSON), projected to the columns the pipeline reads, written with a streaming sink (the cost of
+  reading and writing the bytes);
 - pipeline: raw -> normalized -> tag-enriched for that day, through the functions the assets call
   (one process, as the `billing_daily` job runs them), with the seconds of each stage;
 - layers copy: a plain polars copy of the three files the pipeline wrote, i.e. what reading and
@@ -11,7 +14,8 @@ of line item types). Then, each in its own process so that peak RSS is that step
 Reports wall time, rows per second, peak RSS and the ratios pipeline / floor and pipeline / layers
 copy; writes JSON.
 
-Usage: python -m billing_pipeline.tools.bench [--sizes 1000000,5000000,10000000] [--out bench_results]
+Usage: python -m billing_pipeline.tools.bench [--sizes 1000000,5000000,10000000] [--providers aws_cur2,gcp,azure,focus]
+       [--out bench_results] [--compare]   (--compare: then the side-by-side with focus-converter, bench_compare)
 """
 
 from __future__ import annotations
@@ -32,7 +36,18 @@ import polars as pl
 
 MONTH = "2026-10"
 DAY = dt.date(2026, 10, 1)
-SOURCE = "bench_cur2"
+# where the generator writes each provider's export under the landing zone (as in billing.yaml)
+EXPORT_ROOTS = {
+    "aws_cur2": "aws_cur2/cur2-daily",
+    "gcp": "gcp/billing-export",
+    "azure": "azure/cost-exports/actual-daily",
+    "focus": "focus/focus-export",
+}
+ROWS_PER_FILE = 100_000
+
+
+def source_name(provider: str) -> str:
+    return "bench_cur2" if provider == "aws_cur2" else f"bench_{provider}"
 
 
 @dataclass
@@ -52,28 +67,41 @@ def run_measured(command: list[str]) -> Measurement:
     return Measurement(elapsed, usage.ru_maxrss / 1024, process.returncode)
 
 
-def export_root(landing: Path) -> Path:
-    return landing / "aws_cur2" / "cur2-daily"
+def export_root(landing: Path, provider: str = "aws_cur2") -> Path:
+    return landing / EXPORT_ROOTS[provider]
 
 
-def current_files(landing: Path) -> list[Path]:
-    """The data files of the current (latest complete) delivery, chosen the way the pipeline chooses."""
+def current_delivery(landing: Path, provider: str = "aws_cur2"):  # noqa: ANN201 - adapters.Delivery
+    """The current (latest complete) delivery, chosen the way the pipeline chooses."""
     from billing_pipeline.adapters import adapter_for, choose_current
     from billing_pipeline.platform.storage import Store
 
-    deliveries = adapter_for("aws_cur2").discover(Store(), SOURCE, str(export_root(landing)), MONTH, "auto")
+    root = str(export_root(landing, provider))
+    deliveries = adapter_for(provider).discover(Store(), source_name(provider), root, MONTH, "auto")
     current = choose_current(deliveries).current
     if current is None:
-        raise SystemExit(f"no complete CUR 2.0 delivery under {landing}")
-    return [Path(f) for f in current.files]
+        raise SystemExit(f"no complete {provider} delivery under {landing}")
+    return current
 
 
-def pipeline_columns(files: list[Path]) -> list[str]:
-    """The columns the normalized and enriched layers read from a CUR 2.0 file (from the query plan)."""
-    from billing_pipeline.adapters.aws import AwsCur2Adapter
+def current_files(landing: Path, provider: str = "aws_cur2") -> list[Path]:
+    """The data files of the current delivery."""
+    return [Path(f) for f in current_delivery(landing, provider).files]
 
-    scan = pl.scan_parquet(files)
-    plan = AwsCur2Adapter().to_focus(scan).explain(optimized=True)
+
+def scan_delivered(provider: str, file: Path, file_format: str = "auto") -> pl.LazyFrame:
+    """One delivered file as the adapter scans it (Parquet, CSV as text, NDJSON with its schema)."""
+    from billing_pipeline.adapters import adapter_for
+
+    return adapter_for(provider).read(file, file_format)
+
+
+def pipeline_columns(files: list[Path], provider: str = "aws_cur2") -> list[str]:
+    """The columns the normalized and enriched layers read from a delivered file (from the query plan)."""
+    from billing_pipeline.adapters import adapter_for
+
+    scan = scan_delivered(provider, files[0])
+    plan = adapter_for(provider).to_focus(scan).explain(optimized=True)
     schema = scan.collect_schema()
     return [c for c in schema if f'"{c}"' in plan or f"col({c})" in plan or c in plan.split()]
 
@@ -83,29 +111,37 @@ def floor_step(plan: Path, out: Path) -> None:
     from billing_pipeline.platform.storage import PARQUET_OPTIONS
 
     chosen = json.loads(plan.read_text())
+    provider = chosen.get("provider", "aws_cur2")
     # written with the pipeline's own Parquet options, so the two differ only in what they compute
-    pl.scan_parquet(chosen["files"]).select(chosen["columns"]).sink_parquet(out, **PARQUET_OPTIONS)
+    if provider == "aws_cur2":
+        pl.scan_parquet(chosen["files"]).select(chosen["columns"]).sink_parquet(out, **PARQUET_OPTIONS)
+        return
+    # formats differ file by file (GCP's NDJSON and Parquet appends): one scan and sink per file
+    for index, file in enumerate(chosen["files"]):
+        scan = scan_delivered(provider, Path(file))
+        present = [c for c in chosen["columns"] if c in scan.collect_schema()]
+        scan.select(present).sink_parquet(out.with_suffix(f".{index}.parquet"), **PARQUET_OPTIONS)
 
 
 LAYERS = ("raw_line_items", "normalized_line_items", "tag_enriched_costs")
 
 
-def layer_files(lake: Path) -> list[Path]:
+def layer_files(lake: Path, provider: str = "aws_cur2") -> list[Path]:
     from billing_pipeline.platform.lake import slice_url
 
-    return [Path(slice_url(str(lake), layer, DAY, SOURCE)) for layer in LAYERS]
+    return [Path(slice_url(str(lake), layer, DAY, source_name(provider))) for layer in LAYERS]
 
 
-def copy_step(lake: Path, out: Path) -> None:
+def copy_step(lake: Path, out: Path, provider: str = "aws_cur2") -> None:
     """A plain polars copy of each layer file the pipeline wrote: what three materialized layers of
     that width cost in reading and writing alone, before any mapping, dedup or allocation."""
     from billing_pipeline.platform.storage import PARQUET_OPTIONS
 
-    for index, layer in enumerate(layer_files(lake)):
+    for index, layer in enumerate(layer_files(lake, provider)):
         pl.scan_parquet(layer).sink_parquet(out.with_suffix(f".{index}.parquet"), **PARQUET_OPTIONS)
 
 
-def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
+def pipeline_step(landing: Path, lake: Path, stages_out: Path, provider: str = "aws_cur2") -> None:
     """raw -> normalized -> tag-enriched in one process, as the `billing_daily` job runs them."""
     from billing_pipeline.platform.config import SourceConfig, TagPolicy, load_config
     from billing_pipeline.platform.storage import Store, scratch_dir
@@ -113,7 +149,7 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
     from billing_pipeline.spine.normalize import build_normalized_slice
     from billing_pipeline.spine.raw import build_raw_slice
 
-    source = SourceConfig(name=SOURCE, provider="aws_cur2", url=str(export_root(landing)))
+    source = SourceConfig(name=source_name(provider), provider=provider, url=str(export_root(landing, provider)))
     policy: TagPolicy = load_config(Path(__file__).resolve().parents[2] / "billing.yaml").tag_policy
     store = Store()
     stages: dict[str, float] = {}
@@ -129,12 +165,91 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path) -> None:
     stages_out.write_text(json.dumps(stages))
 
 
+def step_command(step: str, *options: str) -> list[str]:
+    return [sys.executable, "-m", "billing_pipeline.tools.bench", step, *options]
+
+
+def measure_size(provider: str, size: int, work: Path, keep: bool) -> dict:
+    """Generate one day of `provider` at `size` rows, then measure floor, pipeline and layers copy."""
+    landing = work / f"landing-{provider}-{size}"
+    shutil.rmtree(landing, ignore_errors=True)
+    generator = [sys.executable, "-m", "billing_pipeline.tools.generator", "--out", str(landing), "--month", MONTH]
+    generator += ["--only", provider, "--days", "1", "--rows-per-day", str(size), "--seed", "11"]
+    generated = run_measured([*generator, "--rows-per-file", str(ROWS_PER_FILE)])
+    if generated.returncode:
+        raise SystemExit(f"generator failed for {provider} at {size} rows")
+    delivery = current_delivery(landing, provider)
+    files = [Path(f) for f in delivery.files]
+    rows = sum(scan_delivered(provider, f).select(pl.len()).collect().item() for f in files)
+    input_bytes = sum(f.stat().st_size for f in files)
+    tag = f"{provider}-{size}"
+    floor_out = work / f"floor-{tag}.parquet"
+    floor_plan = work / f"floor-{tag}.json"
+    chosen = {"provider": provider, "files": [str(f) for f in files], "columns": pipeline_columns(files, provider)}
+    floor_plan.write_text(json.dumps(chosen))
+    floor = run_measured(step_command("floor", "--plan", str(floor_plan), "--target", str(floor_out)))
+    lake = work / f"lake-{tag}"
+    shutil.rmtree(lake, ignore_errors=True)
+    stages_file = work / f"stages-{tag}.json"
+    pipeline = run_measured(
+        step_command(
+            "pipeline",
+            "--provider",
+            provider,
+            "--landing",
+            str(landing),
+            "--target",
+            str(lake),
+            "--stages",
+            str(stages_file),
+        )
+    )
+    if floor.returncode or pipeline.returncode:
+        raise SystemExit(
+            f"a step failed for {provider} at {size} rows: floor {floor.returncode}, pipeline {pipeline.returncode}"
+        )
+    copy_out = work / f"copy-{tag}.parquet"
+    copy = run_measured(step_command("copy", "--provider", provider, "--landing", str(lake), "--target", str(copy_out)))
+    if copy.returncode:
+        raise SystemExit(f"copying the layers failed for {provider} at {size} rows")
+    layers = layer_files(lake, provider)
+    normalized = pl.scan_parquet(layers[1]).select(pl.len()).collect().item()
+    result = {
+        "provider": provider,
+        "rows_generated_per_day": size,
+        "generator": asdict(generated),
+        "files_in_latest_delivery": len(files),
+        "rows_in_latest_delivery": rows,
+        "rows_normalized": normalized,
+        "input_mib": round(input_bytes / 2**20, 1),
+        "floor": asdict(floor),
+        "pipeline": asdict(pipeline),
+        "pipeline_stage_seconds": json.loads(stages_file.read_text()),
+        "floor_rows_per_s": round(rows / floor.seconds),
+        "pipeline_rows_per_s": round(rows / pipeline.seconds),
+        "ratio_time": round(pipeline.seconds / floor.seconds, 2),
+        "layers_copy": asdict(copy),
+        "layer_columns": [len(pl.read_parquet_schema(f)) for f in layers],
+        "ratio_time_vs_layers_copy": round(pipeline.seconds / copy.seconds, 2),
+        "ratio_peak_rss": round(pipeline.peak_rss_mib / floor.peak_rss_mib, 2),
+    }
+    if not keep:
+        shutil.rmtree(landing, ignore_errors=True)
+        shutil.rmtree(lake, ignore_errors=True)
+        for leftover in [floor_plan, stages_file, *work.glob(f"floor-{tag}*.parquet"), *work.glob(f"copy-{tag}.*")]:
+            leftover.unlink(missing_ok=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", nargs="?", choices=["floor", "pipeline", "copy"], help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="1000000,5000000,10000000")
+    parser.add_argument("--providers", default="aws_cur2", help=f"comma-separated, of {','.join(EXPORT_ROOTS)}")
     parser.add_argument("--out", default="bench_results")
     parser.add_argument("--work", default=None, help="scratch folder (default: <out>/work)")
+    parser.add_argument("--compare", action="store_true", help="then billing_daily against focus-converter")
+    parser.add_argument("--provider", default="aws_cur2", help=argparse.SUPPRESS)
     parser.add_argument("--landing", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--stages", help=argparse.SUPPRESS)
@@ -145,120 +260,24 @@ def main(argv: list[str] | None = None) -> int:
         floor_step(Path(args.plan), Path(args.target))
         return 0
     if args.step == "pipeline":
-        pipeline_step(Path(args.landing), Path(args.target), Path(args.stages))
+        pipeline_step(Path(args.landing), Path(args.target), Path(args.stages), args.provider)
         return 0
     if args.step == "copy":
-        copy_step(Path(args.landing), Path(args.target))
+        copy_step(Path(args.landing), Path(args.target), args.provider)
         return 0
 
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = sorted(set(providers) - set(EXPORT_ROOTS))
+    if unknown:
+        raise SystemExit(f"--providers: unknown {unknown} (known: {', '.join(EXPORT_ROOTS)})")
     out = Path(args.out).resolve()
     work = Path(args.work).resolve() if args.work else out / "work"
-    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     results = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        landing = work / f"landing-{size}"
-        shutil.rmtree(landing, ignore_errors=True)
-        generated = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "billing_pipeline.tools.generator",
-                "--out",
-                str(landing),
-                "--month",
-                MONTH,
-                "--only",
-                "aws_cur2",
-                "--days",
-                "1",
-                "--rows-per-day",
-                str(size),
-                "--seed",
-                "11",
-            ]
-        )
-        if generated.returncode:
-            raise SystemExit(f"generator failed for {size} rows")
-        files = current_files(landing)
-        rows = pl.scan_parquet(files).select(pl.len()).collect().item()
-        input_bytes = sum(f.stat().st_size for f in files)
-        floor_out = work / f"floor-{size}.parquet"
-        floor_plan = work / f"floor-{size}.json"
-        floor_plan.write_text(json.dumps({"files": [str(f) for f in files], "columns": pipeline_columns(files)}))
-        floor = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "billing_pipeline.tools.bench",
-                "floor",
-                "--plan",
-                str(floor_plan),
-                "--target",
-                str(floor_out),
-            ]
-        )
-        lake = work / f"lake-{size}"
-        shutil.rmtree(lake, ignore_errors=True)
-        stages_file = work / f"stages-{size}.json"
-        pipeline = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "billing_pipeline.tools.bench",
-                "pipeline",
-                "--landing",
-                str(landing),
-                "--target",
-                str(lake),
-                "--stages",
-                str(stages_file),
-            ]
-        )
-        if floor.returncode or pipeline.returncode:
-            raise SystemExit(f"a step failed for {size} rows: floor {floor.returncode}, pipeline {pipeline.returncode}")
-        copy_out = work / f"copy-{size}.parquet"
-        copy = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "billing_pipeline.tools.bench",
-                "copy",
-                "--landing",
-                str(lake),
-                "--target",
-                str(copy_out),
-            ]
-        )
-        if copy.returncode:
-            raise SystemExit(f"copying the layers failed for {size} rows")
-        normalized = pl.scan_parquet(layer_files(lake)[1]).select(pl.len()).collect().item()
-        results.append(
-            {
-                "rows_generated_per_day": size,
-                "rows_in_latest_delivery": rows,
-                "rows_normalized": normalized,
-                "input_mib": round(input_bytes / 2**20, 1),
-                "floor": asdict(floor),
-                "pipeline": asdict(pipeline),
-                "pipeline_stage_seconds": json.loads(stages_file.read_text()),
-                "floor_rows_per_s": round(rows / floor.seconds),
-                "pipeline_rows_per_s": round(rows / pipeline.seconds),
-                "ratio_time": round(pipeline.seconds / floor.seconds, 2),
-                "layers_copy": asdict(copy),
-                "layer_columns": [len(pl.read_parquet_schema(f)) for f in layer_files(lake)],
-                "ratio_time_vs_layers_copy": round(pipeline.seconds / copy.seconds, 2),
-                "ratio_peak_rss": round(pipeline.peak_rss_mib / floor.peak_rss_mib, 2),
-            }
-        )
-        if not args.keep:
-            shutil.rmtree(landing, ignore_errors=True)
-            shutil.rmtree(lake, ignore_errors=True)
-            floor_out.unlink(missing_ok=True)
-            floor_plan.unlink(missing_ok=True)
-            stages_file.unlink(missing_ok=True)
-            for leftover in work.glob(f"copy-{size}.*.parquet"):
-                leftover.unlink()
-        print_table(results)
+    for provider in providers:
+        for size in (int(s) for s in args.sizes.split(",")):
+            results.append(measure_size(provider, size, work, args.keep))
+            print_table(results)
     report = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -272,22 +291,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"\nwritten {out / 'bench.json'}")
+    if args.compare:
+        from billing_pipeline.tools import bench_compare
+
+        return bench_compare.main(["--out", str(out)])
     return 0
 
 
 def print_table(results: list[dict]) -> None:
     print(
-        f"\n{'rows':>11} {'floor s':>8} {'floor MiB':>10} {'pipe s':>8} {'pipe MiB':>9} {'rows/s':>10} "
-        f"{'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}   {'copy s':>6} {'vs copy':>7}"
+        f"\n{'provider':>8} {'rows':>11} {'floor s':>8} {'floor MiB':>10} {'pipe s':>8} {'pipe MiB':>9} "
+        f"{'rows/s':>10} {'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}   {'copy s':>6} {'vs copy':>7}"
     )
     for r in results:
         stages = r["pipeline_stage_seconds"]
         print(
-            f"{r['rows_in_latest_delivery']:>11,} {r['floor']['seconds']:>8.1f} {r['floor']['peak_rss_mib']:>10.0f} "
-            f"{r['pipeline']['seconds']:>8.1f} {r['pipeline']['peak_rss_mib']:>9.0f} "
-            f"{r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}   {stages['raw']:>6.1f} "
-            f"{stages['normalized']:>6.1f} {stages['enriched']:>6.1f}   {r['layers_copy']['seconds']:>6.1f} "
-            f"{r['ratio_time_vs_layers_copy']:>7.2f}",
+            f"{r['provider']:>8} {r['rows_in_latest_delivery']:>11,} {r['floor']['seconds']:>8.1f} "
+            f"{r['floor']['peak_rss_mib']:>10.0f} {r['pipeline']['seconds']:>8.1f} "
+            f"{r['pipeline']['peak_rss_mib']:>9.0f} {r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}   "
+            f"{stages['raw']:>6.1f} {stages['normalized']:>6.1f} {stages['enriched']:>6.1f}   "
+            f"{r['layers_copy']['seconds']:>6.1f} {r['ratio_time_vs_layers_copy']:>7.2f}",
             flush=True,
         )
 
