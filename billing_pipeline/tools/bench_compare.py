@@ -45,6 +45,8 @@ REPORT = "bench-cur"
 CONVERTER_PIN = ("focus-converter==1.0.0", "multimethod<2", "click<8.2")
 TIMEOUT_S = 900
 STAMP = "%Y-%m-%dT%H:%M:%S.000Z"
+# the columns the replication rewrites (a unique id, one day); every other value is the sample's
+REWRITTEN_COLUMNS = ("identity/LineItemId", "identity/TimeInterval", "lineItem/UsageStartDate", "lineItem/UsageEndDate")
 
 
 @dataclass
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--copies", type=int, default=COPIES)
+    parser.add_argument("--sample", default=str(SAMPLE), help="the AWS sample export to replicate")
     parser.add_argument("--out", default="bench_results")
     parser.add_argument("--venv", default=None, help="focus-converter's venv (default: <out>/.fc-venv)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per side before its group is killed")
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     converter = converter_venv(Path(args.venv).resolve() if args.venv else out / ".fc-venv")
 
-    frame = replicated_sample(copies=args.copies)
+    frame = replicated_sample(Path(args.sample), copies=args.copies)
     landing = work / "landing" / "cur" / REPORT
     write_legacy_delivery(frame, landing)
     plain_csv = work / "converter-input" / "cur.csv"
@@ -229,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         home.mkdir()
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         env = dict(
-            os.environ, DAGSTER_HOME=str(home), BILLING_CONFIG=str(bench_config(work / "billing.yaml", landing, lake))
+            os.environ,
+            PYTHONPATH=str(REPO),
+            DAGSTER_HOME=str(home),
+            BILLING_CONFIG=str(bench_config(work / "billing.yaml", landing, lake)),
         )
         pipeline = run_with_timeout(pipeline_command(), args.timeout, env, work / f"pipeline-{number}.log")
         if pipeline.returncode:
