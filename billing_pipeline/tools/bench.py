@@ -216,6 +216,8 @@ def measure_size(provider: str, size: int, work: Path, keep: bool) -> dict:
     normalized = pl.scan_parquet(layers[1]).select(pl.len()).collect().item()
     result = {
         "provider": provider,
+        # other work on the machine stretches wall times: the 1-minute load average after the pipeline
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "rows_generated_per_day": size,
         "generator": asdict(generated),
         "files_in_latest_delivery": len(files),

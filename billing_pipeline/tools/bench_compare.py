@@ -265,11 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         pair = {"pipeline": asdict(pipeline), "focus_converter": asdict(focus_converter)}
         pair["ratio_time"] = round(focus_converter.seconds / pipeline.seconds, 2)
         pair["ratio_peak_rss"] = round(focus_converter.peak_rss_mib / pipeline.peak_rss_mib, 2)
+        pair["load_average_1m"] = round(os.getloadavg()[0], 1)  # other work on the machine stretches both sides
         pairs.append(pair)
         print(
             f"pair {number}: pipeline {pipeline.seconds:.1f} s {pipeline.peak_rss_mib:,.0f} MiB | "
             f"focus-converter {focus_converter.seconds:.1f} s {focus_converter.peak_rss_mib:,.0f} MiB | "
-            f"converter/pipeline time {pair['ratio_time']:.2f}x, memory {pair['ratio_peak_rss']:.2f}x",
+            f"converter/pipeline time {pair['ratio_time']:.2f}x, memory {pair['ratio_peak_rss']:.2f}x "
+            f"(load average {pair['load_average_1m']})",
             flush=True,
         )
     normalized_rows = _normalized_rows(work / "lake")
