@@ -27,6 +27,7 @@ setup(
         "boto3",
         "numpy",
         "pyyaml",
+        "plotly>=6,<8",  # the dashboards (views/dashboards): self-contained HTML with plotly.js inline
     ],
     extras_require={
         "dev": [
@@ -45,6 +46,8 @@ setup(
             f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
             # lints the IAM policies in deploy/iam (billing_pipeline_tests/lifecycle)
             "parliament==1.6.4",
+            # drives the headless Chromium (Debian's `chromium` + `chromium-driver`) of the dashboard tests
+            "selenium>=4,<5",
         ],
     },
     entry_points={
