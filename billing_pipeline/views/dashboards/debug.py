@@ -101,9 +101,16 @@ def duplicate_rates(data: DashboardData) -> pl.DataFrame:
         if delivered:
             duplicates = int(result.get("duplicate_rows") or 0)
             rows.append(
-                {"date": str(state.get("date")), "source": str(state.get("source")), "duplicates": duplicates, "rate": duplicates / delivered}
+                {
+                    "date": str(state.get("date")),
+                    "source": str(state.get("source")),
+                    "duplicates": duplicates,
+                    "rate": duplicates / delivered,
+                }
             )
-    return pl.DataFrame(rows, schema={"date": pl.String, "source": pl.String, "duplicates": pl.Int64, "rate": pl.Float64})
+    return pl.DataFrame(
+        rows, schema={"date": pl.String, "source": pl.String, "duplicates": pl.Int64, "rate": pl.Float64}
+    )
 
 
 def layer_rows(data: DashboardData) -> list[dict[str, object]]:
@@ -126,14 +133,16 @@ def _deliveries_figure(rows: list[dict[str, object]]) -> str:
     for source in sorted({str(r["source"]) for r in rows}):
         mine = [r for r in rows if r["source"] == source]
         fig.add_scatter(
-            x=[str(r["first seen"]) for r in mine],
+            x=[str(r["delivered at"] if r["delivered at"] != "-" else r["first seen"]) for r in mine],
             y=[r["rows"] for r in mine],
             mode="markers",
             marker={"size": 11},
             name=source,
             text=[f"version {r['version']}, {r['files']} file(s)" for r in mine],
         )
-    fig.update_layout(title="Deliveries seen: rows of the period per delivery, by when first seen", yaxis_title="rows")
+    fig.update_layout(
+        title="Deliveries seen: rows of the period per delivery, by the provider's delivery time", yaxis_title="rows"
+    )
     return figure(fig, "debug-deliveries-chart")
 
 
@@ -141,7 +150,9 @@ def _duplicates_figure(rates: pl.DataFrame) -> str:
     fig = go.Figure()
     for (source,), part in rates.sort("source", "date").group_by("source", maintain_order=True):
         fig.add_scatter(x=part["date"].to_list(), y=(part["rate"] * 100).to_list(), mode="lines+markers", name=source)
-    fig.update_layout(title="Duplicate rate per day and source (% of delivered rows dropped as duplicates)", yaxis_title="%")
+    fig.update_layout(
+        title="Duplicate rate per day and source (% of delivered rows dropped as duplicates)", yaxis_title="%"
+    )
     return figure(fig, "debug-duplicates-chart")
 
 
@@ -175,12 +186,21 @@ def _samples(data: DashboardData) -> list[str]:
             blocks.append(f"<h3>{esc(layer)}: {esc(source)} ({frame.height} row(s))</h3>")
             blocks.append(
                 table(
-                    [{k: (None if v is None else str(v)) for k, v in row.items()} for row in frame.iter_rows(named=True)],
+                    [
+                        {k: (None if v is None else str(v)) for k, v in row.items()}
+                        for row in frame.iter_rows(named=True)
+                    ],
                     f"debug-sample-{layer}-{source}",
                     empty="no row",
                 )
             )
-        parts.append("".join(blocks) or f'<p class="note">{esc(layer)}: no slice on this day</p>')
+        if not blocks:
+            parts.append(f'<p class="note">{esc(layer)}: no slice on this day</p>')
+            continue
+        summary = f"{layer}: sample rows of {len(by_source)} source(s)"
+        parts.append(
+            f'<details id="debug-samples-{esc(layer)}"><summary>{esc(summary)}</summary>{"".join(blocks)}</details>'
+        )
     return parts
 
 
@@ -202,7 +222,9 @@ def render(data: DashboardData) -> str:
                 kpi(
                     "debug-worst-duplicate-rate",
                     "Worst duplicate rate",
-                    f"{worst['rate'][0] * 100:.2f} % ({worst['source'][0]}, {worst['date'][0]})" if not worst.is_empty() else "-",
+                    f"{worst['rate'][0] * 100:.2f} % ({worst['source'][0]}, {worst['date'][0]})"
+                    if not worst.is_empty()
+                    else "-",
                     {"rate": worst["rate"][0] if not worst.is_empty() else ""},
                 ),
             ]
@@ -213,7 +235,11 @@ def render(data: DashboardData) -> str:
             table(delivered, "debug-deliveries-table", empty="no delivery recorded for this billing period"),
             section_id="debug-deliveries-section",
         ),
-        section("Schema versions and changes", table(schemas, "debug-schemas-table", empty="no schema recorded"), section_id="debug-schemas"),
+        section(
+            "Schema versions and changes",
+            table(schemas, "debug-schemas-table", empty="no schema recorded"),
+            section_id="debug-schemas",
+        ),
         section(
             "Quarantine reasons",
             _reasons_figure(reasons) if reasons else "",

@@ -68,10 +68,14 @@ def top_teams(data: DashboardData, limit: int = TOP_TEAMS) -> pl.DataFrame:
     if data.chargeback is None or data.chargeback.is_empty():
         return pl.DataFrame(schema={"team": pl.String, "currency": pl.String, "total": pl.Float64})
     amount, currency = (
-        ("billed_cost_reporting", "reporting_currency") if data.reporting_currency else ("billed_cost", "billing_currency")
+        ("billed_cost_reporting", "reporting_currency")
+        if data.reporting_currency
+        else ("billed_cost", "billing_currency")
     )
     return (
-        data.chargeback.group_by(pl.col(data.owner).fill_null(UNSPLIT_LABEL).alias("team"), pl.col(currency).alias("currency"))
+        data.chargeback.group_by(
+            pl.col(data.owner).fill_null(UNSPLIT_LABEL).alias("team"), pl.col(currency).alias("currency")
+        )
         .agg(pl.col(amount).sum().alias("total"))
         .sort("currency", "total", "team", descending=[False, True, False])
         .group_by("currency", maintain_order=True)
@@ -142,7 +146,9 @@ def _forecast_section(data: DashboardData) -> str:
             '<p class="note" id="exec-forecast-none">no budget_forecast table for this month yet</p>',
             section_id="exec-forecast",
         )
-    ordered = table_.sort(pl.col("scope") != "total", "currency", pl.col("forecast").cast(pl.Float64), descending=[False, False, True])
+    ordered = table_.sort(
+        pl.col("scope") != "total", "currency", pl.col("forecast").cast(pl.Float64), descending=[False, False, True]
+    )
     totals = ordered.filter(pl.col("scope") == "total")
     figures = [
         kpi(
@@ -234,7 +240,12 @@ def render(data: DashboardData) -> str:
     for r in totals.iter_rows(named=True):
         code = r["currency"].lower()
         headline.append(
-            kpi(f"exec-total-{code}", f"Billed cost, {label} ({r['currency']})", money_text(r["total"], r["currency"]), {"amount": r["total"], "currency": r["currency"]})
+            kpi(
+                f"exec-total-{code}",
+                f"Billed cost, {label} ({r['currency']})",
+                money_text(r["total"], r["currency"]),
+                {"amount": r["total"], "currency": r["currency"]},
+            )
         )
         headline.append(
             kpi(
@@ -251,9 +262,15 @@ def render(data: DashboardData) -> str:
             f"Month total ({unit})",
             kpis(headline) if headline else '<p class="note">no allocated cost in this month</p>',
             table(
-                [{"provider": r["provider"], "billed": money_text(r["total"], r["currency"])} for r in providers.iter_rows(named=True)],
+                [
+                    {"provider": r["provider"], "billed": money_text(r["total"], r["currency"])}
+                    for r in providers.iter_rows(named=True)
+                ],
                 "exec-providers",
-                row_data=[{"key": r["provider"], "amount": r["total"], "currency": r["currency"]} for r in providers.iter_rows(named=True)],
+                row_data=[
+                    {"key": r["provider"], "amount": r["total"], "currency": r["currency"]}
+                    for r in providers.iter_rows(named=True)
+                ],
                 empty="no provider billed this month",
             ),
             *([_trend_figure(data), _daily_figure(data)] if not data.totals.is_empty() else []),
@@ -265,9 +282,15 @@ def render(data: DashboardData) -> str:
             f"unused commitments and unallocated cost; {esc(UNSPLIT_LABEL)} is a pool no team could take.</p>",
             *([_teams_figure(teams)] if not teams.is_empty() else []),
             table(
-                [{"team": r["team"], "charged": money_text(r["total"], r["currency"])} for r in teams.iter_rows(named=True)],
+                [
+                    {"team": r["team"], "charged": money_text(r["total"], r["currency"])}
+                    for r in teams.iter_rows(named=True)
+                ],
                 "exec-top-teams",
-                row_data=[{"key": r["team"], "amount": r["total"], "currency": r["currency"]} for r in teams.iter_rows(named=True)],
+                row_data=[
+                    {"key": r["team"], "amount": r["total"], "currency": r["currency"]}
+                    for r in teams.iter_rows(named=True)
+                ],
                 empty="no monthly_chargeback table for this month yet",
             ),
             section_id="exec-teams",
@@ -275,11 +298,14 @@ def render(data: DashboardData) -> str:
         _forecast_section(data),
         _anomalies_section(data),
     ]
+    currency_note = (
+        f"reporting currency {data.reporting_currency}"
+        if data.reporting_currency
+        else "billing currency of each line (no reporting currency configured)"
+    )
     return page(
         f"Cloud spend, {label}: executive summary",
-        f"Billed cost in the {'reporting currency ' + data.reporting_currency if data.reporting_currency else 'billing currency of each line (no reporting currency configured)'}; "
-        f"usage days {month_label(data.month)}-01 to the last day with data.",
+        f"Billed cost in the {currency_note}; usage days {month_label(data.month)}-01 to the last day with data.",
         body,
         {"month": label, "sources": ", ".join(data.sources), "page": "executive"},
     )
-

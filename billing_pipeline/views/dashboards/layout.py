@@ -34,6 +34,8 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0; }
 th, td { border: 1px solid #d9e2ec; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f0f4f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .scroll { overflow-x: auto; max-width: 100%; }
+details { margin: 6px 0; } summary { cursor: pointer; font-weight: 600; }
+details td { white-space: nowrap; }
 .note { color: #52606d; font-size: 0.85em; }
 .bad { color: #b42318; font-weight: 600; } .good { color: #027a48; }
 footer { color: #829ab1; font-size: 0.8em; margin-top: 2em; }

@@ -222,7 +222,9 @@ def render(data: DashboardData) -> str:
             "evaluations": r["evaluations"],
             "bad": r["bad"],
             "alert (last day)": r["alert"],
-            "budget left (last day)": "no budget" if math.isinf(r["budget_left"] or 0) else f"{(r['budget_left'] or 0):.0%}",
+            "budget left (last day)": "no budget"
+            if math.isinf(r["budget_left"] or 0)
+            else f"{(r['budget_left'] or 0):.0%}",
         }
         for r in summary.iter_rows(named=True)
     ]
@@ -240,7 +242,9 @@ def render(data: DashboardData) -> str:
             _latency_figure(latencies) if not latencies.is_empty() else '<p class="note">no delivery recorded</p>',
             section_id="oncall-latency",
         ),
-        section("Backlog", backlog or '<p class="note">no backlog evaluated in the window</p>', section_id="oncall-backlog"),
+        section(
+            "Backlog", backlog or '<p class="note">no backlog evaluated in the window</p>', section_id="oncall-backlog"
+        ),
         section(
             "Held-back and quarantined deliveries",
             table(holds, "oncall-held-table", empty="nothing held back or quarantined this month"),

@@ -84,7 +84,9 @@ def _by_provider(totals: pl.DataFrame, month: dt.date, reporting: str | None) ->
     amount, currency = amount_columns(reporting)
     currency_expr = pl.lit(reporting) if reporting else pl.col(currency)
     return (
-        totals.group_by(pl.col("ProviderName").fill_null("(unknown)").alias("provider"), currency_expr.alias("currency"))
+        totals.group_by(
+            pl.col("ProviderName").fill_null("(unknown)").alias("provider"), currency_expr.alias("currency")
+        )
         .agg(pl.col(amount).sum().alias("billed"))
         .with_columns(pl.lit(month_label(month)).alias("month"))
         .select("month", "provider", "currency", "billed")
@@ -115,7 +117,13 @@ def _quarantine_records(store: Store, lake_url: str, month: dt.date, sources: li
                 frames.append(pl.read_parquet(store.read_bytes(url)))
     if not frames:
         return pl.DataFrame(
-            schema={"source": pl.String, "usage_date": pl.Date, "kind": pl.String, "reason": pl.String, "rows": pl.Int64}
+            schema={
+                "source": pl.String,
+                "usage_date": pl.Date,
+                "kind": pl.String,
+                "reason": pl.String,
+                "rows": pl.Int64,
+            }
         )
     return pl.concat(frames, how="diagonal_relaxed")
 
@@ -125,7 +133,9 @@ def _slo_rows(store: Store, lake_url: str, first: dt.date, last: dt.date) -> pl.
     for offset in range((last - first).days + 1):
         table = read_budgets(store, lake_url, first + dt.timedelta(days=offset))
         if table is not None:
-            frames.append(table.select("date", "sli", "source", "value", "target", "good", "attainment", "budget_left", "alert"))
+            frames.append(
+                table.select("date", "sli", "source", "value", "target", "good", "attainment", "budget_left", "alert")
+            )
     if not frames:
         return pl.DataFrame(
             schema={
@@ -143,7 +153,9 @@ def _slo_rows(store: Store, lake_url: str, first: dt.date, last: dt.date) -> pl.
     return pl.concat(frames, how="vertical_relaxed")
 
 
-def _samples(store: Store, lake_url: str, day: dt.date, sources: list[str], rows: int) -> dict[str, dict[str, pl.DataFrame]]:
+def _samples(
+    store: Store, lake_url: str, day: dt.date, sources: list[str], rows: int
+) -> dict[str, dict[str, pl.DataFrame]]:
     out: dict[str, dict[str, pl.DataFrame]] = {}
     with scratch_dir("billing-dashboard-") as workdir:
         for layer in SPINE:
@@ -211,7 +223,9 @@ def gather(
         trend=trend,
         chargeback=_read_table(store, chargeback_url(lake, month)),
         forecast=_read_table(store, forecast_url(lake, month)),
-        anomalies=pl.concat(anomaly_frames, how="diagonal_relaxed") if anomaly_frames else pl.DataFrame(schema=ANOMALY_SCHEMA),
+        anomalies=pl.concat(anomaly_frames, how="diagonal_relaxed")
+        if anomaly_frames
+        else pl.DataFrame(schema=ANOMALY_SCHEMA),
         slo=_slo_rows(store, lake, sli_first, sli_last),
         sli_window=(sli_first, sli_last),
         day_states=sorted(day_states, key=lambda s: (str(s.get("date")), str(s.get("source")))),
