@@ -4,6 +4,7 @@ demo's monthly step. (The browser test opens the pages: `test_dashboards_browser
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import re
@@ -19,7 +20,7 @@ from billing_pipeline.definitions import build_definitions
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
 from billing_pipeline.platform.storage import Store
 from billing_pipeline.tools.demo import build_monthly_views, dashboard_report
-from billing_pipeline.views.dashboards import executive
+from billing_pipeline.views.dashboards import executive, oncall
 from billing_pipeline.views.dashboards.publish import PAGES, publish_dashboards, render_pages
 from billing_pipeline.views.dashboards.reader import gather
 from billing_pipeline.views.names import DASHBOARDS, MONTHLY_JOB
@@ -136,3 +137,19 @@ def test_the_demo_builds_the_month_and_ends_with_the_pages_and_the_csv(
     reports = tmp_path / "lake" / "reports" / "2026-10"
     assert paths == [str(reports / f"{name}.html") for name in PAGES] + [str(reports / "chargeback.csv")]
     assert all(Path(p).exists() for p in paths)
+
+
+def test_open_alerts_come_from_the_alert_state(dashboard_month: SimpleNamespace) -> None:
+    data = gather(dashboard_month.config, dashboard_month.store, MONTH)
+    incident = {
+        "cause": "publish_guard",
+        "route": "page",
+        "open": {
+            "k1": {"title": "publish_guard failed for <aws_cur2>", "partition": "2026-10-02", "since": "2026-10-03"},
+            "k2": {"title": "publish_guard failed", "partition": "2026-10-03", "since": "2026-10-04"},
+        },
+    }
+    quiet = dataclasses.replace(data, alert_state={"incidents": {"inc-1": incident}}, slo=data.slo.clear())
+    html = oncall.render(quiet)
+    assert _data_attribute(html, "oncall-open-alerts", "count") == "2"
+    assert "publish_guard failed for &lt;aws_cur2&gt;" in html and "<aws_cur2>" not in html
