@@ -26,7 +26,7 @@ from billing_pipeline.views.dashboards.publish import PAGES, page_url
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WIDTH = 1280
-MAX_HEIGHT = 3000  # the first screens of a page: enough to show it, small enough for the README
+MAX_HEIGHT = 2000  # the first screens of a page: enough to show it, small enough for the README
 # true once every plotly div has been drawn (plotly adds `.main-svg` when it has rendered a chart)
 CHARTS_DRAWN = (
     "const plots = document.querySelectorAll('.js-plotly-plot');"
