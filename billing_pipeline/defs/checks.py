@@ -23,6 +23,7 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetKey,
     PartitionsDefinition,
     PreviewWarning,
@@ -33,6 +34,7 @@ from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
 from billing_pipeline.observability.check_metadata import freshness_check_name
 from billing_pipeline.platform import names
+from billing_pipeline.platform.catalogue import catalogue_health
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
 from billing_pipeline.platform.storage import Store
@@ -208,11 +210,39 @@ def _described(config: BillingConfig, spec: SliCheck) -> str:
     )
 
 
+def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
+    """`lake_catalogue`: the DuckDB views over the lake, refreshed by the spine, can be built and read."""
+
+    @asset_check(
+        asset=RECONCILED,
+        name="lake_catalogue",
+        partitions_def=partitions_def,
+        description=(
+            "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
+            "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, and "
+            "the catalogue file (duckdb_path) has every one and reads it. ERROR with the reason otherwise (lake "
+            "unreadable, a damaged file, a refresh that failed); httpfs presence for the DuckDB CLI is metadata."
+        ),
+    )
+    def lake_catalogue(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
+        health = catalogue_health(billing.config, billing.store())
+        context.log.info(f"lake_catalogue: {health.reason}")
+        return AssetCheckResult(
+            passed=health.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata=health.metadata(),
+            description=health.reason,
+        )
+
+    return lake_catalogue
+
+
 def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
-    """Every SLI check, plus one freshness check per source (its own expected latency)."""
+    """Every SLI check, one freshness check per source (its own expected latency), and the lake catalogue's."""
     checks = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
+        checks.append(_catalogue_check(partitions_def))
         for spec in SLI_CHECKS:
             blocking = config.slo.resolve(spec.slo_name).blocking
             description = _described(config, spec)

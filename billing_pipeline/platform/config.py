@@ -26,6 +26,7 @@ from billing_pipeline.platform.ops_config import (
     ErrorBudgetConfig,
     SloConfig,
 )
+from billing_pipeline.platform.storage import Store, options_for_url, under_prefix
 from billing_pipeline.platform.views_config import BudgetConfig, ChargebackConfig, ReportingConfig, UnitCostConfig
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
@@ -127,7 +128,11 @@ class BillingConfig(_Strict):
     invoices_url: str
     tag_policy: TagPolicy
     duckdb_path: str | None = None
+    # Storage: `storage_options` feed s3fs / gcsfs for every s3:// and gs:// URL; `storage` maps URL prefixes
+    # (`s3://landing-bucket`, `gs://lake-bucket/curated`, or a bare `gs://`) to options of their own, which
+    # replace `storage_options` whole for the URLs under them (longest prefix wins: `storage.options_for_url`).
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage: dict[str, dict[str, Any]] = Field(default_factory=dict)
     reconciliation: ReconciliationConfig = ReconciliationConfig()
     publish_guard: PublishGuardConfig = PublishGuardConfig()
     automation: AutomationConfig = AutomationConfig()
@@ -154,6 +159,17 @@ class BillingConfig(_Strict):
             raise ValueError(f"source names must be unique, repeated: {duplicated}")
         return sources
 
+    @field_validator("storage")
+    @classmethod
+    def _storage_prefixes_are_urls(cls, storage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        local = sorted(prefix for prefix in storage if "://" not in prefix)
+        if local:
+            raise ValueError(
+                f"keys must be object-store URL prefixes such as 's3://bucket' or 'gs://' (local paths take no "
+                f"storage options): {local}"
+            )
+        return storage
+
     @model_validator(mode="after")
     def _end_after_start(self) -> BillingConfig:
         if self.end_date is not None and self.end_date < self.start_date:
@@ -165,6 +181,10 @@ class BillingConfig(_Strict):
             if source.name == name:
                 return source
         raise KeyError(f"no source named {name!r} in billing.yaml (have {[s.name for s in self.sources]})")
+
+    def store(self) -> Store:
+        """The storage client of the landing zone and the lake, with each location's options."""
+        return Store(self.storage_options, self.storage)
 
     @property
     def duckdb_file(self) -> str | None:
@@ -182,6 +202,21 @@ def _resolve(url: str, base: Path) -> str:
         return url
     path = Path(os.path.expanduser(url))
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _lake_encrypted_locations(config: BillingConfig, lake_url: str) -> dict[str, dict[str, Any]]:
+    """`storage` with the lake's encryption key folded into the options of the lake and of any prefix inside
+    it, so every lake write is encrypted and the landing zone's clients are left as configured."""
+    if config.lake_encryption.kms_key_id is None:
+        return dict(config.storage)
+    lake_options = options_for_url(lake_url, config.storage_options, config.storage)
+    locations = {**config.storage, lake_url: lake_options}
+    return {
+        prefix: lake_storage_options(options, config.lake_encryption, lake_url)
+        if under_prefix(prefix, lake_url)
+        else options
+        for prefix, options in locations.items()
+    }
 
 
 def _format_errors(error: ValidationError, origin: str) -> str:
@@ -217,7 +252,7 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
     return config.model_copy(
         update={
             "lake_url": lake_url,
-            "storage_options": lake_storage_options(config.storage_options, config.lake_encryption, lake_url),
+            "storage": _lake_encrypted_locations(config, lake_url),
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
             "sources": sources,

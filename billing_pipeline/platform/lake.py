@@ -84,35 +84,61 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class CatalogueError(RuntimeError):
+    """The DuckDB catalogue over the lake could not be (fully) built; the message names the lake, views and why."""
+
+
+def register_lake_filesystem(connection: duckdb.DuckDBPyConnection, lake_url: str, store: Store) -> None:
+    """Let DuckDB read an object-store lake through the store's own s3fs / gcsfs client (same endpoint and
+    credentials as the pipeline), so no DuckDB extension is downloaded: this works offline."""
+    if is_remote(lake_url):
+        lake_fs, _ = store.fs(lake_url)
+        connection.register_filesystem(lake_fs)
+
+
+def create_views(connection: duckdb.DuckDBPyConnection, lake_url: str, store: Store) -> list[str]:
+    """(Re)create in `connection` one view per table of the lake that has data; returns the views created.
+
+    Every view is attempted; if any cannot be created (e.g. a damaged file), `CatalogueError` names them all
+    after the others are in place.
+    """
+    created: list[str] = []
+    failed: list[str] = []
+    for view, (relative, files) in view_globs(lake_url).items():
+        try:
+            if not store.find(join(lake_url, relative)):
+                connection.execute(f"DROP VIEW IF EXISTS {view}")
+                continue
+            connection.execute(  # DDL takes no bound parameters: the lake path is quoted as a literal
+                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
+                f"{sql_string(files)}, hive_partitioning = true, union_by_name = true)"
+            )
+        except (duckdb.Error, OSError) as error:
+            failed.append(f"{view} ({files}): {type(error).__name__}: {error}")
+            continue
+        created.append(view)
+    if failed:
+        raise CatalogueError(f"DuckDB views over {lake_url} not created: " + "; ".join(failed))
+    return created
+
+
 def refresh_views(lake_url: str, duckdb_file: str | None, store: Store) -> list[str]:
-    """(Re)create one DuckDB view per table that has data; returns the views created.
+    """(Re)create the catalogue file's views, one per table that has data; returns the views created.
 
     A finance analyst then answers a question with one query, e.g.
     `SELECT BillingAccountId, sum(BilledCost) FROM normalized_line_items GROUP BY 1`, or lists the week's
     anomalies with `SELECT * FROM cost_anomalies WHERE date >= DATE '2024-03-01'`.
+
+    The views of an object-store lake are bound through the store's fsspec client and stored over the
+    lake's `s3://` / `gs://` URLs: `platform.catalogue.connect` reads them offline the same way, and the
+    DuckDB CLI reads them with its httpfs extension (README, "Querying the lake with DuckDB").
     """
     if duckdb_file is None:
         return []
-    views = view_globs(lake_url)
-    created: list[str] = []
     with exclusive_lock(Path(duckdb_file + ".lock")):
         connection = duckdb.connect(duckdb_file)
         try:
-            if is_remote(lake_url):
-                try:
-                    connection.execute("INSTALL httpfs; LOAD httpfs")
-                except duckdb.Error as error:
-                    log.warning("DuckDB views over %s skipped: httpfs extension unavailable (%s)", lake_url, error)
-                    return []
-            for view, (relative, files) in views.items():
-                if not store.find(join(lake_url, relative)):
-                    connection.execute(f"DROP VIEW IF EXISTS {view}")
-                    continue
-                connection.execute(  # DDL takes no bound parameters: the lake path is quoted as a literal
-                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("
-                    f"{sql_string(files)}, hive_partitioning = true, union_by_name = true)"
-                )
-                created.append(view)
+            register_lake_filesystem(connection, lake_url, store)
+            return create_views(connection, lake_url, store)
         finally:
             connection.close()
-    return created

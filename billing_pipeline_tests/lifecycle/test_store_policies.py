@@ -18,7 +18,7 @@ from billing_pipeline.lifecycle.iam import iam_policies
 from billing_pipeline.lifecycle.retention import RetentionRun, apply_retention
 from billing_pipeline.lifecycle.s3_rules import s3_lifecycle_rules
 from billing_pipeline.platform.config import BillingConfig, load_config
-from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.platform.storage import scratch_dir
 
 from ..conftest import run_spine, sample_as_cur2_frame, write_config, write_data_export
 from ..s3 import s3_client, upload_tree
@@ -62,7 +62,7 @@ def test_retention_on_s3_deletes_partitions_and_appends_an_encrypted_audit_file(
     before = sizes()
     run = RetentionRun(who="jane", run_id="run-1", dry_run=False, at=dt.datetime(2027, 1, 10, tzinfo=dt.UTC))
     with scratch_dir() as workdir:
-        result = apply_retention(config, Store(config.storage_options), run, workdir)
+        result = apply_retention(config, config.store(), run, workdir)
     after = sizes()
     # curated (1 day) and raw (36 months) of 2023-11 are gone, whole partitions; nothing else was touched
     gone = set(before) - set(after)
