@@ -32,7 +32,7 @@ from dagster import (
 
 from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
-from billing_pipeline.observability.check_metadata import freshness_check_name
+from billing_pipeline.observability.check_metadata import ROUTE_KEY, SUMMARY_KEY, freshness_check_name
 from billing_pipeline.platform import names
 from billing_pipeline.platform.catalogue import catalogue_health
 from billing_pipeline.platform.config import BillingConfig
@@ -221,7 +221,8 @@ def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinit
             "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
             "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, and "
             "the catalogue file (duckdb_path) has every one and reads it. ERROR with the reason otherwise (lake "
-            "unreadable, a damaged file, a refresh that failed); httpfs presence for the DuckDB CLI is metadata."
+            "unreadable, a damaged file, a refresh that failed), routed as a ticket; httpfs presence for the DuckDB "
+            "CLI is metadata."
         ),
     )
     def lake_catalogue(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
@@ -230,7 +231,12 @@ def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinit
         return AssetCheckResult(
             passed=health.passed,
             severity=AssetCheckSeverity.ERROR,
-            metadata=health.metadata(),
+            metadata={
+                **health.metadata(),
+                ROUTE_KEY: "ticket",
+                SUMMARY_KEY: health.reason,
+                "runbook": "lake_catalogue",
+            },
             description=health.reason,
         )
 

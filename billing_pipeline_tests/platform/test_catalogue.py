@@ -155,6 +155,19 @@ def test_a_damaged_file_fails_the_catalogue_naming_view_and_file(tmp_path: Path)
     assert "normalized_line_items" in health.reason and str(damaged) in health.reason
 
 
+def test_a_catalogue_file_never_refreshed_or_missing_a_view_fails_the_catalogue(tmp_path: Path) -> None:
+    config = load_config(_local_lake(tmp_path))
+    run_spine(config, DAY)  # builds the tables without refreshing the views
+    never = catalogue_health(config)
+    assert not never.passed and "does not exist" in never.reason
+    refresh_views(config.lake_url, config.duckdb_file, config.store())
+    assert catalogue_health(config).passed
+    with duckdb.connect(config.duckdb_file) as catalogue:  # as if the last refresh had stopped short of it
+        catalogue.execute("DROP VIEW tag_enriched_costs")
+    stale = catalogue_health(config)
+    assert not stale.passed and "lacks the views ['tag_enriched_costs']" in stale.reason
+
+
 def test_the_lake_catalogue_check_fails_at_error_without_failing_the_day(tmp_path: Path) -> None:
     config_path = _local_lake(tmp_path)
     damaged = _damage(tmp_path / "lake", "audit_log/date=2020-01-01/action=delete/run-1.parquet")
@@ -172,6 +185,7 @@ def test_the_lake_catalogue_check_fails_at_error_without_failing_the_day(tmp_pat
     )
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert "audit_log" in check.description and str(damaged) in check.description
+    assert check.metadata["alert/route"].value == "ticket"
 
 
 def test_loading_httpfs_without_the_extension_says_how_to_install_it(tmp_path: Path) -> None:
