@@ -14,6 +14,7 @@ a burn is a state of the service, resolved when a later day's evaluation no long
 """
 
 import datetime as dt
+import json
 import math
 import warnings
 
@@ -35,7 +36,13 @@ from dagster import (
 )
 
 from billing_pipeline.observability import anomalies, error_budgets
-from billing_pipeline.observability.check_metadata import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
+from billing_pipeline.observability.check_metadata import (
+    ROUTE_KEY,
+    SCOPE_KEY,
+    SLO_NAME_KEY,
+    SUMMARY_KEY,
+    THREATENED_BUDGETS_KEY,
+)
 from billing_pipeline.observability.error_budgets import rate_text as _rate
 from billing_pipeline.observability.slis import anomalous_spends
 from billing_pipeline.platform.config import BillingConfig
@@ -43,6 +50,7 @@ from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake import refresh_views
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
+from billing_pipeline.views import forecast
 from resources import BillingResource
 
 OWNERS = ["team:finops-platform"]
@@ -154,8 +162,19 @@ def budget_check_name(sli: str) -> str:
     return f"slo_budget_{sli}"
 
 
-def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -> AssetCheckResult:
-    """The check result of one SLI's budgets for the day: fails on any source burning, routed by the worst."""
+def burning_sources(sli: str, table: pl.DataFrame | None) -> list[str]:
+    """The sources whose error budget of `sli` burns (a page or a ticket) on the day."""
+    if table is None or not table.height:
+        return []
+    burning = table.filter((pl.col("sli") == sli) & pl.col("alert").is_in(["page", "ticket"]))
+    return sorted(set(burning["source"].to_list()))
+
+
+def budget_result(
+    config: BillingConfig, sli: str, table: pl.DataFrame | None, threatened: list[dict[str, str]] | None = None
+) -> AssetCheckResult:
+    """The check result of one SLI's budgets for the day: fails on any source burning, routed by the worst;
+    a burn names the cost budgets at warn / over its sources feed (`threatened`, `forecast.threatened_budgets`)."""
     rows = table.filter(pl.col("sli") == sli) if table is not None else pl.DataFrame()
     if not rows.height:
         return AssetCheckResult(
@@ -184,6 +203,8 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
     else:
         low = rows.sort("budget_left").row(0, named=True)
         summary = f"within budget; least left: {error_budgets.describe(low)}"
+    if worst != "none" and threatened:
+        summary += "; threatens the budget(s) of " + "; ".join(forecast.threat_text(b) for b in threatened)
     metadata: dict[str, object] = {
         SLO_NAME_KEY: sli,
         ROUTE_KEY: worst,
@@ -194,6 +215,8 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
         "slo/burn_rate_fast_long": _number(float(rows["burn_rate_fast_long"].max())),
         "slo/burn_rate_slow_long": _number(float(rows["burn_rate_slow_long"].max())),
     }
+    if worst != "none" and threatened:
+        metadata[THREATENED_BUDGETS_KEY] = json.dumps(threatened)
     for row in rows.iter_rows(named=True):
         metadata[f"slo/attainment/{row['source']}"] = float(row["attainment"])
         metadata[f"slo/budget_left/{row['source']}"] = _number(float(row["budget_left"]))
@@ -218,7 +241,8 @@ def _budget_check(
     def _budget(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
         day = dt.date.fromisoformat(context.partition_key)
         table = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
-        return budget_result(billing.config, sli, table)
+        threatened = forecast.threatened_budgets(billing.config, billing.store(), day, burning_sources(sli, table))
+        return budget_result(billing.config, sli, table, threatened)
 
     return _budget
 
