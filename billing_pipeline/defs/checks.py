@@ -220,7 +220,7 @@ def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinit
         description=(
             "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
             "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, and "
-            "the catalogue file (duckdb_path) has every one and reads it. ERROR with the reason otherwise (lake "
+            "the catalogue file (duckdb_path) has every one. ERROR with the reason otherwise (lake "
             "unreadable, a damaged file, a refresh that failed), routed as a ticket; httpfs presence for the DuckDB "
             "CLI is metadata."
         ),

@@ -130,7 +130,7 @@ class BillingConfig(_Strict):
     duckdb_path: str | None = None
     # Storage: `storage_options` feed s3fs / gcsfs for every s3:// and gs:// URL; `storage` maps URL prefixes
     # (`s3://landing-bucket`, `gs://lake-bucket/curated`, or a bare `gs://`) to options of their own, which
-    # replace `storage_options` whole for the URLs under them (longest prefix wins: `storage.options_for_url`).
+    # replace `storage_options` whole for the URLs under them (longest prefix wins: `platform.storage.options_for_url`).
     storage_options: dict[str, Any] = Field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = Field(default_factory=dict)
     reconciliation: ReconciliationConfig = ReconciliationConfig()
