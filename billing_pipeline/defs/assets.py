@@ -30,6 +30,7 @@ from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice_if
 from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard
 from billing_pipeline.spine.layer_state import is_reused
 from billing_pipeline.spine.normalize import NormalizedSlice, build_normalized_slice_if_stale
+from billing_pipeline.spine.privacy import Pseudonymizer
 from billing_pipeline.spine.raw import build_raw_slice_if_changed
 from billing_pipeline.spine.raw_publish import RawSlice
 from billing_pipeline.spine.reconcile import (
@@ -143,7 +144,10 @@ def report_raw(run: LayerDay, built: RawBuild) -> dict[str, object]:
 def build_normalized(run: LayerDay, workdir: Path) -> list[NormalizedSlice]:
     """Every source's FOCUS slice, rebuilt only when its raw slice changed."""
     return run.each_source(
-        "normalized", lambda s: build_normalized_slice_if_stale(s, run.day, run.store, run.config.lake_url, workdir)
+        "normalized",
+        lambda s: build_normalized_slice_if_stale(
+            s, run.day, run.store, run.config.lake_url, workdir, Pseudonymizer.of(run.config)
+        ),
     )
 
 
@@ -185,7 +189,7 @@ def build_enriched(run: LayerDay, workdir: Path) -> list[EnrichedSlice]:
     return run.each_source(
         "enriched",
         lambda s: build_enriched_slice_if_stale(
-            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, workdir
+            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, workdir, Pseudonymizer.of(run.config)
         ),
     )
 

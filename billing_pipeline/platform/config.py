@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing_pipeline.platform.encryption import lake_storage_options
+from billing_pipeline.platform.lake import LakeUrl, raw_lake
 from billing_pipeline.platform.lifecycle_config import LakeEncryptionConfig, RetentionConfig, check_lake_encryption
 from billing_pipeline.platform.ops_config import (
     AlertsConfig,
@@ -26,6 +27,7 @@ from billing_pipeline.platform.ops_config import (
     ErrorBudgetConfig,
     SloConfig,
 )
+from billing_pipeline.platform.privacy_config import PrivacyConfig
 from billing_pipeline.platform.views_config import BudgetConfig, ChargebackConfig, ReportingConfig, UnitCostConfig
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
@@ -120,7 +122,8 @@ class PublishGuardConfig(_Strict):
 class BillingConfig(_Strict):
     """The whole of `billing.yaml`."""
 
-    lake_url: str
+    lake_url: str  # a `LakeUrl` once parsed: it also knows `raw_lake_url`
+    raw_lake_url: str | None = None  # raw slices and quarantine (clear identifiers); None: under lake_url
     start_date: dt.date
     end_date: dt.date | None = None  # the last usage day that is a partition (inclusive); None: yesterday (UTC)
     sources: list[SourceConfig] = Field(min_length=1)
@@ -143,6 +146,7 @@ class BillingConfig(_Strict):
     budgets: BudgetConfig = BudgetConfig()  # no budgets: every forecast's status is `no_budget`
     lake_encryption: LakeEncryptionConfig = LakeEncryptionConfig()
     retention: RetentionConfig = RetentionConfig()
+    privacy: PrivacyConfig | None = None  # None: identifiers stay clear in the curated layers
     config_path: str | None = None
 
     @field_validator("sources")
@@ -165,6 +169,15 @@ class BillingConfig(_Strict):
             if source.name == name:
                 return source
         raise KeyError(f"no source named {name!r} in billing.yaml (have {[s.name for s in self.sources]})")
+
+    @property
+    def raw_lake(self) -> str:
+        """Where raw slices and the quarantine live (`raw_lake_url`, else the lake itself)."""
+        return raw_lake(self.lake_url)
+
+    def pseudonym_key(self) -> bytes | None:
+        """The HMAC key of `privacy:` from its environment variable (None: no pseudonymization)."""
+        return self.privacy.key() if self.privacy is not None else None
 
     @property
     def duckdb_file(self) -> str | None:
@@ -209,14 +222,19 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
         reporting = reporting.model_copy(update={"fx_rates_url": _resolve(reporting.fx_rates_url, base_dir)})
     if unit_costs is not None:
         unit_costs = unit_costs.model_copy(update={"metrics_url": _resolve(unit_costs.metrics_url, base_dir)})
-    lake_url = _resolve(config.lake_url, base_dir)
+    raw_lake_url = _resolve(config.raw_lake_url or config.lake_url, base_dir)
+    lake_url = LakeUrl(_resolve(config.lake_url, base_dir), raw_lake_url)
     try:
         check_lake_encryption(config.lake_encryption, lake_url)
+        check_lake_encryption(config.lake_encryption, raw_lake_url)
+        if config.privacy is not None:
+            config.privacy.key()  # a missing key fails at load time, naming its variable
     except ValueError as error:
         raise ConfigError(f"invalid billing configuration {origin}:\n  - {error}") from None
     return config.model_copy(
         update={
             "lake_url": lake_url,
+            "raw_lake_url": raw_lake_url,
             "storage_options": lake_storage_options(config.storage_options, config.lake_encryption, lake_url),
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
