@@ -24,6 +24,7 @@ from billing_pipeline.defs.asset_metadata import (
     reconciliation_schema,
 )
 from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_layer_asset, markdown_preview
+from billing_pipeline.lifecycle.audit_log import OperatorRun
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
 from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice_if_stale
@@ -78,8 +79,9 @@ def _build_raw_source(
     guard_config = run.config.publish_guard
     guard = PublishGuard(guard_config.max_shrink_fraction, by_tag or guard_config.accepted_by(source.name, period))
     via = f"run tag {ACCEPT_TAG} of run {run.context.run.run_id}" if by_tag else "billing.yaml publish_guard.accept"
+    operator = OperatorRun.from_tags(run.context.run.run_id, run.context.run.tags)
     return build_raw_slice_if_changed(
-        source, run.day, run.store, run.config.lake_url, workdir, guard=guard, accepted_via=via
+        source, run.day, run.store, run.config.lake_url, workdir, guard=guard, accepted_via=via, operator=operator
     )
 
 
