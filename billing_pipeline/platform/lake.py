@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from billing_pipeline.platform.escaping import sql_string
 from billing_pipeline.platform.names import COST_ANOMALIES, RAW, SPINE
@@ -54,6 +55,10 @@ class LakeUrl(str):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (LakeUrl, (str(self), self.raw_url))
+
+
+for _dumper in (yaml.SafeDumper, yaml.Dumper):  # YAML writes a LakeUrl as the plain URL it is
+    _dumper.add_representer(LakeUrl, lambda dumper, url: dumper.represent_str(str(url)))
 
 
 def raw_lake(lake_url: str) -> str:
