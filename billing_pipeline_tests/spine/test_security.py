@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,6 +129,13 @@ def test_nothing_outside_the_raw_lake_holds_a_secret_or_a_clear_identifier(
     normalized = {f: t for f, t in outside.items() if "/normalized_line_items/" in f}
     tokens = [reference_token(person, key.encode()) for person in [*TEAM_CONTACTS.values(), *TEAM_CREATORS.values()]]
     assert found(tokens, normalized).keys() == set(tokens)  # replaced, not dropped
+
+    with duckdb.connect(str(tmp_path / "lake" / "lake.duckdb"), read_only=True) as connection:  # views span both lakes
+        raw_rows = connection.execute("SELECT count(*) FROM raw_line_items").fetchone()[0]
+        tokens_in_view = connection.execute(
+            "SELECT count(*) FROM normalized_line_items WHERE Tags LIKE '%\"pii:%'"
+        ).fetchone()[0]
+    assert raw_rows > 0 and tokens_in_view > 0
 
     with scratch_dir() as workdir:
         audit = read_audit_log(Store(), str(tmp_path / "lake"), workdir)
