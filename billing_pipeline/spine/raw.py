@@ -83,17 +83,20 @@ def build_raw_slice_if_changed(
     older than the source's `lookback_months` (`closed_month_rerun`, with what came of it).
     """
     state = read_state(store, lake_url, source.name, day)
-    if operator is None or not state.get("raw") or not billing_period_is_closed(source, day, operator):
-        return _build_raw_slice_if_changed(source, day, store, lake_url, workdir, guard, accepted_via, operator, state)
+    rerun_by = operator if operator and state.get("raw") and billing_period_is_closed(source, day, operator) else None
     try:
         result = _build_raw_slice_if_changed(
             source, day, store, lake_url, workdir, guard, accepted_via, operator, state
         )
     except DeliveryIncompleteError as error:
-        _audit_closed_month_rerun(store, lake_url, source, day, operator, f"held back: {error}"[:500], workdir)
+        if rerun_by:
+            _audit_closed_month_rerun(store, lake_url, source, day, rerun_by, f"held back: {error}"[:500], workdir)
         raise
-    outcome = "slice unchanged, reused" if isinstance(result, ReusedSlice) else f"slice rewritten, {result.rows} rows"
-    _audit_closed_month_rerun(store, lake_url, source, day, operator, outcome, workdir)
+    if rerun_by:
+        outcome = (
+            "slice unchanged, reused" if isinstance(result, ReusedSlice) else f"slice rewritten, {result.rows} rows"
+        )
+        _audit_closed_month_rerun(store, lake_url, source, day, rerun_by, outcome, workdir)
     return result
 
 
