@@ -41,9 +41,11 @@ class PrivacyConfig(BaseModel):
     """Pseudonymization of people's identifiers in the curated layers (normalized, tag-enriched).
 
     - `columns`: normalized columns whose every value is replaced by its token (absent columns are skipped);
-    - `tag_keys`: tag keys (folded like the tag policy's) whose values are replaced, in `Tags` and `x_TagList`;
-    - `email_values`: any tag value or listed column value that contains an e-mail address is replaced,
-      whatever its key (people put e-mails under any key);
+    - `tag_keys`: tag keys whose values are replaced, in `Tags` and `x_TagList`; compared with the delivered
+      keys once both are folded (the delivered ones also lose the tag policy's `strip_prefixes`, so list
+      keys without `user:`);
+    - `email_values`: any tag value that contains an e-mail address is replaced, whatever its key (people
+      put e-mails under any key);
     - `key_env_var`: the environment variable holding the HMAC key (at least 16 bytes).
     """
 
