@@ -21,13 +21,16 @@ from typing import NamedTuple
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
+    AssetCheckSpec,
     AssetKey,
     PartitionsDefinition,
     PreviewWarning,
     asset_check,
 )
+from dagster._core.log_manager import DagsterLogManager
 
 from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
@@ -39,6 +42,7 @@ from billing_pipeline.platform.storage import Store
 from resources import BillingResource
 
 RAW, NORMALIZED, ENRICHED, RECONCILED, ANOMALIES = (AssetKey(name) for name in (*names.SPINE, names.COST_ANOMALIES))
+SPINE_KEYS = frozenset({RAW, NORMALIZED, ENRICHED, RECONCILED})
 
 SliCall = Callable[[BillingConfig, Store, dt.date, dt.datetime], slis.SliResult]
 
@@ -174,21 +178,51 @@ SLI_CHECKS: tuple[SliCheck, ...] = (
 )
 
 
-def _check(
-    asset: AssetKey,
-    name: str,
-    slo_name: str,
-    compute: SliCall,
-    partitions_def: PartitionsDefinition,
-    description: str,
-    blocking: bool = False,
-) -> AssetChecksDefinition:
-    @asset_check(asset=asset, name=name, partitions_def=partitions_def, blocking=blocking, description=description)
+class DayCheck(NamedTuple):
+    """One check as configured: where it is attached, what it computes, how it is described and judged."""
+
+    asset: AssetKey
+    name: str
+    slo_name: str
+    compute: SliCall
+    description: str
+    blocking: bool
+
+    @property
+    def spec_key(self) -> AssetCheckKey:
+        return AssetCheckKey(self.asset, self.name)
+
+    def spec(self, partitions_def: PartitionsDefinition) -> AssetCheckSpec:
+        """Its spec, partitioned like its asset (so each evaluation records its day)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=PreviewWarning)
+            return AssetCheckSpec(
+                self.name,
+                asset=self.asset,
+                description=self.description,
+                blocking=self.blocking,
+                partitions_def=partitions_def,
+            )
+
+    def evaluate(self, billing: BillingResource, day: dt.date, log: DagsterLogManager) -> AssetCheckResult:
+        """The check's verdict for `day`, read from the state and the lake (every check only reads)."""
+        result = self.compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
+        log.info(f"{self.name} {day}: {result.summary}")
+        return to_check_result(result, self.slo_name, asset_key=self.asset, check_name=self.name)
+
+
+def _check(check: DayCheck, partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
+    """A check that runs in its own step (for assets outside the spine's multi-asset)."""
+
+    @asset_check(
+        asset=check.asset,
+        name=check.name,
+        partitions_def=partitions_def,
+        blocking=check.blocking,
+        description=check.description,
+    )
     def _sli_check(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        result = compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
-        context.log.info(f"{name} {day}: {result.summary}")
-        return to_check_result(result, slo_name)
+        return check.evaluate(billing, dt.date.fromisoformat(context.partition_key), context.log)
 
     return _sli_check
 
@@ -208,28 +242,42 @@ def _described(config: BillingConfig, spec: SliCheck) -> str:
     )
 
 
-def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
+def day_checks(config: BillingConfig) -> list[DayCheck]:
     """Every SLI check, plus one freshness check per source (its own expected latency)."""
-    checks = []
+    checks = [
+        DayCheck(
+            spec.asset,
+            spec.name,
+            spec.slo_name,
+            spec.compute,
+            _described(config, spec),
+            config.slo.resolve(spec.slo_name).blocking,
+        )
+        for spec in SLI_CHECKS
+    ]
+    for source in config.sources:
+        checks.append(
+            DayCheck(
+                RAW,
+                freshness_check_name(source),
+                "freshness",
+                lambda c, s, d, n, name=source.name: slis.freshness(c, s, d, n, c.source(name)),
+                f"M2b / freshness of source {source.name!r}: the day must be in the lake within "
+                f"{slis.expected_latency_hours(source):g} h of its end (partition-aware). "
+                f"Runbook: {config.alerts.runbook_url}#runbook-freshness.",
+                False,  # freshness is judged per source and never stops the day
+            )
+        )
+    return checks
+
+
+def spine_day_checks(config: BillingConfig) -> list[DayCheck]:
+    """The checks of the four spine assets: evaluated inside the spine's own step, right after their asset."""
+    return [check for check in day_checks(config) if check.asset in SPINE_KEYS]
+
+
+def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
+    """The checks of the assets outside the spine (`cost_anomalies`), each in its own step."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
-        for spec in SLI_CHECKS:
-            blocking = config.slo.resolve(spec.slo_name).blocking
-            description = _described(config, spec)
-            checks.append(
-                _check(spec.asset, spec.name, spec.slo_name, spec.compute, partitions_def, description, blocking)
-            )
-        for source in config.sources:
-            checks.append(
-                _check(
-                    RAW,
-                    freshness_check_name(source),
-                    "freshness",
-                    lambda c, s, d, n, name=source.name: slis.freshness(c, s, d, n, c.source(name)),
-                    partitions_def,
-                    f"M2b / freshness of source {source.name!r}: the day must be in the lake within "
-                    f"{slis.expected_latency_hours(source):g} h of its end (partition-aware). "
-                    f"Runbook: {config.alerts.runbook_url}#runbook-freshness.",
-                )
-            )
-    return checks
+        return [_check(check, partitions_def) for check in day_checks(config) if check.asset not in SPINE_KEYS]

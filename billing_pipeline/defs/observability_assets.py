@@ -40,7 +40,7 @@ from billing_pipeline.observability.error_budgets import rate_text as _rate
 from billing_pipeline.observability.slis import anomalous_spends
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table
-from billing_pipeline.platform.lake import refresh_views
+from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
 from resources import BillingResource
@@ -96,7 +96,7 @@ def build_cost_anomalies_asset(partitions_def: PartitionsDefinition) -> AssetsDe
         day = dt.date.fromisoformat(context.partition_key)
         table = anomalies.publish(config, store, day)
         try:
-            refresh_views(config.lake_url, config.duckdb_file, store)
+            refresh_views_if_tables_changed(config.lake_url, config.duckdb_file, store)  # a new table only
         except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
             context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
         return MaterializeResult(

@@ -6,9 +6,10 @@ source, spend spikes off, re-sends held out) for `--days` days from `--start`, m
 them, and runs the days as one backfill of `billing_daily` through a real Dagster instance on disk, the
 way `make demo` does (`tools/demo.py`: the code location loaded from workspace.yaml, one run per day).
 
-Then it reads the instance's event log and prints, per run and in total: the run's wall time, the time
-inside its steps (each spine asset, each check, the other assets) and what is left (Dagster's own work:
-starting the run, planning, writing events). `--profile` runs the last day once more under cProfile and
+Then it reads the instance's event log and prints, per run and in total: the run's wall time (and the
+CPU time of this process, which other work on a shared machine disturbs less), the time inside its
+steps (the spine, each check, the other assets) and what is left (Dagster's own work: starting the
+run, planning, writing events). `--profile` runs the last day once more under cProfile and
 prints where that (almost empty: every slice is reused) run spends its time: Dagster, the DuckDB view
 refresh, the state and listing reads, the checks. Writes `<work>/backfill.json`.
 
@@ -43,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 DEMO_ROWS_PER_DAY = 400  # `make demo`'s default (tools/demo.py --rows-per-day)
 SPINE_STEPS = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")
+SPINE_OP = "billing_spine_day"  # the four layers and their checks in one step (defs/spine_layer.py)
 OTHER_ASSET_STEPS = ("cost_anomalies", "slo_error_budgets")
 # The functions whose cumulative time the profile reports, by what they are.
 PROFILED = {
@@ -65,6 +67,7 @@ class RunTiming:
     run_id: str
     success: bool
     seconds: float
+    cpu_seconds: float  # this process's CPU time from the previous run's end (creating the run included)
     steps: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -84,6 +87,8 @@ def step_group(step_key: str) -> str:
     """A step's kind: a spine asset by name, `other assets` (the job's other assets), else `checks`."""
     if step_key in SPINE_STEPS:
         return step_key
+    if step_key == SPINE_OP:
+        return "spine layers + their checks"
     if step_key in OTHER_ASSET_STEPS:
         return "other assets"
     return "checks"  # a step of one check (`<asset>_<check>`) or of several checks
@@ -192,7 +197,10 @@ def summarize(timings: Sequence[RunTiming]) -> dict[str, float]:
         for group, seconds in timing.grouped().items():
             totals[group] += seconds
     count = max(len(timings), 1)
-    return {"run": sum(t.seconds for t in timings) / count} | {k: v / count for k, v in sorted(totals.items())}
+    return {
+        "run": sum(t.seconds for t in timings) / count,
+        "run (CPU of this process)": sum(t.cpu_seconds for t in timings) / count,
+    } | {k: v / count for k, v in sorted(totals.items())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,11 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     with DagsterInstance.get() as instance, billing_daily_launcher(instance, config) as launcher:
         print(f"Backfill of billing_daily, {days[0]} .. {days[-1]} ({len(days)} runs, one at a time)", flush=True)
         started = time.perf_counter()
+        cpu_mark = [time.process_time()]
 
         def finished(outcome: Any) -> None:
+            cpu_now = time.process_time()
             timing = RunTiming(
-                outcome.day, outcome.run_id, outcome.success, outcome.seconds, step_seconds(instance, outcome.run_id)
+                outcome.day,
+                outcome.run_id,
+                outcome.success,
+                outcome.seconds,
+                cpu_now - cpu_mark[0],
+                step_seconds(instance, outcome.run_id),
             )
+            cpu_mark[0] = time.process_time()  # reading the event log above is the bench's, not the run's
             timings.append(timing)
             if len(timings) % 10 == 1 or not outcome.success:
                 print(f"  {outcome.day} {'ok' if outcome.success else 'FAILED'} {outcome.seconds:5.2f} s", flush=True)
@@ -250,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"days": args.days, "sources": len(config.sources), "rows_per_day_per_source": args.rows_per_day}
     result = {
         "settings": rows,
+        "load_average_at_end": os.getloadavg(),  # other work on the machine slows every number here
         "generated_seconds": generated,
         "backfill_seconds": backfill_seconds,
         "seconds_per_day": backfill_seconds / len(days),
@@ -262,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     (work / "backfill.json").write_text(json.dumps(result, indent=1))
     print(f"\n{len(days)} days in {backfill_seconds:.1f} s: {backfill_seconds / len(days):.2f} s per day")
     print(f"  365 days at this rate: {result['extrapolated_365_days_minutes']:.1f} min")
+    print(f"  load average at the end (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("Mean seconds per run:")
     for group, seconds in per_run.items():
         print(f"  {group:<28} {seconds:6.3f}")
