@@ -11,7 +11,8 @@ CPU time of this process, which other work on a shared machine disturbs less), t
 steps (the spine, each check, the other assets) and what is left (Dagster's own work: starting the
 run, planning, writing events). `--profile` runs the last day once more under cProfile and
 prints where that (almost empty: every slice is reused) run spends its time: Dagster, the DuckDB view
-refresh, the state and listing reads, the checks. Writes `<work>/backfill.json`.
+refresh, the state and listing reads, the checks. Writes `<work>/backfill.json` (and `<work>/runs.jsonl`
+as each run ends).
 
 Usage: python -m billing_pipeline.tools.backfill_bench [--days 30] [--start 2025-11-01] [--rows-per-day 400]
            [--work bench_results/backfill] [--profile]
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Backfill of billing_daily, {days[0]} .. {days[-1]} ({len(days)} runs, one at a time)", flush=True)
         started = time.perf_counter()
         cpu_mark = [time.process_time()]
+        progress = work / "runs.jsonl"
+        progress.unlink(missing_ok=True)
 
         def finished(outcome: Any) -> None:
             cpu_now = time.process_time()
@@ -251,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             cpu_mark[0] = time.process_time()  # reading the event log above is the bench's, not the run's
             timings.append(timing)
+            with progress.open("a") as lines:  # a long backfill can be read (or stopped) while it runs
+                lines.write(json.dumps(asdict(timing) | {"at": time.perf_counter() - started}) + "\n")
             if len(timings) % 10 == 1 or not outcome.success:
                 print(f"  {outcome.day} {'ok' if outcome.success else 'FAILED'} {outcome.seconds:5.2f} s", flush=True)
 
