@@ -207,7 +207,8 @@ class DayCheck(NamedTuple):
     def evaluate(self, billing: BillingResource, day: dt.date, log: DagsterLogManager) -> AssetCheckResult:
         """The check's verdict for `day`, read from the state and the lake (every check only reads)."""
         result = self.compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
-        log.info(f"{self.name} {day}: {result.summary}")
+        if not result.passed:  # a passing verdict's summary is in its evaluation; a log line is one more event
+            log.warning(f"{self.name} {day}: {result.summary}")
         return to_check_result(result, self.slo_name, asset_key=self.asset, check_name=self.name)
 
 

@@ -55,7 +55,8 @@ PROFILED = {
     "landing listings": ("raw.py", "list_deliveries"),
     "slice identities (stat)": ("layer_state.py", "slice_identity"),
     "slice schemas (metadata)": ("asset_metadata.py", "slice_schemas"),
-    "checks (SLI functions)": ("checks.py", "_sli_check"),
+    "checks (SLI functions)": ("checks.py", "evaluate"),
+    "DuckDB views decision": ("lake_views.py", "refresh_views_if_tables_changed"),
     "Dagster event writes": ("sql_event_log.py", "store_event"),
 }
 
@@ -69,6 +70,7 @@ class RunTiming:
     success: bool
     seconds: float
     cpu_seconds: float  # this process's CPU time from the previous run's end (creating the run included)
+    events: int  # entries the run wrote to the event log (each one a write to the instance's storage)
     steps: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -154,14 +156,16 @@ def write_bench_config(work: Path, landing: Path, first: dt.date, last: dt.date)
     return path
 
 
-def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
-    """step key -> seconds from its STEP_START to its STEP_SUCCESS / STEP_FAILURE event."""
+def step_seconds(instance: Any, run_id: str) -> tuple[dict[str, float], int]:
+    """step key -> seconds from its STEP_START to its STEP_SUCCESS / STEP_FAILURE event; and how many
+    entries the run's event log has."""
     from dagster import DagsterEventType
 
     started: dict[str, float] = {}
     seconds: dict[str, float] = {}
     ends = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
-    for entry in instance.all_logs(run_id):
+    entries = instance.all_logs(run_id)
+    for entry in entries:
         event = entry.dagster_event
         if event is None or event.step_key is None:
             continue
@@ -169,7 +173,7 @@ def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
             started[event.step_key] = entry.timestamp
         elif event.event_type in ends and event.step_key in started:
             seconds[event.step_key] = entry.timestamp - started[event.step_key]
-    return seconds
+    return seconds, len(entries)
 
 
 def profile_run(launcher: Any, day: str) -> tuple[float, dict[str, float], str]:
@@ -201,6 +205,8 @@ def summarize(timings: Sequence[RunTiming]) -> dict[str, float]:
     return {
         "run": sum(t.seconds for t in timings) / count,
         "run (CPU of this process)": sum(t.cpu_seconds for t in timings) / count,
+        "steps (count)": sum(len(t.steps) for t in timings) / count,
+        "event log entries (count)": sum(t.events for t in timings) / count,
     } | {k: v / count for k, v in sorted(totals.items())}
 
 
@@ -244,13 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def finished(outcome: Any) -> None:
             cpu_now = time.process_time()
+            steps, events = step_seconds(instance, outcome.run_id)
             timing = RunTiming(
-                outcome.day,
-                outcome.run_id,
-                outcome.success,
-                outcome.seconds,
-                cpu_now - cpu_mark[0],
-                step_seconds(instance, outcome.run_id),
+                outcome.day, outcome.run_id, outcome.success, outcome.seconds, cpu_now - cpu_mark[0], events, steps
             )
             cpu_mark[0] = time.process_time()  # reading the event log above is the bench's, not the run's
             timings.append(timing)
