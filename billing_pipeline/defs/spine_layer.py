@@ -154,22 +154,24 @@ def materialize_spine(
     selected = context.selected_asset_keys
     selected_checks = context.selected_asset_check_keys
     blocked_by: list[str] = []
-    for layer in layers:
-        key = AssetKey(layer.name)
-        if blocked_by:  # this layer and its checks wait, as Dagster skips the steps below a failed blocking check
+    try:
+        for layer in layers:
+            key = AssetKey(layer.name)
+            if blocked_by:  # this layer and its checks wait, as Dagster skips the steps below a failed blocking check
+                if key in selected:
+                    context.log.error(f"{layer.name} not built for {run.day}: blocking check(s) failed: {blocked_by}")
+                continue
             if key in selected:
-                context.log.error(f"{layer.name} not built for {run.day}: blocking check(s) failed: {blocked_by}")
-            continue
-        if key in selected:
-            yield MaterializeResult(asset_key=key, metadata=_built_and_reported(layer, run))
-        results = [
-            check.evaluate(billing, run.day, context.log)
-            for check in checks
-            if check.asset == key and check.spec_key in selected_checks
-        ]
-        yield from results
-        blocked_by += _blocked(results, checks)
-    run.refresh_views()  # once per run: the views are globs, so later slices show up in them by themselves
+                yield MaterializeResult(asset_key=key, metadata=_built_and_reported(layer, run))
+            results = [
+                check.evaluate(billing, run.day, context.log)
+                for check in checks
+                if check.asset == key and check.spec_key in selected_checks
+            ]
+            yield from results
+            blocked_by += _blocked(results, checks)
+    finally:  # once per run, also after a layer failed (the layers before it were published)
+        run.refresh_views()  # the views are globs: later slices show up in them by themselves
 
 
 def build_spine_asset(
