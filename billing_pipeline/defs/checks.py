@@ -28,11 +28,11 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSpec,
     AssetKey,
+    DagsterLogManager,
     PartitionsDefinition,
     PreviewWarning,
     asset_check,
 )
-from dagster._core.log_manager import DagsterLogManager
 
 from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
