@@ -1,5 +1,6 @@
 """The daily billing spine as Dagster assets. Thin: each layer says how it builds every source's slice
-and what it reports; `spine_layer` runs them in the same order (build, refresh the DuckDB views, report)."""
+and what it reports; `spine_layer` runs the selected layers in build order in one step (build, report,
+check each), then refreshes the DuckDB views once."""
 
 import datetime as dt
 from collections.abc import Mapping
@@ -23,9 +24,10 @@ from billing_pipeline.defs.asset_metadata import (
     reconciliation_money,
     reconciliation_schema,
 )
-from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_layer_asset, markdown_preview
+from billing_pipeline.defs.checks import spine_day_checks
+from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_spine_asset, markdown_preview
 from billing_pipeline.lifecycle.audit_log import OperatorRun
-from billing_pipeline.platform.config import SourceConfig
+from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
 from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice_if_stale
 from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard
@@ -319,6 +321,7 @@ RECONCILED_LAYER = SpineLayer(
 SPINE_LAYERS = (RAW_LAYER, NORMALIZED_LAYER, ENRICHED_LAYER, RECONCILED_LAYER)  # in build order
 
 
-def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition]:
-    """The four spine assets over the given daily partitions, in build order."""
-    return [build_layer_asset(layer, partitions_def) for layer in SPINE_LAYERS]
+def build_spine_assets(partitions_def: PartitionsDefinition, config: BillingConfig) -> list[AssetsDefinition]:
+    """The four spine assets over the given daily partitions, with their checks: one multi-asset that can be
+    subset (one step per day; a single layer can still be materialized on its own)."""
+    return [build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions_def)]
