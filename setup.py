@@ -39,6 +39,8 @@ setup(
             "moto[s3]>=5.1",
             "flask",
             "flask-cors",
+            # a GCS JSON API on 127.0.0.1 for gs:// tests (billing_pipeline_tests/gcs.py)
+            "gcp-storage-emulator>=2026.7,<2027",
             "ruff",
             "requests",
             # import the classes named in deploy/dagster.k8s.yaml, so the test can validate their config

@@ -682,9 +682,8 @@ def incident_source(config: BillingConfig, incident: Incident) -> SourceConfig:
 def changed_days(config: BillingConfig, source: SourceConfig, as_of: dt.datetime) -> list[dt.date]:
     """The days the source's late-arrival sensor would request now (its scan, from an empty cursor)."""
     from billing_pipeline.defs.sensors import scan_source
-    from billing_pipeline.platform.storage import Store
 
-    scan = scan_source(Store(config.storage_options), config, source, {}, as_of, lambda _key: True)
+    scan = scan_source(config.store(), config, source, {}, as_of, lambda _key: True)
     return sorted({r.day for r in scan.requests})
 
 
