@@ -181,6 +181,13 @@ def _samples(data: DashboardData) -> list[str]:
     parts = []
     for layer in LAYER_ROWS:
         by_source = data.samples.get(layer) or {}
+        if layer == RAW and data.raw_withheld:
+            parts.append(
+                f'<p class="note" id="debug-samples-{esc(layer)}-withheld">{esc(layer)}: rows not shown, '
+                "privacy is configured and the raw layer keeps people's identifiers in clear "
+                "(read it in the raw lake)</p>"
+            )
+            continue
         blocks = []
         for source, frame in sorted(by_source.items()):
             blocks.append(f"<h3>{esc(layer)}: {esc(source)} ({frame.height} row(s))</h3>")

@@ -22,7 +22,7 @@ from billing_pipeline.observability.anomalies import ANOMALY_SCHEMA, read_publis
 from billing_pipeline.observability.error_budgets import read_budgets
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.lake import quarantine_url, slice_url
-from billing_pipeline.platform.names import SPINE
+from billing_pipeline.platform.names import RAW, SPINE
 from billing_pipeline.platform.state import STATE_DIR, period_states, read_document
 from billing_pipeline.platform.storage import Store, join, scratch_dir
 from billing_pipeline.views.chargeback import chargeback_url
@@ -58,6 +58,7 @@ class DashboardData:
     alert_state: dict[str, Any]
     debug_day: dt.date | None
     samples: dict[str, dict[str, pl.DataFrame]] = field(default_factory=dict)  # layer -> source -> rows
+    raw_withheld: bool = False  # `privacy:` is on: raw rows hold people's identifiers in clear, never shown
 
 
 def last_day_with_data(store: Store, lake_url: str, month: dt.date) -> dt.date | None:
@@ -154,11 +155,11 @@ def _slo_rows(store: Store, lake_url: str, first: dt.date, last: dt.date) -> pl.
 
 
 def _samples(
-    store: Store, lake_url: str, day: dt.date, sources: list[str], rows: int
+    store: Store, lake_url: str, day: dt.date, sources: list[str], rows: int, layers: tuple[str, ...]
 ) -> dict[str, dict[str, pl.DataFrame]]:
     out: dict[str, dict[str, pl.DataFrame]] = {}
     with scratch_dir("billing-dashboard-") as workdir:
-        for layer in SPINE:
+        for layer in layers:
             for source in sources:
                 url = slice_url(lake_url, layer, day, source)
                 if store.exists(url):
@@ -214,6 +215,9 @@ def gather(
     ]
     day_states = [state for source in sources for state in period_states(store, lake, source, period) if state]
     chosen = debug_day or data_last
+    # the pages live in the curated lake: with `privacy:` on, raw rows (clear identifiers) stay in the raw lake
+    raw_withheld = config.privacy is not None
+    sample_layers = tuple(layer for layer in SPINE if not (raw_withheld and layer == RAW))
     return DashboardData(
         month=month,
         reporting_currency=reporting,
@@ -234,5 +238,6 @@ def gather(
         quarantine=_quarantine_records(store, lake, month, sources),
         alert_state=json.loads(json.dumps(load_state(store, lake), default=str)),
         debug_day=chosen,
-        samples=_samples(store, lake, chosen, sources, sample_rows) if chosen else {},
+        samples=_samples(store, lake, chosen, sources, sample_rows, sample_layers) if chosen else {},
+        raw_withheld=raw_withheld,
     )

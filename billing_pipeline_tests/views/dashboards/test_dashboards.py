@@ -18,6 +18,7 @@ from dagster import AssetKey, instance_for_test
 
 from billing_pipeline.definitions import build_definitions
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
+from billing_pipeline.platform.privacy_config import PrivacyConfig
 from billing_pipeline.platform.storage import Store
 from billing_pipeline.tools.demo import build_monthly_views, dashboard_report
 from billing_pipeline.views.dashboards import executive, oncall
@@ -153,3 +154,17 @@ def test_open_alerts_come_from_the_alert_state(dashboard_month: SimpleNamespace)
     html = oncall.render(quiet)
     assert _data_attribute(html, "oncall-open-alerts", "count") == "2"
     assert "publish_guard failed for &lt;aws_cur2&gt;" in html and "<aws_cur2>" not in html
+
+
+def test_with_privacy_on_the_debug_page_shows_no_raw_row(dashboard_month: SimpleNamespace) -> None:
+    """The pages live in the curated lake, where pseudonymized identifiers must never appear in clear: the raw
+    layer's sample rows (delivered as they are) are withheld, the curated layers' still shown."""
+    clear = gather(dashboard_month.config, dashboard_month.store, MONTH)
+    private_config = dashboard_month.config.model_copy(update={"privacy": PrivacyConfig()})
+    private = gather(private_config, dashboard_month.store, MONTH)
+    assert "raw_line_items" in clear.samples and not clear.raw_withheld
+    assert "raw_line_items" not in private.samples and private.raw_withheld
+    assert private.samples.keys() == clear.samples.keys() - {"raw_line_items"}
+    html = render_pages(private)["debug"]
+    assert 'id="debug-samples-raw_line_items-withheld"' in html
+    assert 'id="debug-sample-raw_line_items-' not in html
