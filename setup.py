@@ -27,6 +27,7 @@ setup(
         "boto3",
         "numpy",
         "pyyaml",
+        "plotly>=6,<8",  # the dashboards (views/dashboards): self-contained HTML with plotly.js inline
     ],
     extras_require={
         "dev": [
@@ -38,6 +39,8 @@ setup(
             "moto[s3]>=5.1",
             "flask",
             "flask-cors",
+            # a GCS JSON API on 127.0.0.1 for gs:// tests (billing_pipeline_tests/gcs.py)
+            "gcp-storage-emulator>=2026.7,<2027",
             "ruff",
             "requests",
             # import the classes named in deploy/dagster.k8s.yaml, so the test can validate their config
@@ -45,6 +48,8 @@ setup(
             f"dagster-postgres=={DAGSTER_LIBRARY_VERSION}",
             # lints the IAM policies in deploy/iam (billing_pipeline_tests/lifecycle)
             "parliament==1.6.4",
+            # drives the headless Chromium (Debian's `chromium` + `chromium-driver`) of the dashboard tests
+            "selenium>=4,<5",
         ],
     },
     entry_points={

@@ -10,6 +10,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 from billing_pipeline.defs.alert_sensors import build_alert_sensors, build_freshness_sensor
 from billing_pipeline.defs.assets import build_spine_assets
 from billing_pipeline.defs.checks import build_checks
+from billing_pipeline.defs.dashboard_assets import build_dashboard_asset
 from billing_pipeline.defs.lifecycle_jobs import build_retention_job
 from billing_pipeline.defs.observability_assets import build_budget_checks, build_cost_anomalies_asset, build_slo_asset
 from billing_pipeline.defs.schedules import build_daily_schedule
@@ -28,7 +29,7 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     path = Path(config_path or os.environ.get(CONFIG_ENV_VAR) or "billing.yaml").resolve()
     config = load_config(path)
     partitions_def = daily_usage_partitions(config.start_date, config.end_date)
-    spine = build_spine_assets(partitions_def)
+    spine = build_spine_assets(partitions_def, config)
     slo_asset = build_slo_asset(partitions_def)
     assets = [*spine, build_cost_anomalies_asset(partitions_def), slo_asset]
     billing_daily = define_asset_job(
@@ -41,7 +42,7 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
         executor_def=in_process_executor,  # a strict chain: one process per day, not one per step
     )
     monthly_partitions = monthly_usage_partitions(config.start_date, config.end_date)
-    views = build_views_assets(monthly_partitions)
+    views = [*build_views_assets(monthly_partitions), build_dashboard_asset(monthly_partitions)]
     billing_monthly = build_monthly_job(views)
     return Definitions(
         assets=[*assets, *views],

@@ -73,7 +73,7 @@ class DayRun:
 
 def run_spine(config: BillingConfig, day: dt.date, store: Store | None = None) -> DayRun:
     """raw -> normalized -> enriched -> reconciliation for every source, like `billing_daily` does."""
-    store = store or Store(config.storage_options)
+    store = store or config.store()
     import polars as pl
 
     with scratch_dir() as workdir:

@@ -89,7 +89,7 @@ def deliver_cur2(root: Path, execution_id: str, frame: pl.DataFrame, period: str
 
 def run_day(config: BillingConfig, day: dt.date, store: Store | None = None) -> None:
     """What `billing_daily` does for a day, through the same skip-aware builders the assets call."""
-    store = store or Store(config.storage_options)
+    store = store or config.store()
     with scratch_dir() as workdir:
         for source in config.sources:
             try:

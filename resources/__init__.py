@@ -28,7 +28,7 @@ class BillingResource(ConfigurableResource):
         return _load(self.config_path)
 
     def store(self) -> Store:
-        return Store(self.config.storage_options)
+        return self.config.store()
 
 
 __all__ = ["BillingResource"]

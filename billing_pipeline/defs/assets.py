@@ -1,5 +1,6 @@
 """The daily billing spine as Dagster assets. Thin: each layer says how it builds every source's slice
-and what it reports; `spine_layer` runs them in the same order (build, refresh the DuckDB views, report)."""
+and what it reports; `spine_layer` runs the selected layers in build order in one step (build, report,
+check each), then refreshes the DuckDB views once."""
 
 import datetime as dt
 from collections.abc import Mapping
@@ -23,13 +24,16 @@ from billing_pipeline.defs.asset_metadata import (
     reconciliation_money,
     reconciliation_schema,
 )
-from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_layer_asset, markdown_preview
-from billing_pipeline.platform.config import SourceConfig
+from billing_pipeline.defs.checks import spine_day_checks
+from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_spine_asset, markdown_preview
+from billing_pipeline.lifecycle.audit_log import OperatorRun
+from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
 from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice_if_stale
 from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard
 from billing_pipeline.spine.layer_state import is_reused
 from billing_pipeline.spine.normalize import NormalizedSlice, build_normalized_slice_if_stale
+from billing_pipeline.spine.privacy import Pseudonymizer
 from billing_pipeline.spine.raw import build_raw_slice_if_changed
 from billing_pipeline.spine.raw_publish import RawSlice
 from billing_pipeline.spine.reconcile import (
@@ -77,8 +81,9 @@ def _build_raw_source(
     guard_config = run.config.publish_guard
     guard = PublishGuard(guard_config.max_shrink_fraction, by_tag or guard_config.accepted_by(source.name, period))
     via = f"run tag {ACCEPT_TAG} of run {run.context.run.run_id}" if by_tag else "billing.yaml publish_guard.accept"
+    operator = OperatorRun.from_tags(run.context.run.run_id, run.context.run.tags)
     return build_raw_slice_if_changed(
-        source, run.day, run.store, run.config.lake_url, workdir, guard=guard, accepted_via=via
+        source, run.day, run.store, run.config.lake_url, workdir, guard=guard, accepted_via=via, operator=operator
     )
 
 
@@ -143,7 +148,10 @@ def report_raw(run: LayerDay, built: RawBuild) -> dict[str, object]:
 def build_normalized(run: LayerDay, workdir: Path) -> list[NormalizedSlice]:
     """Every source's FOCUS slice, rebuilt only when its raw slice changed."""
     return run.each_source(
-        "normalized", lambda s: build_normalized_slice_if_stale(s, run.day, run.store, run.config.lake_url, workdir)
+        "normalized",
+        lambda s: build_normalized_slice_if_stale(
+            s, run.day, run.store, run.config.lake_url, workdir, Pseudonymizer.of(run.config)
+        ),
     )
 
 
@@ -185,7 +193,7 @@ def build_enriched(run: LayerDay, workdir: Path) -> list[EnrichedSlice]:
     return run.each_source(
         "enriched",
         lambda s: build_enriched_slice_if_stale(
-            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, workdir
+            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, workdir, Pseudonymizer.of(run.config)
         ),
     )
 
@@ -313,6 +321,7 @@ RECONCILED_LAYER = SpineLayer(
 SPINE_LAYERS = (RAW_LAYER, NORMALIZED_LAYER, ENRICHED_LAYER, RECONCILED_LAYER)  # in build order
 
 
-def build_spine_assets(partitions_def: PartitionsDefinition) -> list[AssetsDefinition]:
-    """The four spine assets over the given daily partitions, in build order."""
-    return [build_layer_asset(layer, partitions_def) for layer in SPINE_LAYERS]
+def build_spine_assets(partitions_def: PartitionsDefinition, config: BillingConfig) -> list[AssetsDefinition]:
+    """The four spine assets over the given daily partitions, with their checks: one multi-asset that can be
+    subset (one step per day; a single layer can still be materialized on its own)."""
+    return [build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions_def)]

@@ -3,14 +3,18 @@ sensor (`alert_sensors.py`), which reports the evaluation of a day that never ar
 
 from __future__ import annotations
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue
 
 from billing_pipeline.observability.check_metadata import ROUTE_KEY, SLO_NAME_KEY, SUMMARY_KEY
 from billing_pipeline.observability.slis import SliResult
 
 
-def to_check_result(result: SliResult, slo_name: str) -> AssetCheckResult:
-    """Stable metadata: `sli/<name>` (float), `sli/<name>/<source>`, `slo/<name>`, route and summary."""
+def to_check_result(
+    result: SliResult, slo_name: str, asset_key: AssetKey | None = None, check_name: str | None = None
+) -> AssetCheckResult:
+    """Stable metadata: `sli/<name>` (float), `sli/<name>/<source>`, `slo/<name>`, route and summary.
+
+    `asset_key` and `check_name` name the check when one step evaluates several (the spine's multi-asset)."""
     metadata: dict[str, object] = {
         result.metadata_key: float(result.value),
         f"slo/{result.name}": float(result.target.target),
@@ -29,5 +33,10 @@ def to_check_result(result: SliResult, slo_name: str) -> AssetCheckResult:
             metadata[key] = value if isinstance(value, (int, float)) else str(value)
     severity = AssetCheckSeverity(result.severity or result.target.severity)
     return AssetCheckResult(
-        passed=bool(result.passed), severity=severity, metadata=metadata, description=result.summary
+        passed=bool(result.passed),
+        severity=severity,
+        metadata=metadata,
+        description=result.summary,
+        asset_key=asset_key,
+        check_name=check_name,
     )

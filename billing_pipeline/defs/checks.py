@@ -6,7 +6,9 @@ and `slo/<name>` for the target; `check_results.to_check_result`), so the UI sho
 the check's history and per partition. No check is blocking: a blocking check stops every source's
 downstream layers, and one source's defect must never stop the others (invariant 6). Contract checks
 fail at ERROR and their description names the failing source(s) and why instead. The checks run inside
-`billing_daily` right after their asset; every check only reads.
+`billing_daily` right after their asset; every check only reads. The checks of the four spine assets are
+check specs of the spine's multi-asset, evaluated in its one step (`spine_layer.materialize_spine`): a
+step per check cost a day more in Dagster's own events than the checks themselves.
 
 Partitioned checks are a preview feature of Dagster 1.13 (DAGSTER_NOTES.md); they are the way the
 evaluation records its partition, which makes freshness and SLIs partition-aware in the UI. The
@@ -21,9 +23,13 @@ from typing import NamedTuple
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
+    DagsterLogManager,
     PartitionsDefinition,
     PreviewWarning,
     asset_check,
@@ -31,14 +37,16 @@ from dagster import (
 
 from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
-from billing_pipeline.observability.check_metadata import freshness_check_name
+from billing_pipeline.observability.check_metadata import ROUTE_KEY, SUMMARY_KEY, freshness_check_name
 from billing_pipeline.platform import names
+from billing_pipeline.platform.catalogue import catalogue_health
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
 from billing_pipeline.platform.storage import Store
 from resources import BillingResource
 
 RAW, NORMALIZED, ENRICHED, RECONCILED, ANOMALIES = (AssetKey(name) for name in (*names.SPINE, names.COST_ANOMALIES))
+SPINE_KEYS = frozenset({RAW, NORMALIZED, ENRICHED, RECONCILED})
 
 SliCall = Callable[[BillingConfig, Store, dt.date, dt.datetime], slis.SliResult]
 
@@ -174,21 +182,52 @@ SLI_CHECKS: tuple[SliCheck, ...] = (
 )
 
 
-def _check(
-    asset: AssetKey,
-    name: str,
-    slo_name: str,
-    compute: SliCall,
-    partitions_def: PartitionsDefinition,
-    description: str,
-    blocking: bool = False,
-) -> AssetChecksDefinition:
-    @asset_check(asset=asset, name=name, partitions_def=partitions_def, blocking=blocking, description=description)
+class DayCheck(NamedTuple):
+    """One check as configured: where it is attached, what it computes, how it is described and judged."""
+
+    asset: AssetKey
+    name: str
+    slo_name: str
+    compute: SliCall
+    description: str
+    blocking: bool
+
+    @property
+    def spec_key(self) -> AssetCheckKey:
+        return AssetCheckKey(self.asset, self.name)
+
+    def spec(self, partitions_def: PartitionsDefinition) -> AssetCheckSpec:
+        """Its spec, partitioned like its asset (so each evaluation records its day)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=PreviewWarning)
+            return AssetCheckSpec(
+                self.name,
+                asset=self.asset,
+                description=self.description,
+                blocking=self.blocking,
+                partitions_def=partitions_def,
+            )
+
+    def evaluate(self, billing: BillingResource, day: dt.date, log: DagsterLogManager) -> AssetCheckResult:
+        """The check's verdict for `day`, read from the state and the lake (every check only reads)."""
+        result = self.compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
+        if not result.passed:  # a passing verdict's summary is in its evaluation; a log line is one more event
+            log.warning(f"{self.name} {day}: {result.summary}")
+        return to_check_result(result, self.slo_name, asset_key=self.asset, check_name=self.name)
+
+
+def _check(check: DayCheck, partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
+    """A check that runs in its own step (for assets outside the spine's multi-asset)."""
+
+    @asset_check(
+        asset=check.asset,
+        name=check.name,
+        partitions_def=partitions_def,
+        blocking=check.blocking,
+        description=check.description,
+    )
     def _sli_check(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        result = compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
-        context.log.info(f"{name} {day}: {result.summary}")
-        return to_check_result(result, slo_name)
+        return check.evaluate(billing, dt.date.fromisoformat(context.partition_key), context.log)
 
     return _sli_check
 
@@ -208,28 +247,77 @@ def _described(config: BillingConfig, spec: SliCheck) -> str:
     )
 
 
-def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
+def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
+    """`lake_catalogue`: the DuckDB views over the lake, refreshed by the spine, can be built and read."""
+
+    @asset_check(
+        asset=RECONCILED,
+        name="lake_catalogue",
+        partitions_def=partitions_def,
+        description=(
+            "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
+            "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, and "
+            "the catalogue file (duckdb_path) has every one. ERROR with the reason otherwise (lake "
+            "unreadable, a damaged file, a refresh that failed), routed as a ticket; httpfs presence for the DuckDB "
+            "CLI is metadata."
+        ),
+    )
+    def lake_catalogue(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
+        health = catalogue_health(billing.config, billing.store())
+        context.log.info(f"lake_catalogue: {health.reason}")
+        return AssetCheckResult(
+            passed=health.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                **health.metadata(),
+                ROUTE_KEY: "ticket",
+                SUMMARY_KEY: health.reason,
+                "runbook": "lake_catalogue",
+            },
+            description=health.reason,
+        )
+
+    return lake_catalogue
+
+
+def day_checks(config: BillingConfig) -> list[DayCheck]:
     """Every SLI check, plus one freshness check per source (its own expected latency)."""
-    checks = []
+    checks = [
+        DayCheck(
+            spec.asset,
+            spec.name,
+            spec.slo_name,
+            spec.compute,
+            _described(config, spec),
+            config.slo.resolve(spec.slo_name).blocking,
+        )
+        for spec in SLI_CHECKS
+    ]
+    for source in config.sources:
+        checks.append(
+            DayCheck(
+                RAW,
+                freshness_check_name(source),
+                "freshness",
+                lambda c, s, d, n, name=source.name: slis.freshness(c, s, d, n, c.source(name)),
+                f"M2b / freshness of source {source.name!r}: the day must be in the lake within "
+                f"{slis.expected_latency_hours(source):g} h of its end (partition-aware). "
+                f"Runbook: {config.alerts.runbook_url}#runbook-freshness.",
+                False,  # freshness is judged per source and never stops the day
+            )
+        )
+    return checks
+
+
+def spine_day_checks(config: BillingConfig) -> list[DayCheck]:
+    """The checks of the four spine assets: evaluated inside the spine's one step, right after their layer."""
+    return [check for check in day_checks(config) if check.asset in SPINE_KEYS]
+
+
+def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
+    """The checks of the assets outside the spine (`cost_anomalies`), each in its own step, and the lake
+    catalogue's (its own step, after the spine: it reads the views the spine refreshed)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
-        for spec in SLI_CHECKS:
-            blocking = config.slo.resolve(spec.slo_name).blocking
-            description = _described(config, spec)
-            checks.append(
-                _check(spec.asset, spec.name, spec.slo_name, spec.compute, partitions_def, description, blocking)
-            )
-        for source in config.sources:
-            checks.append(
-                _check(
-                    RAW,
-                    freshness_check_name(source),
-                    "freshness",
-                    lambda c, s, d, n, name=source.name: slis.freshness(c, s, d, n, c.source(name)),
-                    partitions_def,
-                    f"M2b / freshness of source {source.name!r}: the day must be in the lake within "
-                    f"{slis.expected_latency_hours(source):g} h of its end (partition-aware). "
-                    f"Runbook: {config.alerts.runbook_url}#runbook-freshness.",
-                )
-            )
-    return checks
+        outside = [_check(check, partitions_def) for check in day_checks(config) if check.asset not in SPINE_KEYS]
+        return [_catalogue_check(partitions_def), *outside]

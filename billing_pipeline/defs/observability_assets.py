@@ -14,15 +14,19 @@ a burn is a state of the service, resolved when a later day's evaluation no long
 """
 
 import datetime as dt
+import json
 import math
 import warnings
+from collections.abc import Iterator
 
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -31,18 +35,25 @@ from dagster import (
     PartitionsDefinition,
     PreviewWarning,
     asset,
-    asset_check,
+    multi_asset_check,
 )
 
 from billing_pipeline.observability import anomalies, error_budgets
-from billing_pipeline.observability.check_metadata import ROUTE_KEY, SCOPE_KEY, SLO_NAME_KEY, SUMMARY_KEY
+from billing_pipeline.observability.check_metadata import (
+    ROUTE_KEY,
+    SCOPE_KEY,
+    SLO_NAME_KEY,
+    SUMMARY_KEY,
+    THREATENED_BUDGETS_KEY,
+)
 from billing_pipeline.observability.error_budgets import rate_text as _rate
 from billing_pipeline.observability.slis import anomalous_spends
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table
-from billing_pipeline.platform.lake import refresh_views
+from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
+from billing_pipeline.views import forecast
 from resources import BillingResource
 
 OWNERS = ["team:finops-platform"]
@@ -96,7 +107,7 @@ def build_cost_anomalies_asset(partitions_def: PartitionsDefinition) -> AssetsDe
         day = dt.date.fromisoformat(context.partition_key)
         table = anomalies.publish(config, store, day)
         try:
-            refresh_views(config.lake_url, config.duckdb_file, store)
+            refresh_views_if_tables_changed(config.lake_url, config.duckdb_file, store)  # a new table only
         except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
             context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
         return MaterializeResult(
@@ -154,8 +165,19 @@ def budget_check_name(sli: str) -> str:
     return f"slo_budget_{sli}"
 
 
-def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -> AssetCheckResult:
-    """The check result of one SLI's budgets for the day: fails on any source burning, routed by the worst."""
+def burning_sources(sli: str, table: pl.DataFrame | None) -> list[str]:
+    """The sources whose error budget of `sli` burns (a page or a ticket) on the day."""
+    if table is None or not table.height:
+        return []
+    burning = table.filter((pl.col("sli") == sli) & pl.col("alert").is_in(["page", "ticket"]))
+    return sorted(set(burning["source"].to_list()))
+
+
+def budget_result(
+    config: BillingConfig, sli: str, table: pl.DataFrame | None, threatened: list[dict[str, str]] | None = None
+) -> AssetCheckResult:
+    """The check result of one SLI's budgets for the day: fails on any source burning, routed by the worst;
+    a burn names the cost budgets at warn / over its sources feed (`threatened`, `forecast.threatened_budgets`)."""
     rows = table.filter(pl.col("sli") == sli) if table is not None else pl.DataFrame()
     if not rows.height:
         return AssetCheckResult(
@@ -184,6 +206,8 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
     else:
         low = rows.sort("budget_left").row(0, named=True)
         summary = f"within budget; least left: {error_budgets.describe(low)}"
+    if worst != "none" and threatened:
+        summary += "; threatens the budget(s) of " + "; ".join(forecast.threat_text(b) for b in threatened)
     metadata: dict[str, object] = {
         SLO_NAME_KEY: sli,
         ROUTE_KEY: worst,
@@ -194,6 +218,8 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
         "slo/burn_rate_fast_long": _number(float(rows["burn_rate_fast_long"].max())),
         "slo/burn_rate_slow_long": _number(float(rows["burn_rate_slow_long"].max())),
     }
+    if worst != "none" and threatened:
+        metadata[THREATENED_BUDGETS_KEY] = json.dumps(threatened)
     for row in rows.iter_rows(named=True):
         metadata[f"slo/attainment/{row['source']}"] = float(row["attainment"])
         metadata[f"slo/budget_left/{row['source']}"] = _number(float(row["budget_left"]))
@@ -201,11 +227,9 @@ def budget_result(config: BillingConfig, sli: str, table: pl.DataFrame | None) -
     return AssetCheckResult(passed=worst == "none", severity=severity, metadata=metadata, description=summary)
 
 
-def _budget_check(
-    config: BillingConfig, sli: str, slo_asset: AssetsDefinition, partitions_def: PartitionsDefinition
-) -> AssetChecksDefinition:
+def _budget_description(config: BillingConfig, sli: str) -> str:
     settings = config.error_budget
-    description = (
+    return (
         f"Error budget of {sli} per source over {settings.window_days} days (objective "
         f"{settings.objective_of(sli):.1%} of daily evaluations good): pages when the burn rate is above "
         f"{settings.fast_burn.burn_rate:g}x over {settings.fast_burn.long_window_days} and "
@@ -214,19 +238,38 @@ def _budget_check(
         f"Runbook: {config.alerts.runbook_url}#runbook-{sli}."
     )
 
-    @asset_check(asset=slo_asset, name=budget_check_name(sli), partitions_def=partitions_def, description=description)
-    def _budget(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        table = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
-        return budget_result(billing.config, sli, table)
 
-    return _budget
+BUDGET_CHECKS_OP = "slo_budget_checks"  # one step evaluates every budget check of the day
 
 
 def build_budget_checks(
     config: BillingConfig, slo_asset: AssetsDefinition, partitions_def: PartitionsDefinition
 ) -> list[AssetChecksDefinition]:
-    """One check per budgeted SLI on `slo_error_budgets` (reads the table the asset just wrote)."""
+    """One check per budgeted SLI on `slo_error_budgets`, all evaluated in one step that reads the table the
+    asset just wrote once (a step per check cost more in Dagster's own events than the checks themselves)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
-        return [_budget_check(config, sli, slo_asset, partitions_def) for sli in BUDGETED_SLIS]
+        specs = [
+            AssetCheckSpec(
+                budget_check_name(sli),
+                asset=slo_asset.key,
+                description=_budget_description(config, sli),
+                partitions_def=partitions_def,
+            )
+            for sli in BUDGETED_SLIS
+        ]
+
+        @multi_asset_check(specs=specs, name=BUDGET_CHECKS_OP, can_subset=True)
+        def _budgets(context: AssetCheckExecutionContext, billing: BillingResource) -> Iterator[AssetCheckResult]:
+            day = dt.date.fromisoformat(context.partition_key)
+            table = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
+            for sli in BUDGETED_SLIS:
+                key = AssetCheckKey(slo_asset.key, budget_check_name(sli))
+                if key in context.selected_asset_check_keys:
+                    threatened = forecast.threatened_budgets(
+                        billing.config, billing.store(), day, burning_sources(sli, table)
+                    )
+                    result = budget_result(billing.config, sli, table, threatened)
+                    yield result._replace(asset_key=slo_asset.key, check_name=key.name)
+
+    return [_budgets]

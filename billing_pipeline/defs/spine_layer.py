@@ -1,24 +1,40 @@
-"""The skeleton the four spine assets share, so that each asset only says how its layer is built and
-what it reports.
+"""The skeleton the four spine assets share, so that each layer only says how it is built and what it
+reports.
 
-A spine asset materializes one day: it builds every source's slice in a scratch directory (one source's
-failure never stops the others), refreshes the DuckDB views over the lake, then reports what it built as
-metadata (per-currency money, a preview people can read, the column schema of the published slices).
+The four layers are one Dagster multi-asset that can be subset: materializing the day runs them in one
+step, each layer in build order (build every source's slice in a scratch directory, one source's failure
+never stopping the others; report what it built as metadata; evaluate its checks), then refreshes the
+DuckDB views once. Selecting one layer (or any subset, or only checks) runs just that part, so a
+single layer is still re-run on its own. One step instead of one per asset and one per check is most of
+what a day of demo size costs (README, "Backfills and per-run cost").
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, PartitionsDefinition, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    PartitionsDefinition,
+    multi_asset,
+)
 
 from billing_pipeline.defs.asset_metadata import slice_schemas
+from billing_pipeline.defs.checks import DayCheck
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.escaping import markdown_table
-from billing_pipeline.platform.lake import refresh_views, slice_url
+from billing_pipeline.platform.lake import slice_url
+from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import SPINE_GROUP
 from billing_pipeline.platform.storage import Store, scratch_dir
 from billing_pipeline.spine.layer_state import record_layer_outcome
@@ -77,9 +93,10 @@ class LayerDay:
         return slice_schemas(self.store, self.slice_urls(table, sources), self.warn)
 
     def refresh_views(self) -> None:
-        """Refresh the DuckDB views; a convenience for analysts, so a failure is a warning, not a failed day."""
+        """Refresh the DuckDB views when the set of tables changed; a convenience for analysts, so a failure is
+        a warning, not a failed day."""
         try:
-            refresh_views(self.config.lake_url, self.config.duckdb_file, self.billing.store())
+            refresh_views_if_tables_changed(self.config.lake_url, self.config.duckdb_file, self.store)
         except Exception as error:  # noqa: BLE001 - e.g. one damaged slice in the lake: the layers are still built
             self.warn(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
 
@@ -95,33 +112,99 @@ class SpineLayer(Generic[Built]):
     build: Callable[[LayerDay, Path], Built]
     """Builds every source of the day in the scratch directory (deleted afterwards)."""
     report: Callable[[LayerDay, Built], dict[str, object]]
-    """The materialization's metadata, read once the DuckDB views are refreshed."""
+    """The materialization's metadata, read from the published slices and the state."""
 
 
-def materialize_layer(
-    layer: SpineLayer[Built], context: AssetExecutionContext, billing: BillingResource
-) -> MaterializeResult:
-    """Build, refresh the views, report: the order every spine asset follows."""
+SPINE_OP = "billing_spine_day"  # the step that materializes a day's selected layers and their checks
+
+
+def _blocked(results: Sequence[AssetCheckResult], checks: Sequence[DayCheck]) -> list[str]:
+    """Names of the blocking checks that failed at ERROR: the layers downstream of theirs are not built."""
+    blocking = {check.name for check in checks if check.blocking}
+    return [
+        r.check_name or ""
+        for r in results
+        if r.check_name in blocking and not r.passed and r.severity == AssetCheckSeverity.ERROR
+    ]
+
+
+LAYER_KEY = "billing/layer"  # metadata of a layer's failure: which layer failed inside the one step
+ERROR_CLASS_KEY = "billing/error_class"  # and the class of the error it raised
+
+
+def _built_and_reported(layer: SpineLayer, run: LayerDay) -> dict[str, object]:
+    """Build the layer in a scratch directory and report it; an error that escapes names its layer, so the
+    run-failure alert says `step <layer>: <error>` although the layers share one step."""
+    try:
+        with scratch_dir() as workdir:
+            built = layer.build(run, workdir)
+        return layer.report(run, built)
+    except Exception as error:
+        raise Failure(
+            description=f"{type(error).__name__}: {error}",
+            metadata={LAYER_KEY: layer.name, ERROR_CLASS_KEY: type(error).__name__},
+        ) from error
+
+
+def materialize_spine(
+    layers: Sequence[SpineLayer], checks: Sequence[DayCheck], context: AssetExecutionContext, billing: BillingResource
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """The selected layers in build order, each built, reported and checked; then the views, once."""
     run = LayerDay.of(context, billing)
-    with scratch_dir() as workdir:
-        built = layer.build(run, workdir)
-    run.refresh_views()
-    return MaterializeResult(metadata=layer.report(run, built))
+    selected = context.selected_asset_keys
+    selected_checks = context.selected_asset_check_keys
+    blocked_by: list[str] = []
+    try:
+        for layer in layers:
+            key = AssetKey(layer.name)
+            if blocked_by:  # this layer and its checks wait, as Dagster skips the steps below a failed blocking check
+                if key in selected:
+                    context.log.error(f"{layer.name} not built for {run.day}: blocking check(s) failed: {blocked_by}")
+                continue
+            if key in selected:
+                yield MaterializeResult(asset_key=key, metadata=_built_and_reported(layer, run))
+            results = [
+                check.evaluate(billing, run.day, context.log)
+                for check in checks
+                if check.asset == key and check.spec_key in selected_checks
+            ]
+            yield from results
+            blocked_by += _blocked(results, checks)
+    finally:  # once per run, also after a layer failed (the layers before it were published)
+        run.refresh_views()  # the views are globs: later slices show up in them by themselves
 
 
-def build_layer_asset(layer: SpineLayer[Built], partitions_def: PartitionsDefinition) -> AssetsDefinition:
-    """The Dagster asset of `layer`: grouped in the spine, owned, daily, after its upstream layer."""
+def build_spine_asset(
+    layers: Sequence[SpineLayer], checks: Sequence[DayCheck], partitions_def: PartitionsDefinition
+) -> AssetsDefinition:
+    """The spine's layers as one multi-asset over the given daily partitions: each layer grouped in the
+    spine, owned, after its upstream layer, with its checks; any subset of layers and checks can run."""
+    specs = [
+        AssetSpec(
+            layer.name,
+            description=layer.description,
+            group_name=SPINE_GROUP,
+            kinds=set(layer.kinds),
+            owners=OWNERS,
+            deps=list(layer.deps),
+            partitions_def=partitions_def,
+            skippable=True,  # a layer below a failed blocking check is not built
+        )
+        for layer in layers
+    ]
+    names = {layer.name for layer in layers}
+    own_checks = [check for check in checks if check.asset.to_user_string() in names]
 
-    @asset(
-        name=layer.name,
+    @multi_asset(
+        name=SPINE_OP,
+        specs=specs,
+        check_specs=[check.spec(partitions_def) for check in own_checks],
         partitions_def=partitions_def,
-        group_name=SPINE_GROUP,
-        kinds=set(layer.kinds),
-        owners=OWNERS,
-        deps=list(layer.deps) or None,
-        description=layer.description,
+        can_subset=True,
     )
-    def _materialize(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
-        return materialize_layer(layer, context, billing)
+    def _materialize(
+        context: AssetExecutionContext, billing: BillingResource
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+        yield from materialize_spine(layers, own_checks, context, billing)
 
     return _materialize

@@ -1,6 +1,7 @@
 """Render the lifecycle policy for the store: `python -m billing_pipeline.lifecycle s3-lifecycle|iam billing.yaml`.
 
-- `s3-lifecycle billing.yaml`: S3 lifecycle rules JSON (stdout, or `--out FILE`) for an s3:// lake;
+- `s3-lifecycle billing.yaml [--bucket B]`: S3 lifecycle rules JSON (stdout, or `--out FILE`) for the lake's
+  bucket, or for bucket B (the raw lake's, when `raw_lake_url` is in another bucket);
 - `iam billing.yaml --out DIR`: the three IAM policy documents (`deploy/iam/` holds the example's).
 """
 
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["s3-lifecycle", "iam"])
     parser.add_argument("config", help="path of billing.yaml")
     parser.add_argument("--out", help="a file (s3-lifecycle) or a folder (iam); default: stdout")
+    parser.add_argument("--bucket", help="s3-lifecycle: the bucket to render rules for (default: the lake's)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.what == "s3-lifecycle":
-        text = render(s3_lifecycle_rules(config))
+        text = render(s3_lifecycle_rules(config, args.bucket))
         if args.out:
             Path(args.out).write_text(text)
         else:

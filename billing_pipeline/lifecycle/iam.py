@@ -1,9 +1,9 @@
 """Least-privilege IAM policies for the three roles, with resource ARNs taken from `billing.yaml`.
 
 - export reader: lists and reads the landing prefixes (`sources[].url`, `invoices_url`), nothing else;
-- pipeline writer: lists, reads, writes and deletes under `lake_url` only;
-- analyst: lists and reads the curated tables (normalized, tag-enriched, reconciliation), not raw,
-  quarantine, state or the audit log.
+- pipeline writer: lists, reads, writes and deletes under `lake_url` and `raw_lake_url` only;
+- analyst: lists and reads the curated tables (normalized, tag-enriched, reconciliation) under `lake_url`,
+  not raw or quarantine (under `raw_lake_url`, clear identifiers), state or the audit log.
 
 With `lake_encryption.kms_key_id` (a key ARN) the writer may generate data keys and decrypt with that
 key, the analyst may decrypt with it. `python -m billing_pipeline.lifecycle iam billing.yaml --out deploy/iam`.
@@ -91,7 +91,7 @@ def export_reader_policy(config: BillingConfig) -> dict[str, Any]:
 
 
 def pipeline_writer_policy(config: BillingConfig) -> dict[str, Any]:
-    lake = _by_bucket([config.lake_url])
+    lake = _by_bucket([config.lake_url, config.raw_lake])
     kms = _kms(config, ["kms:GenerateDataKey", "kms:Decrypt"], "EncryptLake")
     return _document(_statements("WriteLake", lake, WRITE_ACTIONS) + kms)
 

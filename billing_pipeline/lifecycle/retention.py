@@ -22,7 +22,8 @@ import polars as pl
 from billing_pipeline.lifecycle.audit_log import append_audit_records
 from billing_pipeline.lifecycle.tables import LAKE_TABLES, QUARANTINE_RECORDS
 from billing_pipeline.platform.config import BillingConfig
-from billing_pipeline.platform.storage import Store, is_remote, join
+from billing_pipeline.platform.lake import table_root
+from billing_pipeline.platform.storage import Store, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,13 @@ def _files(store: Store, lake_url: str) -> pl.DataFrame:
         {
             "family": table.family,
             "table": table.relative,
-            "root": join(lake_url, table.relative),
+            "root": table_root(lake_url, table.relative),
             "url": info.url,
             "bytes": info.size,
             "modified": info.modified,
         }
         for table in LAKE_TABLES
-        for info in store.find(join(lake_url, table.relative))
+        for info in store.find(table_root(lake_url, table.relative))
     ]
     schema = {"family": pl.String, "table": pl.String, "root": pl.String, "url": pl.String}
     return pl.DataFrame(rows, schema={**schema, "bytes": pl.Int64, "modified": pl.String})
@@ -116,7 +117,7 @@ def list_partitions(store: Store, lake_url: str) -> pl.DataFrame:
 
 def unresolved_references(store: Store, lake_url: str, workdir: Path) -> pl.DataFrame:
     """The partition keys (`<source or *>|date=D`, `|period=P`, `|version=V`) unresolved records refer to."""
-    urls = [f.url for f in store.find(join(lake_url, QUARANTINE_RECORDS)) if f.url.endswith(".parquet")]
+    urls = [f.url for f in store.find(table_root(lake_url, QUARANTINE_RECORDS)) if f.url.endswith(".parquet")]
     if not urls:
         return pl.DataFrame({"key": []}, schema={"key": pl.String})
     records = (
@@ -203,7 +204,8 @@ def _audit_records(expired: pl.DataFrame, run: RetentionRun) -> pl.DataFrame:
 
 
 def _prune_empty_folders(removed_url: str, lake_url: str) -> None:
-    """On a local lake, remove the folders a deletion left empty (`date=D` after its last `source=S`)."""
+    """On a local lake, remove the folders a deletion left empty (`date=D` after its last `source=S`);
+    `lake_url`: the lake (or raw lake) the removed partition was in, which is never removed."""
     if is_remote(removed_url):
         return  # object stores have no folders
     folder, root = Path(removed_url).parent, Path(lake_url)
@@ -222,9 +224,10 @@ def apply_retention(config: BillingConfig, store: Store, run: RetentionRun, work
     done: list[int] = []
     try:
         if not run.dry_run:
-            for index, url in enumerate(expired.select(pl.col("root") + "/" + pl.col("partition")).to_series()):
+            for index, (root, table, partition) in enumerate(expired.select("root", "table", "partition").rows()):
+                url = f"{root}/{partition}"
                 store.remove(url)
-                _prune_empty_folders(url, lake_url=config.lake_url)
+                _prune_empty_folders(url, lake_url=root.removesuffix("/" + table))
                 done.append(index)
                 log.info("retention deleted %s", url)
         else:

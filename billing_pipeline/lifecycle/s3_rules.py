@@ -15,6 +15,7 @@ from typing import Any
 
 from billing_pipeline.lifecycle.tables import LAKE_TABLES
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.lake import table_root
 
 MONTH_DAYS = 31
 INCOMPLETE_UPLOAD_DAYS = 7
@@ -28,23 +29,31 @@ def s3_location(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _object_prefix(lake_prefix: str, table: str) -> str:
-    return f"{lake_prefix}/{table}/" if lake_prefix else f"{table}/"
+def lake_buckets(config: BillingConfig) -> list[str]:
+    """The buckets of the lake and the raw lake (one, or two when `raw_lake_url` is in another bucket)."""
+    return sorted({s3_location(config.lake_url)[0], s3_location(config.raw_lake)[0]})
 
 
-def s3_lifecycle_rules(config: BillingConfig) -> dict[str, Any]:
-    """`{"Rules": [...]}`: one expiration rule per retention table of an s3:// lake, plus aborting stale uploads."""
-    _, prefix = s3_location(config.lake_url)
+def s3_lifecycle_rules(config: BillingConfig, bucket: str | None = None) -> dict[str, Any]:
+    """`{"Rules": [...]}` for one bucket (default: the lake's): one expiration rule per retention table that
+    lives in it (raw and quarantine under `raw_lake_url`, the rest under `lake_url`), plus aborting stale uploads."""
+    bucket = bucket or s3_location(config.lake_url)[0]
     open_days = max(source.lookback_months for source in config.sources) * MONTH_DAYS
-    rules: list[dict[str, Any]] = [
-        {
-            "ID": f"billing-{table.family}-{table.relative.replace('/', '-').strip('_')}",
-            "Filter": {"Prefix": _object_prefix(prefix, table.relative)},
-            "Status": "Enabled",
-            "Expiration": {"Days": max(config.retention.age(table.family).in_days(), open_days)},
-        }
-        for table in LAKE_TABLES
-    ]
+    rules: list[dict[str, Any]] = []
+    for table in LAKE_TABLES:
+        table_bucket, table_prefix = s3_location(table_root(config.lake_url, table.relative))
+        if table_bucket != bucket:
+            continue
+        rules.append(
+            {
+                "ID": f"billing-{table.family}-{table.relative.replace('/', '-').strip('_')}",
+                "Filter": {"Prefix": table_prefix + "/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": max(config.retention.age(table.family).in_days(), open_days)},
+            }
+        )
+    prefixes = {s3_location(url)[1] for url in (config.lake_url, config.raw_lake) if s3_location(url)[0] == bucket}
+    prefix = prefixes.pop() if len(prefixes) == 1 else ""
     rules.append(
         {
             "ID": "billing-abort-incomplete-uploads",

@@ -12,6 +12,8 @@ ROUTE_KEY = "alert/route"
 SLO_NAME_KEY = "alert/slo"
 SCOPE_KEY = "alert/scope"  # `latest`: one alert per check, whatever the partition (an SLO's burn is a state)
 SUMMARY_KEY = "summary"
+# JSON list of the cost budgets (team / total, at warn or over) an SLO's burning sources feed: the alert names them
+THREATENED_BUDGETS_KEY = "budget/threatened"
 
 
 def dagster_name(text: str) -> str:

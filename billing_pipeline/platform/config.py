@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing_pipeline.platform.encryption import lake_storage_options
+from billing_pipeline.platform.lake import LakeUrl, raw_lake
 from billing_pipeline.platform.lifecycle_config import LakeEncryptionConfig, RetentionConfig, check_lake_encryption
 from billing_pipeline.platform.ops_config import (
     AlertsConfig,
@@ -26,6 +27,8 @@ from billing_pipeline.platform.ops_config import (
     ErrorBudgetConfig,
     SloConfig,
 )
+from billing_pipeline.platform.privacy_config import PrivacyConfig
+from billing_pipeline.platform.storage import Store, options_for_url, under_prefix
 from billing_pipeline.platform.views_config import BudgetConfig, ChargebackConfig, ReportingConfig, UnitCostConfig
 
 CONFIG_ENV_VAR = "BILLING_CONFIG"
@@ -120,14 +123,19 @@ class PublishGuardConfig(_Strict):
 class BillingConfig(_Strict):
     """The whole of `billing.yaml`."""
 
-    lake_url: str
+    lake_url: str  # a `LakeUrl` once parsed: it also knows `raw_lake_url`
+    raw_lake_url: str | None = None  # raw slices and quarantine (clear identifiers); None: under lake_url
     start_date: dt.date
     end_date: dt.date | None = None  # the last usage day that is a partition (inclusive); None: yesterday (UTC)
     sources: list[SourceConfig] = Field(min_length=1)
     invoices_url: str
     tag_policy: TagPolicy
     duckdb_path: str | None = None
+    # Storage: `storage_options` feed s3fs / gcsfs for every s3:// and gs:// URL; `storage` maps URL prefixes
+    # (`s3://landing-bucket`, `gs://lake-bucket/curated`, or a bare `gs://`) to options of their own, which
+    # replace `storage_options` whole for the URLs under them (longest prefix wins: `platform.storage.options_for_url`).
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    storage: dict[str, dict[str, Any]] = Field(default_factory=dict)
     reconciliation: ReconciliationConfig = ReconciliationConfig()
     publish_guard: PublishGuardConfig = PublishGuardConfig()
     automation: AutomationConfig = AutomationConfig()
@@ -143,6 +151,7 @@ class BillingConfig(_Strict):
     budgets: BudgetConfig = BudgetConfig()  # no budgets: every forecast's status is `no_budget`
     lake_encryption: LakeEncryptionConfig = LakeEncryptionConfig()
     retention: RetentionConfig = RetentionConfig()
+    privacy: PrivacyConfig | None = None  # None: identifiers stay clear in the curated layers
     config_path: str | None = None
 
     @field_validator("sources")
@@ -153,6 +162,17 @@ class BillingConfig(_Strict):
         if duplicated:
             raise ValueError(f"source names must be unique, repeated: {duplicated}")
         return sources
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_prefixes_are_urls(cls, storage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        local = sorted(prefix for prefix in storage if "://" not in prefix)
+        if local:
+            raise ValueError(
+                f"keys must be object-store URL prefixes such as 's3://bucket' or 'gs://' (local paths take no "
+                f"storage options): {local}"
+            )
+        return storage
 
     @model_validator(mode="after")
     def _end_after_start(self) -> BillingConfig:
@@ -165,6 +185,19 @@ class BillingConfig(_Strict):
             if source.name == name:
                 return source
         raise KeyError(f"no source named {name!r} in billing.yaml (have {[s.name for s in self.sources]})")
+
+    def store(self) -> Store:
+        """The storage client of the landing zone and the lake, with each location's options."""
+        return Store(self.storage_options, self.storage)
+
+    @property
+    def raw_lake(self) -> str:
+        """Where raw slices and the quarantine live (`raw_lake_url`, else the lake itself)."""
+        return raw_lake(self.lake_url)
+
+    def pseudonym_key(self) -> bytes | None:
+        """The HMAC key of `privacy:` from its environment variable (None: no pseudonymization)."""
+        return self.privacy.key() if self.privacy is not None else None
 
     @property
     def duckdb_file(self) -> str | None:
@@ -182,6 +215,21 @@ def _resolve(url: str, base: Path) -> str:
         return url
     path = Path(os.path.expanduser(url))
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _lake_encrypted_locations(config: BillingConfig, lake_urls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`storage` with the lake's encryption key folded into the options of each lake (curated and raw) and of
+    any prefix inside one, so every lake write is encrypted and the landing zone's clients are left as configured."""
+    if config.lake_encryption.kms_key_id is None:
+        return dict(config.storage)
+    locations = dict(config.storage)
+    for lake_url in lake_urls:
+        locations.setdefault(lake_url, options_for_url(lake_url, config.storage_options, config.storage))
+    out: dict[str, dict[str, Any]] = {}
+    for prefix, options in locations.items():
+        lake = next((url for url in lake_urls if under_prefix(prefix, url)), None)
+        out[prefix] = lake_storage_options(options, config.lake_encryption, lake) if lake else options
+    return out
 
 
 def _format_errors(error: ValidationError, origin: str) -> str:
@@ -209,15 +257,20 @@ def parse_config(raw: Any, base_dir: Path, origin: str = "<dict>") -> BillingCon
         reporting = reporting.model_copy(update={"fx_rates_url": _resolve(reporting.fx_rates_url, base_dir)})
     if unit_costs is not None:
         unit_costs = unit_costs.model_copy(update={"metrics_url": _resolve(unit_costs.metrics_url, base_dir)})
-    lake_url = _resolve(config.lake_url, base_dir)
+    raw_lake_url = _resolve(config.raw_lake_url or config.lake_url, base_dir)
+    lake_url = LakeUrl(_resolve(config.lake_url, base_dir), raw_lake_url)
     try:
         check_lake_encryption(config.lake_encryption, lake_url)
+        check_lake_encryption(config.lake_encryption, raw_lake_url)
+        if config.privacy is not None:
+            config.privacy.key()  # a missing key fails at load time, naming its variable
     except ValueError as error:
         raise ConfigError(f"invalid billing configuration {origin}:\n  - {error}") from None
     return config.model_copy(
         update={
             "lake_url": lake_url,
-            "storage_options": lake_storage_options(config.storage_options, config.lake_encryption, lake_url),
+            "storage": _lake_encrypted_locations(config, (str(lake_url), raw_lake_url)),
+            "raw_lake_url": raw_lake_url,
             "invoices_url": _resolve(config.invoices_url, base_dir),
             "duckdb_path": _resolve(config.duckdb_path, base_dir) if config.duckdb_path else None,
             "sources": sources,

@@ -82,17 +82,51 @@ class FileInfo:
         return f"{self.url}:{self.size}:{self.etag or self.modified}"
 
 
-class Store:
-    """A filesystem rooted nowhere in particular, built from a URL and storage options."""
+OBJECT_STORE_PROTOCOLS = ("s3", "s3a", "gs", "gcs")
 
-    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+
+def under_prefix(url: str, prefix: str) -> bool:
+    """Whether `url` is `prefix` or lies under it, on a path boundary (`s3://lake` does not cover `s3://lake2`).
+
+    A bare protocol (`s3://`) covers every URL of that protocol.
+    """
+    if prefix.endswith("://"):
+        return url.startswith(prefix)
+    base = prefix.rstrip("/")
+    return url == base or url.startswith(base + "/")
+
+
+def options_for_url(url: str, default_options: dict[str, Any], locations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The storage options for `url`: those of the longest location prefix covering it, else the default
+    (`storage_options`) for an object-store URL, else none. A location's options replace the default whole,
+    so an S3 landing zone's endpoint never leaks into a GCS lake's client or the reverse."""
+    matching = [prefix for prefix in locations if under_prefix(url, prefix)]
+    if matching:
+        return dict(locations[max(matching, key=len)])
+    protocol = url.split("://", 1)[0] if is_remote(url) else "file"
+    return dict(default_options) if protocol in OBJECT_STORE_PROTOCOLS else {}
+
+
+class Store:
+    """A filesystem rooted nowhere in particular, built from a URL and storage options.
+
+    `storage_options` apply to every `s3://` / `gs://` URL; `locations` (URL prefix -> options) override
+    them for the URLs under a prefix, the longest prefix winning (`options_for_url`).
+    """
+
+    def __init__(
+        self, storage_options: dict[str, Any] | None = None, locations: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.storage_options = dict(storage_options or {})
+        self.locations = {prefix: dict(options) for prefix, options in (locations or {}).items()}
         self._filesystems: dict[str, fsspec.AbstractFileSystem] = {}
 
+    def options(self, url: str) -> dict[str, Any]:
+        """The storage options the client of `url` is built with (they may hold credentials: never log them)."""
+        return options_for_url(url, self.storage_options, self.locations)
+
     def fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-        protocol = url.split("://", 1)[0] if is_remote(url) else "file"
-        options = self.storage_options if protocol in ("s3", "s3a", "gs", "gcs") else {}
-        fs, path = url_to_fs(url, **options)
+        fs, path = url_to_fs(url, **self.options(url))
         return fs, path
 
     def _url(self, fs: fsspec.AbstractFileSystem, path: str, like: str) -> str:

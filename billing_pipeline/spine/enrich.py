@@ -18,6 +18,7 @@ from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, Store
 from billing_pipeline.spine.allocation import allocate_by_distinct_tags
 from billing_pipeline.spine.layer_state import ReusedSlice, is_stale, record_layer_build, restore_result, slice_identity
+from billing_pipeline.spine.privacy import Pseudonymizer, privacy_digest, restore_policy_names
 
 
 @dataclass
@@ -35,9 +36,20 @@ class EnrichedSlice:
 
 
 def build_enriched_slice(
-    source: SourceConfig, day: dt.date, store: Store, lake_url: str, policy: TagPolicy, workdir: Path
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    policy: TagPolicy,
+    workdir: Path,
+    privacy: Pseudonymizer | None = None,
 ) -> EnrichedSlice:
-    """Normalized rows plus the tag policy's allocation, published atomically."""
+    """Normalized rows plus the tag policy's allocation, published atomically.
+
+    With `privacy` the normalized tags are tokens: the policy matches them as it would the clear values,
+    because a dimension value that is the token of a name the policy uses becomes that name again
+    (`restore_policy_names`); any other personal value stays a token.
+    """
     result = EnrichedSlice(source=source.name, day=day)
     normalized_url = slice_url(lake_url, NORMALIZED, day, source.name)
     target = slice_url(lake_url, ENRICHED, day, source.name)
@@ -45,6 +57,8 @@ def build_enriched_slice(
         store.remove(target)
         return result
     enriched = allocate_by_distinct_tags(pl.scan_parquet(store.stage(normalized_url, workdir)), policy)
+    if privacy is not None:
+        enriched = restore_policy_names(enriched, policy, privacy.key)
     local = workdir / f"enriched-{source.name}.parquet"
     enriched.sink_parquet(local, **PARQUET_OPTIONS)
     frame = pl.scan_parquet(local)
@@ -92,14 +106,17 @@ def build_enriched_slice_if_stale(
     lake_url: str,
     policy: TagPolicy,
     workdir: Path,
+    privacy: Pseudonymizer | None = None,
 ) -> EnrichedSlice:
-    """`build_enriched_slice`, unless its normalized slice and the tag policy are what it was built from."""
+    """`build_enriched_slice`, unless its normalized slice, the tag policy and the pseudonymization are
+    what it was built from."""
     started = time.monotonic()
-    built_from = slice_identity(store, slice_url(lake_url, NORMALIZED, day, source.name)) + "|" + policy_digest(policy)
+    normalized = slice_identity(store, slice_url(lake_url, NORMALIZED, day, source.name))
+    built_from = normalized + "|" + policy_digest(policy) + privacy_digest(privacy)
     target = slice_url(lake_url, ENRICHED, day, source.name)
     section = read_state(store, lake_url, source.name, day).get("enriched") or {}
     if not is_stale(section, built_from, slice_identity(store, target) != ABSENT):
         return restore_result(ReusedEnrichedSlice, section["result"])
-    result = build_enriched_slice(source, day, store, lake_url, policy, workdir)
+    result = build_enriched_slice(source, day, store, lake_url, policy, workdir, privacy)
     record_layer_build(store, lake_url, source.name, day, "enriched", built_from, result, started, target)
     return result

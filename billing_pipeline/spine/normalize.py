@@ -24,6 +24,7 @@ from billing_pipeline.platform.names import NORMALIZED, RAW
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, Store
 from billing_pipeline.spine.layer_state import ReusedSlice, is_stale, record_layer_build, restore_result, slice_identity
+from billing_pipeline.spine.privacy import Pseudonymizer, privacy_digest
 
 
 @dataclass
@@ -162,9 +163,17 @@ def _duplicates(
 
 
 def build_normalized_slice(
-    source: SourceConfig, day: dt.date, store: Store, lake_url: str, workdir: Path
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    workdir: Path,
+    privacy: Pseudonymizer | None = None,
 ) -> NormalizedSlice:
     """FOCUS rows from the day's raw slice: typed, deduplicated, conformed; the rest quarantined.
+
+    With `privacy`, identifiers of people are replaced by their tokens in the published slice (the
+    write boundary of the curated layers); the quarantine, under the raw lake, keeps them as delivered.
 
     Two passes over the raw slice: a narrow one (row id, bad-row reason, key hash) that decides
     which rows are quarantined or duplicates, then the full mapping of the rows that stay, streamed
@@ -207,7 +216,8 @@ def build_normalized_slice(
         store.remove(dups_url)
     publishable = workdir / f"normalized-{source.name}.parquet"
     kept = focus.filter(~pl.col("x_RawRow").is_in(excluded)).drop("_bad_reason")
-    conform(kept).sink_parquet(publishable, **PARQUET_OPTIONS)
+    published = conform(kept) if privacy is None else privacy.apply(conform(kept))
+    published.sink_parquet(publishable, **PARQUET_OPTIONS)
     result.rows = validate_focus_file(str(publishable))
     totals = (
         pl.scan_parquet(publishable)
@@ -229,14 +239,15 @@ def build_normalized_slice_if_stale(
     store: Store,
     lake_url: str,
     workdir: Path,
+    privacy: Pseudonymizer | None = None,
 ) -> NormalizedSlice:
-    """`build_normalized_slice`, unless its raw slice is exactly the one it was built from."""
+    """`build_normalized_slice`, unless its raw slice and the pseudonymization are what it was built from."""
     started = time.monotonic()
-    raw_identity = slice_identity(store, slice_url(lake_url, RAW, day, source.name))
+    raw_identity = slice_identity(store, slice_url(lake_url, RAW, day, source.name)) + privacy_digest(privacy)
     target = slice_url(lake_url, NORMALIZED, day, source.name)
     section = read_state(store, lake_url, source.name, day).get("normalized") or {}
     if not is_stale(section, raw_identity, slice_identity(store, target) != ABSENT):
         return restore_result(ReusedNormalizedSlice, section["result"])
-    result = build_normalized_slice(source, day, store, lake_url, workdir)
+    result = build_normalized_slice(source, day, store, lake_url, workdir, privacy)
     record_layer_build(store, lake_url, source.name, day, "normalized", raw_identity, result, started, target)
     return result

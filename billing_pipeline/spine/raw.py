@@ -16,12 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from billing_pipeline.adapters import Delivery, DeliveryChoice, FileProblem, adapter_for, choose_current
+from billing_pipeline.lifecycle.audit_log import (
+    ACCEPT_HELD_BACK,
+    CLOSED_MONTH_RERUN,
+    OperatorRun,
+    append_operator_action,
+)
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.names import RAW
 from billing_pipeline.platform.state import ABSENT, read_state, write_state
 from billing_pipeline.platform.storage import Store, is_access_denied
-from billing_pipeline.spine.calendar import period_of
+from billing_pipeline.spine.calendar import open_periods, period_of
 from billing_pipeline.spine.fingerprint import DeliveryDays, delivery_day_fingerprints
 from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard, held_back_kind
 from billing_pipeline.spine.layer_state import ReusedSlice, now, slice_identity, stored_bytes
@@ -63,6 +69,7 @@ def build_raw_slice_if_changed(
     workdir: Path,
     guard: PublishGuard | None = None,
     accepted_via: str = "",
+    operator: OperatorRun | None = None,
 ) -> RawSlice:
     """`publish_raw_slice`, unless the current delivery holds exactly the rows the slice was built from.
 
@@ -70,9 +77,63 @@ def build_raw_slice_if_changed(
     itself, so an unchanged source of a requested day is neither re-read nor rewritten. A slice held
     back (invariant 5) is recorded in the state's `held_back` section, which the `publish_guard`
     check reads; an operator's acceptance is recorded in `acceptances` with who, when and how.
+
+    With `operator` (the run), two operator actions land in the audit log: an acceptance taking effect
+    (`accept_held_back`), and building again a day already built whose billing period is closed, i.e.
+    older than the source's `lookback_months` (`closed_month_rerun`, with what came of it).
     """
-    started = time.monotonic()
     state = read_state(store, lake_url, source.name, day)
+    rerun_by = operator if operator and state.get("raw") and billing_period_is_closed(source, day, operator) else None
+    try:
+        result = _build_raw_slice_if_changed(
+            source, day, store, lake_url, workdir, guard, accepted_via, operator, state
+        )
+    except DeliveryIncompleteError as error:
+        if rerun_by:
+            _audit_closed_month_rerun(store, lake_url, source, day, rerun_by, f"held back: {error}"[:500], workdir)
+        raise
+    if rerun_by:
+        outcome = (
+            "slice unchanged, reused" if isinstance(result, ReusedSlice) else f"slice rewritten, {result.rows} rows"
+        )
+        _audit_closed_month_rerun(store, lake_url, source, day, rerun_by, outcome, workdir)
+    return result
+
+
+def billing_period_is_closed(source: SourceConfig, day: dt.date, operator: OperatorRun) -> bool:
+    """The day's billing period is older than the periods the source still restates (`lookback_months`)."""
+    today = (operator.at or now()).date()
+    return period_of(day) not in open_periods(today, source.lookback_months, dt.date.min) and day < today
+
+
+def _audit_closed_month_rerun(
+    store: Store, lake_url: str, source: SourceConfig, day: dt.date, operator: OperatorRun, outcome: str, workdir: Path
+) -> None:
+    append_operator_action(
+        store,
+        lake_url,
+        operator,
+        CLOSED_MONTH_RERUN,
+        who=operator.who,
+        table=RAW,
+        partition=f"date={day.isoformat()}/source={source.name}",
+        detail=f"billing period {period_of(day)} is closed (lookback {source.lookback_months} months); {outcome}",
+        workdir=workdir,
+    )
+
+
+def _build_raw_slice_if_changed(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    workdir: Path,
+    guard: PublishGuard | None,
+    accepted_via: str,
+    operator: OperatorRun | None,
+    state: dict[str, Any],
+) -> RawSlice:
+    started = time.monotonic()
     deliveries = _list_counting_denials(source, day, store, lake_url, state)
     choice = choose_current(deliveries)
     days = None if choice.current is None else delivery_day_fingerprints(store, source, choice.current, lake_url)
@@ -98,6 +159,23 @@ def build_raw_slice_if_changed(
     )
     acceptance = _acceptance(result, previous, day, ingested_at, accepted_via) if result.accepted_by else None
     _record_raw_build(store, lake_url, source.name, day, section, acceptance)
+    if acceptance and operator is not None:
+        append_operator_action(
+            store,
+            lake_url,
+            operator,
+            ACCEPT_HELD_BACK,
+            who=acceptance["by"],
+            table=RAW,
+            partition=f"date={day.isoformat()}/source={source.name}",
+            detail=(
+                f"{source.name}:{acceptance['period']} version {acceptance['version']} published via "
+                f"{acceptance['via']}: {acceptance['published_rows_before']} -> {acceptance['rows']} rows"
+            ),
+            workdir=workdir,
+            files=1 if result.rows else 0,
+            size=section["bytes_stored"],
+        )
     return result
 
 

@@ -13,6 +13,8 @@
    those days as one backfill per incident, and prints which checks each failed and why. Last, it
    prints what the UI shows: the latest verdict of every check and partition, red exactly where an
    incident is.
+5. Materializes `billing_monthly` for the month (chargeback, unit costs, budget forecast, dashboards) and
+   ends with the paths of the three dashboards and the chargeback CSV.
 
 Usage: python -m billing_pipeline.tools.demo [--config billing.yaml] [--month 2026-10] [--seed 7] [--no-incidents]
 """
@@ -39,6 +41,7 @@ from typing import Any
 import duckdb
 
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, BillingConfig, SourceConfig, load_config
+from billing_pipeline.views.names import MONTHLY_JOB
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
@@ -679,9 +682,8 @@ def incident_source(config: BillingConfig, incident: Incident) -> SourceConfig:
 def changed_days(config: BillingConfig, source: SourceConfig, as_of: dt.datetime) -> list[dt.date]:
     """The days the source's late-arrival sensor would request now (its scan, from an empty cursor)."""
     from billing_pipeline.defs.sensors import scan_source
-    from billing_pipeline.platform.storage import Store
 
-    scan = scan_source(Store(config.storage_options), config, source, {}, as_of, lambda _key: True)
+    scan = scan_source(config.store(), config, source, {}, as_of, lambda _key: True)
     return sorted({r.day for r in scan.requests})
 
 
@@ -828,6 +830,40 @@ def ui_report(latest: dict[tuple[str, str, str], CheckOutcome], incidents: list[
     return "\n".join(lines)
 
 
+def build_monthly_views(instance: Any, month: str) -> bool:
+    """Materialize `billing_monthly` (chargeback, unit costs, budget forecast, dashboards) for the month on the
+    demo's instance, from the code location's definitions; True when the run succeeded."""
+    import billing_pipeline.definitions as location
+
+    _current_definitions()
+    job = location.defs.resolve_job_def(MONTHLY_JOB)
+    key = f"{month}-01"
+    print(f"\nMaterializing {MONTHLY_JOB} for {key} (statements, forecast, dashboards) ...", flush=True)
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        partition_key=key,
+        instance=instance,
+        tags={DEMO_TAG: "monthly views"},
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    state = "succeeded" if result.success else "FAILED"
+    print(f"  run {result.run_id[:8]} {state} in {time.perf_counter() - started:.1f} s")
+    return result.success
+
+
+def dashboard_report(config: BillingConfig, month: str) -> str:
+    """The paths of the month's three dashboards and the chargeback CSV (they open offline in a browser)."""
+    from billing_pipeline.views.chargeback import report_csv_url
+    from billing_pipeline.views.dashboards.publish import PAGES, page_url
+
+    first = dt.date.fromisoformat(f"{month}-01")
+    lines = [f"\nDashboards of {month} (self-contained HTML: open them offline in a browser) and the chargeback CSV:"]
+    lines += [f"  {name + ':':<10} {page_url(config.lake_url, first, name)}" for name in PAGES]
+    lines.append(f"  {'csv:':<10} {report_csv_url(config.lake_url, first)}")
+    return "\n".join(lines)
+
+
 # ---- main ----------------------------------------------------------------------------------------------------
 
 
@@ -909,6 +945,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(incident_report(number, outcome), flush=True)
                 print()
                 print(ui_report(latest_check_outcomes(instance, launcher.source_names), incidents))
+            monthly_success = build_monthly_views(instance, args.month)
     failed = [o.day for o in outcomes if not o.success]
     print()
     if config.duckdb_file:
@@ -925,6 +962,10 @@ def main(argv: list[str] | None = None) -> int:
         "  then browse http://127.0.0.1:3000/jobs (billing_daily: its runs, backfills and partitions) and\n"
         "  http://127.0.0.1:3000/asset-groups (every day is a partition of the billing_spine group)"
     )
+    print(dashboard_report(config, args.month))
+    if not monthly_success:
+        print(f"\nthe {MONTHLY_JOB} run of {args.month} failed (see its log in the UI)", file=sys.stderr)
+        return 1
     if failed:
         print(f"\n{len(failed)} day(s) of the clean month failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -33,7 +33,14 @@ from billing_pipeline.observability.alerts import Alert, Poster, SendReport, ale
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.focus import MONEY
 from billing_pipeline.platform.storage import Store, join, scratch_dir
-from billing_pipeline.views.month import DIRECT, REPORTING_AMOUNTS, daily_totals, month_bounds, month_label
+from billing_pipeline.views.month import (
+    DIRECT,
+    REPORTING_AMOUNTS,
+    daily_totals,
+    enriched_files,
+    month_bounds,
+    month_label,
+)
 
 BUDGET_FORECAST = "budget_forecast"
 TEAM, TOTAL = "team", "total"  # the `scope` of a row
@@ -274,6 +281,50 @@ def budget_alerts(config: BillingConfig, table: pl.DataFrame, previous: pl.DataF
             )
         )
     return out
+
+
+def _teams_spending_in(config: BillingConfig, store: Store, month: dt.date, sources: set[str]) -> set[str]:
+    """Owners (the tag policy's owner dimension) with allocated rows from `sources` in the month; only the
+    owner column of each slice is read (range reads in an object store)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415 - column-only reads through the store's file handle
+
+    owner = config.tag_policy.owner_dimension
+    teams: set[str] = set()
+    for _, url in enriched_files(store, config.lake_url, month):
+        if any(f"/source={source}/" in url for source in sources):
+            fs, path = store.fs(url)
+            with fs.open(path, "rb") as handle:
+                column = pq.ParquetFile(handle).read(columns=[owner]).column(owner)
+            teams |= {team for team in column.to_pylist() if team is not None}
+    return teams
+
+
+def threatened_budgets(config: BillingConfig, store: Store, day: dt.date, sources: list[str]) -> list[dict[str, str]]:
+    """The budgets at `warn` / `over` in the month of `day` that the spend of `sources` feeds (`*`: every
+    source): the total always, a team when it has allocated rows from one of them this month. Read from the
+    month's `budget_forecast` table; none before it is written. Each as text: scope, team, month, currency,
+    forecast, budget, budget_percent, status."""
+    url = forecast_url(config.lake_url, day.replace(day=1))
+    if not sources or not store.exists(url):
+        return []
+    table = pl.read_parquet(io.BytesIO(store.read_bytes(url))).filter(pl.col("status").is_in([WARN, OVER]))
+    if "*" not in sources and table.filter(pl.col("scope") == TEAM).height:
+        teams = _teams_spending_in(config, store, day.replace(day=1), set(sources))
+        table = table.filter((pl.col("scope") == TOTAL) | pl.col(TEAM).is_in(sorted(teams)))
+    fields = ("scope", TEAM, "month", "currency", "forecast", "budget", "status")
+    return [
+        {**{k: "" if row[k] is None else str(row[k]) for k in fields}, "budget_percent": f"{row['budget_percent']:.0f}"}
+        for row in table.iter_rows(named=True)
+    ]
+
+
+def threat_text(budget: Mapping[str, str]) -> str:
+    """One threatened budget for people: whose, forecast against budget, status."""
+    who = f"team {budget[TEAM]}" if budget["scope"] == TEAM else "total spend"
+    return (
+        f"{who} {budget['month']}: forecast {_money(budget['forecast'])} {budget['currency']} against a budget of "
+        f"{_money(budget['budget'])} ({budget['budget_percent']}%, {budget['status']})"
+    )
 
 
 @dataclass(frozen=True)

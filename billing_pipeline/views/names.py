@@ -6,3 +6,4 @@ MONTHLY_JOB = "billing_monthly"
 MONTHLY_SCHEDULE = "billing_monthly_refresh"
 VIEWS_GROUP = "billing_views"
 REPORTS = "reports"  # `<lake>/reports/YYYY-MM/`: files for people (the chargeback CSV)
+DASHBOARDS = "dashboards"  # `<lake>/reports/YYYY-MM/{executive,oncall,debug}.html`

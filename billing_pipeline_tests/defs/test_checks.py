@@ -84,7 +84,10 @@ def test_every_sli_is_a_partitioned_check_with_one_stable_numeric_key(tmp_path: 
     assert result.success
     evaluations = _evaluations(result)
     budget_checks = {f"slo_budget_{name}" for name in BUDGETED_SLIS}
-    assert set(evaluations) == set(SLI_KEYS) | budget_checks
+    assert set(evaluations) == set(SLI_KEYS) | budget_checks | {"lake_catalogue"}
+    catalogue = evaluations.pop("lake_catalogue")  # not an SLI: no sli/ key, no route
+    assert catalogue.passed and catalogue.partition == DAY
+    assert catalogue.metadata["catalogue/views"].value == catalogue.metadata["catalogue/file_views"].value > 0
     for name in budget_checks:  # each SLO's budget: attainment and budget left, plotted per partition
         assert evaluations[name].partition == DAY and evaluations[name].passed, name
         if name == "slo_budget_reconciliation_delta":  # the month is open: M7 judged nothing yet

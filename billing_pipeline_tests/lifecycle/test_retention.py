@@ -182,3 +182,24 @@ def test_defaults_keep_curated_seven_years_and_a_bad_age_fails_at_load(tmp_path:
         _config(tmp_path, retention={"raw": "2 years"})
     with pytest.raises(ConfigError, match="retention.archive"):
         _config(tmp_path, retention={"archive": "2 days"})
+
+
+def test_with_a_raw_lake_raw_and_quarantine_expire_there_and_the_audit_stays_in_the_lake(tmp_path: Path) -> None:
+    config = _config(tmp_path, raw_lake_url="restricted", retention={"raw": "1 days", "quarantine": "1 days"})
+    for day in (DAY1, DAY2):
+        run_spine(config, day)
+    copy = Path(_record(config, DAY1, "unreadable"))
+    raw1, raw2 = (Path(slice_url(config.lake_url, RAW, day, "cur")) for day in (DAY1, DAY2))
+    assert raw1.is_relative_to(tmp_path / "restricted") and copy.is_relative_to(tmp_path / "restricted")
+    assert not (tmp_path / "lake" / RAW).exists() and not (tmp_path / "lake" / "quarantine").exists()
+    with scratch_dir() as workdir:
+        result = apply_retention(config, Store(), RetentionRun(who="t", run_id="r1", dry_run=False, at=LATER), workdir)
+        audit = read_audit_log(Store(), config.lake_url, workdir)
+    roots = dict(result.plan.select("table", "root").unique().iter_rows())
+    assert roots[RAW] == str(tmp_path / "restricted" / RAW)
+    assert roots["quarantine/records"] == str(tmp_path / "restricted" / "quarantine" / "records")
+    assert roots[NORMALIZED] == str(tmp_path / "lake" / NORMALIZED)
+    assert raw1.exists() and copy.exists()  # the unresolved record still protects, across the two lakes
+    assert not raw2.exists() and not raw2.parent.parent.exists() and (tmp_path / "restricted" / RAW).exists()
+    assert {"date=2023-11-02/source=cur"} == set(audit.filter(pl.col("table") == RAW)["partition"])
+    assert not (tmp_path / "restricted" / "audit_log").exists()

@@ -18,7 +18,7 @@ from billing_pipeline.lifecycle.iam import iam_policies
 from billing_pipeline.lifecycle.retention import RetentionRun, apply_retention
 from billing_pipeline.lifecycle.s3_rules import s3_lifecycle_rules
 from billing_pipeline.platform.config import BillingConfig, load_config
-from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.platform.storage import scratch_dir
 
 from ..conftest import run_spine, sample_as_cur2_frame, write_config, write_data_export
 from ..s3 import s3_client, upload_tree
@@ -62,7 +62,7 @@ def test_retention_on_s3_deletes_partitions_and_appends_an_encrypted_audit_file(
     before = sizes()
     run = RetentionRun(who="jane", run_id="run-1", dry_run=False, at=dt.datetime(2027, 1, 10, tzinfo=dt.UTC))
     with scratch_dir() as workdir:
-        result = apply_retention(config, Store(config.storage_options), run, workdir)
+        result = apply_retention(config, config.store(), run, workdir)
     after = sizes()
     # curated (1 day) and raw (36 months) of 2023-11 are gone, whole partitions; nothing else was touched
     gone = set(before) - set(after)
@@ -164,3 +164,38 @@ def test_the_cli_writes_the_policies_and_the_rules(tmp_path: Path, capsys: pytes
     ]
     assert lifecycle_cli(["s3-lifecycle", str(DEPLOY / "billing.s3.yaml")]) == 0
     assert json.loads(capsys.readouterr().out)["Rules"]
+
+
+def test_with_a_raw_lake_the_writer_writes_both_and_the_analyst_reads_neither_raw_nor_quarantine() -> None:
+    config = load_config(DEPLOY / "billing.s3.yaml")
+    assert (config.lake_url, config.raw_lake) == ("s3://acme-billing-lake/curated", "s3://acme-billing-raw/raw")
+    policies = {name: json.dumps(policy) for name, policy in iam_policies(config).items()}
+    writer, analyst = policies["pipeline-writer.json"], policies["analyst.json"]
+    assert "arn:aws:s3:::acme-billing-raw/raw/*" in writer and "arn:aws:s3:::acme-billing-lake/curated/*" in writer
+    assert "acme-billing-raw" not in analyst and "acme-billing-raw" not in policies["export-reader.json"]
+    raw_rules = s3_lifecycle_rules(config, "acme-billing-raw")
+    assert (DEPLOY / "iam" / "s3-lifecycle.raw.json").read_text() == render(raw_rules)
+    prefixes = {r["ID"]: r["Filter"]["Prefix"] for r in raw_rules["Rules"]}
+    assert prefixes["billing-raw-raw_line_items"] == "raw/raw_line_items/"
+    assert prefixes["billing-quarantine-quarantine-files"] == "raw/quarantine/files/"
+    assert not [p for p in prefixes.values() if "normalized" in p or "_state" in p]
+    lake_prefixes = [r["Filter"]["Prefix"] for r in s3_lifecycle_rules(config)["Rules"]]
+    assert "curated/normalized_line_items/" in lake_prefixes
+    assert not [p for p in lake_prefixes if "raw_line_items" in p or "quarantine" in p]
+
+
+def test_retention_on_s3_with_a_raw_bucket(tmp_path: Path, s3_endpoint: str) -> None:
+    s3_client(s3_endpoint).create_bucket(Bucket="ret-raw")
+    config = _s3_config(tmp_path, s3_endpoint, raw_lake_url="s3://ret-raw/delivered", retention={"raw": "1 day"})
+    run_spine(config, DAY)
+    client = s3_client(s3_endpoint)
+    raw_keys = [o["Key"] for o in client.list_objects_v2(Bucket="ret-raw").get("Contents", [])]
+    assert any(k.startswith("delivered/raw_line_items/date=2023-11-01/") for k in raw_keys)
+    run = RetentionRun(who="jane", run_id="run-raw", dry_run=False, at=dt.datetime(2027, 1, 10, tzinfo=dt.UTC))
+    with scratch_dir() as workdir:
+        result = apply_retention(config, config.store(), run, workdir)
+    after = [o["Key"] for o in client.list_objects_v2(Bucket="ret-raw").get("Contents", [])]
+    assert not [k for k in after if "/raw_line_items/" in k]
+    assert set(result.audit["table"]) >= {"raw_line_items"} and result.audit_url.startswith(
+        "s3://ret-lake/curated/audit_log/"
+    )

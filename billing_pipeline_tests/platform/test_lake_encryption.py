@@ -102,10 +102,13 @@ def test_gcs_key_reaches_the_write_calls_only_for_gcsfs(tmp_path: Path) -> None:
             lake_encryption={"kms_key_id": name},
         )
     )
-    assert config.storage_options == {"kms_key_name": name}
-    fs, _ = Store(config.storage_options).fs("gs://b/lake/x")
+    assert config.storage_options == {}  # the key belongs to the lake's location only
+    assert config.store().options("gs://b/lake/x") == {"kms_key_name": name}
+    fs, _ = config.store().fs("gs://b/lake/x")
     assert remote_write_kwargs(fs) == {"kms_key_name": name}
-    fs, _ = Store(config.storage_options).fs(str(tmp_path))
+    fs, _ = config.store().fs("gs://landing/export/x")  # a landing zone beside the lake: read as configured
+    assert remote_write_kwargs(fs) == {}
+    fs, _ = config.store().fs(str(tmp_path))
     assert remote_write_kwargs(fs) == {}
 
 
@@ -145,8 +148,9 @@ def test_without_a_key_the_storage_options_are_unchanged(tmp_path: Path) -> None
             lake_encryption={"kms_key_id": "alias/billing"},
         )
     )
-    assert encrypted.storage_options["s3_additional_kwargs"] == {
+    assert encrypted.store().options("s3://b/l/raw_line_items/x")["s3_additional_kwargs"] == {
         "RequestPayer": "requester",
         "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": "alias/billing",
     }
+    assert encrypted.store().options("s3://b/landing/x") == options  # beside the lake: no SSE-KMS

@@ -95,9 +95,8 @@ def test_sensor_style_listing_sees_an_overwritten_object(tmp_path: Path, s3_endp
             storage_options={"endpoint_url": s3_endpoint},
         )
     )
-    from billing_pipeline.platform.storage import Store
 
-    store = Store(config.storage_options)
+    store = config.store()
     run_spine(config, DAY, store)
     local2 = tmp_path / "b" / "cur2-export"
     write_data_export(local2, "exec-1", {"part-1.snappy.parquet": second})

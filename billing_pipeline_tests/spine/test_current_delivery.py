@@ -160,7 +160,7 @@ def test_synced_legacy_cur_takes_the_assembly_the_period_manifest_names(tmp_path
     assert len(stamps) == 1, f"the copy did not give every object one LastModified: {stamps}"
 
     config = _s3_config(tmp_path, s3_endpoint, "synced")
-    store = Store(config.storage_options)
+    store = config.store()
     deliveries = adapter_for("aws_cur").discover(store, "cur", config.sources[0].url, "2023-11", "auto")
     assert {d.version for d in deliveries} == set(assemblies)
     assert len({d.delivered_at for d in deliveries}) == 1  # nothing in the object times decides
@@ -204,7 +204,7 @@ def test_synced_assemblies_without_a_period_manifest_are_a_tie_that_holds_the_da
     report = legacy_landing(tmp_path / "landing", None, {OLDER: ("2023-11-09", 3), OLDEST: ("2023-11-05", 2)})
     assert len(sync_in_one_burst(client, report, "tied", f"cur/{REPORT}")) == 1
     config = _s3_config(tmp_path, s3_endpoint, "tied")
-    store = Store(config.storage_options)
+    store = config.store()
 
     choice = choose_current(adapter_for("aws_cur").discover(store, "cur", config.sources[0].url, "2023-11", "auto"))
     assert choice.current is None and choice.held_back

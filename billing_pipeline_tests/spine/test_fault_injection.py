@@ -46,6 +46,7 @@ from dagster import AssetCheckSeverity, DagsterInstance, instance_for_test
 
 from billing_pipeline.adapters.azure import manifest_document
 from billing_pipeline.definitions import JOB_NAME, build_definitions
+from billing_pipeline.lifecycle.audit_log import read_audit_log
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
@@ -990,7 +991,20 @@ def test_a_shrunk_version_is_held_back_until_accepted(lake: Lake, instance: Dags
     assert acceptance["by"] == who and how in acceptance["via"] and acceptance["at"], acceptance
     assert acceptance["rows"] == 3 and acceptance["published_rows_before"] == 9, acceptance
 
+    (audited,) = _accept_audit(lake, who).to_dicts()  # the acceptance taking effect is an operator action
+    assert (audited["who"], audited["table"], audited["dry_run"]) == (who, "raw_line_items", False), audited
+    assert audited["partition"] == f"date={day.isoformat()}/source=cur2_csv", audited
+    assert how in audited["detail"] and "9 -> 3 rows" in audited["detail"], audited
+
     # accepted once: a later run without the acceptance keeps the accepted version, and holds nothing back
     checks = run_billing_daily(folder / "billing.yaml", day, instance)
     assert checks["publish_guard"].passed
     assert lake.totals("cur2_csv", day) == cur2_csv_totals(shrunk)[("cur2_csv", day)]
+    assert _accept_audit(lake, who).height == 1  # audited once, when it took effect
+
+
+def _accept_audit(lake: Lake, who: str) -> pl.DataFrame:
+    """The audit log's `accept_held_back` records of one operator (read with the audit log's own reader)."""
+    with scratch_dir() as workdir:
+        audit = read_audit_log(Store(), lake.config.lake_url, workdir)
+    return audit.filter((pl.col("action") == "accept_held_back") & (pl.col("who") == who))

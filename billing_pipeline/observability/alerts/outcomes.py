@@ -3,6 +3,7 @@ each row of the day's cost anomaly table."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from billing_pipeline.observability.check_metadata import (
     SCOPE_KEY,
     SLO_NAME_KEY,
     SUMMARY_KEY,
+    THREATENED_BUDGETS_KEY,
     freshness_check_name,
 )
 from billing_pipeline.platform.config import BillingConfig
@@ -84,6 +86,8 @@ def check_outcome(
     failing = _failing_sources(metadata)
     if failing:
         details["failing_sources"] = failing
+    if metadata.get(THREATENED_BUDGETS_KEY):  # an SLO burning on sources whose spend a warn / over budget holds
+        details["threatened_budgets"] = json.loads(str(metadata[THREATENED_BUDGETS_KEY]))
     stateful = True
     if slo_name == "freshness":
         source = _freshness_source(config, check_name)

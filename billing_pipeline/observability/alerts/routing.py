@@ -87,7 +87,7 @@ def route_finished_run(
     """
     if not (config.alerts.ticket or config.alerts.page):  # nothing to route to (the demo's billing.yaml)
         return SendReport(errors=["no alert route configured (alerts.ticket / alerts.page in billing.yaml)"])
-    store = store or Store(config.storage_options)
+    store = store or config.store()
     if hasattr(run, "all_events") and hasattr(run, "dagster_run"):
         events, dagster_run, succeeded = list(run.all_events), run.dagster_run, bool(run.success)
     else:

@@ -28,6 +28,12 @@ class StepFailure:
     message: str  # the first user-code error of the chain, e.g. "ValueError: invoice file ... lacks columns [...]"
 
 
+def _metadata_text(user_failure: Any, key: str) -> str:
+    """A text entry of a `Failure`'s metadata ('' when absent)."""
+    entry = (getattr(user_failure, "metadata", None) or {}).get(key)
+    return str(getattr(entry, "value", entry) or "")
+
+
 def _step_failure(event: Any) -> StepFailure:
     data = event.step_failure_data
     chain, error = [], getattr(data, "error", None)
@@ -36,6 +42,10 @@ def _step_failure(event: Any) -> StepFailure:
         error = error.cause or getattr(error, "context", None)
     user = [e for e in chain if not str(e.cls_name or "").startswith("Dagster")] or chain
     user_failure = getattr(data, "user_failure_data", None)
+    layer = _metadata_text(user_failure, "billing/layer")
+    if layer:  # a spine layer failed inside the spine's one step (defs/spine_layer.py): name the layer
+        error_class = _metadata_text(user_failure, "billing/error_class") or "Error"
+        return StepFailure(layer, error_class, str(user_failure.description or "").strip())
     if user_failure is not None and getattr(user_failure, "description", None):
         return StepFailure(event.step_key or "?", "Failure", str(user_failure.description).strip())
     if not user:

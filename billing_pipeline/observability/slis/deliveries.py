@@ -11,10 +11,11 @@ from billing_pipeline.adapters import Delivery, adapter_for, choose_current
 from billing_pipeline.adapters.base import modified_at
 from billing_pipeline.observability.slis.base import SliResult, day_end, expected_latency_hours, listed, parse_time
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
+from billing_pipeline.platform.lake import table_root
 from billing_pipeline.platform.names import RAW
 from billing_pipeline.platform.ops_config import DAILY_WINDOW_PROVIDERS, SloTarget
 from billing_pipeline.platform.state import ABSENT, read_state
-from billing_pipeline.platform.storage import Store, join
+from billing_pipeline.platform.storage import Store
 from billing_pipeline.spine.calendar import period_of
 from billing_pipeline.spine.fingerprint import delivery_cache_url, delivery_day_fingerprints
 
@@ -190,7 +191,7 @@ def export_latency(config: BillingConfig, store: Store, day: dt.date, now: dt.da
 
 def last_delivered_day(config: BillingConfig, store: Store) -> dt.date | None:
     """The newest usage day for which any source published rows in the lake (None: none ever did)."""
-    for url in reversed(store.list_dirs(join(config.lake_url, RAW))):
+    for url in reversed(store.list_dirs(table_root(config.lake_url, RAW))):  # in the raw lake
         name = url.rstrip("/").rsplit("/", 1)[-1]
         try:
             day = dt.date.fromisoformat(name.removeprefix("date="))

@@ -38,6 +38,8 @@ from billing_pipeline.tools.generator.catalog import (
     ENVS,
     PRODUCTS,
     TAG_SPELLINGS,
+    TEAM_CONTACTS,
+    TEAM_CREATORS,
     TEAMS,
     AwsOrg,
     Reservation,
@@ -95,6 +97,11 @@ def _tag_frame(
         for i, key in enumerate(spellings):
             mask = pl.Series(present & (spelling == i))
             cols[f"_tag_{key}"] = pl.select(pl.when(mask).then(values[concept]).otherwise(None).alias("v")).to_series()
+    # people's identifiers ride along the team tag, drawing nothing from `rng` (every other value stays as it was)
+    team_tagged = pl.select(pl.coalesce(cols[f"_tag_{k}"] for k in TAG_SPELLINGS["team"]).is_not_null()).to_series()
+    for key, people in (("contact", TEAM_CONTACTS), ("CreatedBy", TEAM_CREATORS)):
+        named = take_strings([people[t] for t in TEAMS], team)
+        cols[f"_tag_{key}"] = pl.select(pl.when(team_tagged).then(named).otherwise(None).alias("v")).to_series()
     return pl.DataFrame({f"_tag_{k}": cols[f"_tag_{k}"] for k in RESOURCE_TAG_KEYS})
 
 

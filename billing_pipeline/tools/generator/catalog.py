@@ -24,6 +24,23 @@ PRODUCTS: dict[str, str] = {
     "web": "storefront",
 }
 ENVS: list[str] = ["prod", "staging", "dev"]
+# Identifiers of people in tags, as real bills carry them: each team's owner e-mail (tag `contact`) and the
+# user principal that created its resources (tag `CreatedBy`, the form of AWS's `aws:createdBy`). They never
+# decide an allocation (no tag policy key); the security tests look for them outside the raw lake.
+TEAM_CONTACTS: dict[str, str] = {
+    "payments": "dana.okafor@acme.example",
+    "search": "li.wei@acme.example",
+    "data-platform": "marta.silva@acme.example",
+    "ml": "arjun.rao@acme.example",
+    "web": "sam.taylor@acme.example",
+}
+TEAM_CREATORS: dict[str, str] = {
+    "payments": "IAMUser:AIDAEXAMPLEPAY01:dokafor",
+    "search": "IAMUser:AIDAEXAMPLESRC02:lwei",
+    "data-platform": "AssumedRole:AROAEXAMPLEDAT03:msilva",
+    "ml": "AssumedRole:AROAEXAMPLEML004:arao",
+    "web": "IAMUser:AIDAEXAMPLEWEB05:staylor",
+}
 
 # One concept, several spellings: the index into each list is a tagging "style".
 TAG_SPELLINGS: dict[str, list[str]] = {

@@ -256,6 +256,8 @@ RESOURCE_TAG_KEYS: list[str] = [
     "owner",
     "product",
     "team",
+    "contact",  # people: the owner's e-mail and the creating principal (catalog.TEAM_CONTACTS / TEAM_CREATORS)
+    "CreatedBy",
 ]
 
 
