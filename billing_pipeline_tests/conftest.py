@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from billing_pipeline.platform.config import BillingConfig, load_config
 from billing_pipeline.platform.storage import Store, scratch_dir
@@ -24,6 +25,11 @@ from billing_pipeline.spine.raw_publish import RawSlice
 from billing_pipeline.spine.reconcile import publish_reconciliation, read_invoices
 
 from .http_capture import Receiver
+
+# Property tests judge behaviour, not speed: a per-example deadline fails them at random on a busy 2-core
+# machine (DuckDB's first query, a GC pause). Their size stays bounded by each test's `max_examples`.
+settings.register_profile("billing", deadline=None)
+settings.load_profile("billing")
 
 SAMPLES = Path(__file__).parent / "fixtures" / "samples"
 AWS_SAMPLE = SAMPLES / "focus_converters_sample-anonymous-aws-export-dataset.csv"
