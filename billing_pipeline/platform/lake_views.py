@@ -27,7 +27,7 @@ def refresh_views_if_tables_changed(lake_url: str, duckdb_file: str | None, stor
     of every table on each run. Returns whether the views were refreshed."""
     if duckdb_file is None:
         return False
-    tables = sorted(view for view, (folder, _) in view_globs(lake_url).items() if store.exists(join(lake_url, folder)))
+    tables = sorted(view for view, (folder, _) in view_globs(lake_url).items() if store.exists(folder))
     signature_file = Path(duckdb_file + VIEWS_SIGNATURE_SUFFIX)
     database = Path(duckdb_file)
     wanted = {"lake_url": lake_url, "tables": tables}
