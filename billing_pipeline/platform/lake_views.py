@@ -13,7 +13,7 @@ from pathlib import Path
 
 from billing_pipeline.platform.encryption import make_private_file
 from billing_pipeline.platform.lake import refresh_views, view_globs
-from billing_pipeline.platform.storage import Store, join
+from billing_pipeline.platform.storage import Store
 
 VIEWS_SIGNATURE_SUFFIX = ".views.json"  # beside the DuckDB file: what its views were last created over
 
