@@ -76,6 +76,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded(tmp_path: Path) -> No
         "monthly_chargeback": "billing_views",
         "unit_costs": "billing_views",
         "budget_forecast": "billing_views",
+        "dashboards": "billing_views",
     }
     for spec in specs:
         assert spec.description and spec.owners and spec.kinds

@@ -88,6 +88,7 @@ def test_definitions_load_and_expose_the_job(tmp_path: Path) -> None:
         "monthly_chargeback",
         "unit_costs",
         "budget_forecast",
+        "dashboards",
     }
 
 
