@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,19 +53,47 @@ def source_name(provider: str) -> str:
 
 @dataclass
 class Measurement:
+    """One child process: wall seconds, its own peak RSS, exit code (-9 when killed on timeout)."""
+
     seconds: float
     peak_rss_mib: float
     returncode: int
+    timed_out: bool = False
 
 
-def run_measured(command: list[str]) -> Measurement:
-    """Run `command` as a child and read its own peak RSS from wait4 (not the max over all children)."""
+def run_measured(
+    command: list[str],
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Measurement:
+    """Run `command` as a child in its own process group and read its own peak RSS from wait4 (not the max
+    over all children); past `timeout_s` the whole group is killed (a hung side must not stall the bench).
+    Output goes to `log` when given, else to this process's."""
     started = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
+    output = log.open("wb") if log else None
+    try:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT if log else None, start_new_session=True
+        )
+        deadline = None if timeout_s is None else started + timeout_s
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                timed_out = True
+                _, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.05)
+    finally:
+        if output:
+            output.close()
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Measurement(elapsed, usage.ru_maxrss / 1024, process.returncode)
+    return Measurement(round(elapsed, 2), round(usage.ru_maxrss / 1024, 1), process.returncode, timed_out)
 
 
 def export_root(landing: Path, provider: str = "aws_cur2") -> Path:

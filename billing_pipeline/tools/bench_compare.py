@@ -25,15 +25,15 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
+
+from billing_pipeline.tools.bench import Measurement, run_measured
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO.parent / "shared" / "samples" / "aws" / "focus_converters_sample-anonymous-aws-export-dataset.csv"
@@ -49,42 +49,14 @@ STAMP = "%Y-%m-%dT%H:%M:%S.000Z"
 REWRITTEN_COLUMNS = ("identity/LineItemId", "identity/TimeInterval", "lineItem/UsageStartDate", "lineItem/UsageEndDate")
 
 
-@dataclass
-class SideRun:
-    """One side of one pair: wall seconds, own peak RSS, exit code (-9 when killed on timeout)."""
-
-    seconds: float
-    peak_rss_mib: float
-    returncode: int
-    timed_out: bool = False
+SideRun = Measurement  # one side of one pair
 
 
 def run_with_timeout(
     command: list[str], timeout_s: float, env: dict[str, str] | None = None, log: Path | None = None
-) -> SideRun:
-    """Run `command` in its own process group; peak RSS from wait4; on timeout kill the whole group."""
-    started = time.perf_counter()
-    output = log.open("wb") if log else subprocess.DEVNULL
-    try:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = started + timeout_s
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                os.killpg(process.pid, signal.SIGKILL)
-                timed_out = True
-                _, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.05)
-    finally:
-        if log:
-            output.close()
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return SideRun(round(elapsed, 2), round(usage.ru_maxrss / 1024, 1), process.returncode, timed_out)
+) -> Measurement:
+    """Run one side under a timeout that kills its process group; without a log its output is dropped."""
+    return run_measured(command, timeout_s, env, log if log else Path(os.devnull))
 
 
 def replicated_sample(sample: Path = SAMPLE, copies: int = COPIES, day: dt.date = USAGE_DAY) -> pl.DataFrame:
