@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import yaml
 from billing_pipeline.platform.escaping import sql_string
 from billing_pipeline.platform.names import COST_ANOMALIES, RAW, SPINE
 from billing_pipeline.platform.storage import Store, is_remote, join
-
-log = logging.getLogger(__name__)
 
 CURATED_TABLES = SPINE  # one view per spine asset, named like its table
 AUDIT_TABLES = {"audit_log": "audit_log"}  # `date=D/action=A/<run>.parquet`: append-only (lifecycle/audit_log.py)
