@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from .s3 import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "billing_pipeline.definitions"
@@ -36,12 +37,6 @@ concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DagsterDev:

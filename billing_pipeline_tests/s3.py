@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,28 +24,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Start `moto_server` on a free loopback port; yields its endpoint URL; stops it by PID."""
-    port = free_port()
-    moto = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+def local_server(command: list[str], probe_url: str, name: str) -> Iterator[None]:
+    """Run a test server (its own session), wait until `probe_url` answers, stop it by PID afterwards."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                urllib.request.urlopen(probe_url, timeout=1)
+                break
+            except urllib.error.HTTPError:  # it answers, even if with an error: up
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {endpoint}") from None
-                time.sleep(0.2)
-        yield endpoint
+                    raise RuntimeError(f"{name} did not start ({probe_url})") from None
+                time.sleep(0.1)
+        yield
     finally:
         os.kill(process.pid, signal.SIGTERM)
         try:
@@ -52,6 +47,16 @@ def moto_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Start `moto_server` on a free loopback port; yields its endpoint URL; stops it by PID."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    endpoint = f"http://127.0.0.1:{port}"
+    with local_server([str(moto), "-H", "127.0.0.1", "-p", str(port)], f"{endpoint}/moto-api/", "moto_server"):
+        yield endpoint
 
 
 def s3_client(endpoint: str):
