@@ -97,7 +97,10 @@ def run_day(config: BillingConfig, day: dt.date, store: Store | None = None) -> 
             except DeliveryIncompleteError:  # held back: the asset logs it, the publish_guard check fails
                 pass
         for source in config.sources:
-            build_normalized_slice_if_stale(source, day, store, config.lake_url, workdir)
+            try:
+                build_normalized_slice_if_stale(source, day, store, config.lake_url, workdir)
+            except DeliveryIncompleteError:  # the raw slice is missing: the asset logs it, the slice is kept
+                pass
         for source in config.sources:
             build_enriched_slice_if_stale(source, day, store, config.lake_url, config.tag_policy, workdir)
         invoices = read_invoices(store, config.invoices_url, workdir)

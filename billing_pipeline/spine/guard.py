@@ -33,6 +33,11 @@ class PublishHeldBackError(DeliveryIncompleteError):
     delivery): it waits for an operator's acceptance; the published slice stays (invariant 5)."""
 
 
+class RawSliceMissingError(DeliveryIncompleteError):
+    """The raw slice file is not there although the lake's state records rows published from it (lost, or
+    `raw_lake_url` moved): the layers above keep their slices rather than read the absence as "no rows"."""
+
+
 def held_back_kind(error: DeliveryIncompleteError) -> str:
     """How the state's `held_back` section names a hold-back: `shrink`, `drift` or `incomplete`."""
     if isinstance(error, PublishHeldBackError):
@@ -46,12 +51,15 @@ class PublishGuard:
 
     max_shrink_fraction: float = 0.5
     accepted_by: str | None = None  # an operator accepted this source's billing period publishing less
+    # rows the lake's state records as published for the (day, source): what counts when the slice file is
+    # not where the guard looks (raw_lake_url moved, a file lost), so that a gap there lets nothing shorter in
+    recorded_rows: int = 0
 
 
-def published_rows(store: Store, target: str, workdir: Path) -> int:
-    """Rows of the published slice (its footer), 0 when there is none."""
+def published_rows(store: Store, target: str, workdir: Path, recorded_rows: int = 0) -> int:
+    """Rows of the published slice (its footer); without the file, the rows the state records as published."""
     if not store.exists(target):
-        return 0
+        return recorded_rows
     return pl.scan_parquet(store.stage(target, workdir)).select(pl.len()).collect().item()
 
 
@@ -63,8 +71,22 @@ def _abs_billed(adapter: Adapter, frame: pl.LazyFrame) -> Decimal:
 def shrink_reason(
     adapter: Adapter, store: Store, target: str, new_file: Path, new_rows: int, guard: PublishGuard, workdir: Path
 ) -> str | None:
-    """Why the new version publishes much less than the published one (None: it does not)."""
+    """Why the new version publishes much less than the published one (None: it does not).
+
+    Without the published slice file, the state's recorded rows are compared (the cost cannot be).
+    """
+    keep = 1 - guard.max_shrink_fraction
     if not store.exists(target):
+        old_rows, where = guard.recorded_rows, f" (the lake's state; the slice file is missing at {target})"
+        if not old_rows:
+            return None
+        if not new_rows:
+            return f"has no rows for this day where {old_rows} are published{where}"
+        if new_rows < old_rows * keep:
+            return (
+                f"has {new_rows} rows for this day against {old_rows} published{where}, a fall of more than "
+                f"{guard.max_shrink_fraction:.0%}"
+            )
         return None
     old = pl.scan_parquet(store.stage(target, workdir))
     old_rows = old.select(pl.len()).collect().item()
@@ -72,7 +94,6 @@ def shrink_reason(
         return None
     if not new_rows:
         return f"has no rows for this day where the published slice has {old_rows}"
-    keep = 1 - guard.max_shrink_fraction
     if new_rows < old_rows * keep:
         return (
             f"has {new_rows} rows for this day against {old_rows} published (a fall of more than "

@@ -23,6 +23,7 @@ from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import NORMALIZED, RAW
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, Store
+from billing_pipeline.spine.guard import RawSliceMissingError
 from billing_pipeline.spine.layer_state import ReusedSlice, is_stale, record_layer_build, restore_result, slice_identity
 from billing_pipeline.spine.privacy import Pseudonymizer, privacy_digest
 
@@ -243,9 +244,20 @@ def build_normalized_slice_if_stale(
 ) -> NormalizedSlice:
     """`build_normalized_slice`, unless its raw slice and the pseudonymization are what it was built from."""
     started = time.monotonic()
-    raw_identity = slice_identity(store, slice_url(lake_url, RAW, day, source.name)) + privacy_digest(privacy)
+    raw_url = slice_url(lake_url, RAW, day, source.name)
+    raw_identity = slice_identity(store, raw_url)
     target = slice_url(lake_url, NORMALIZED, day, source.name)
-    section = read_state(store, lake_url, source.name, day).get("normalized") or {}
+    state = read_state(store, lake_url, source.name, day)
+    recorded_raw_rows = int((state.get("raw") or {}).get("rows") or 0)
+    if raw_identity == ABSENT and recorded_raw_rows:
+        # invariant 5: an absent raw slice means "no rows" only when the state says so; otherwise it is lost
+        # or elsewhere (a new raw_lake_url), and the published slice stays until the raw one is built again
+        raise RawSliceMissingError(
+            f"source {source.name!r}, {day}: the raw slice {raw_url} is missing while the lake's state records "
+            f"{recorded_raw_rows} published rows; the normalized slice is kept until the raw slice is built again"
+        )
+    raw_identity += privacy_digest(privacy)
+    section = state.get("normalized") or {}
     if not is_stale(section, raw_identity, slice_identity(store, target) != ABSENT):
         return restore_result(ReusedNormalizedSlice, section["result"])
     result = build_normalized_slice(source, day, store, lake_url, workdir, privacy)

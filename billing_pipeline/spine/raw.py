@@ -140,10 +140,11 @@ def _build_raw_slice_if_changed(
     if days is not None and _unchanged(store, lake_url, source.name, day, state, days):
         return _confirm_unchanged(source, day, store, lake_url, workdir, state, choice)
     ingested_at = now()
+    # invariant 5 also on what the state says is published: the raw slice file may be missing (a new raw_lake_url)
+    recorded = int((state.get("raw") or {}).get("rows") or 0)
+    guard = dataclasses.replace(guard or PublishGuard(), recorded_rows=recorded)
     try:
-        result = publish_raw_slice(
-            source, day, deliveries, store, lake_url, workdir, ingested_at, guard or PublishGuard()
-        )
+        result = publish_raw_slice(source, day, deliveries, store, lake_url, workdir, ingested_at, guard)
     except DeliveryIncompleteError as error:
         _record_held_back(store, lake_url, source.name, day, error, ingested_at, choice)
         raise

@@ -200,7 +200,7 @@ def _publish_without_delivery(build: _RawBuild, choice: DeliveryChoice, unreadab
             f"held back (the published slice is kept): {details}",
             result.problems,
         )
-    rows = published_rows(build.store, build.target, build.workdir)
+    rows = published_rows(build.store, build.target, build.workdir, build.guard.recorded_rows)
     if rows and build.guard.accepted_by is None:
         reason = (
             f"source {source.name!r}: {source.url} lists no delivery for billing period {build.period} "

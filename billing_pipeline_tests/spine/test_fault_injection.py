@@ -1008,3 +1008,38 @@ def _accept_audit(lake: Lake, who: str) -> pl.DataFrame:
     with scratch_dir() as workdir:
         audit = read_audit_log(Store(), lake.config.lake_url, workdir)
     return audit.filter((pl.col("action") == "accept_held_back") & (pl.col("who") == who))
+
+
+# ---- (i) the raw slices are not where the guard looks ----------------------------------------------------------
+
+
+def _shrunk_cur2_csv(lake: Lake, day: dt.date) -> dict[str, bytes]:
+    """The cur2_csv delivery with the day's rows cut to its EC2 ones (October 2: 9 rows -> 3)."""
+    records = [r for data in lake.current("cur2_csv").values() for r in csv_records(data)]
+    kept = [
+        r
+        for r in records
+        if not r["line_item_usage_start_date"].startswith(day.isoformat()) or r["line_item_product_code"] == "AmazonEC2"
+    ]
+    return {"part-0.csv.gz": csv_gz_bytes(kept, list(records[0]))}
+
+
+@pytest.mark.parametrize("how", ["raw_lake_url moved to an empty place", "raw slice file lost"])
+def test_a_shrunk_version_is_held_back_when_the_raw_slice_is_not_there(lake: Lake, how: str) -> None:
+    """Invariant 5 holds on what the lake's state says was published, not only on the raw slice file: with
+    the raw slices elsewhere (a new `raw_lake_url`) or one lost, a shorter re-delivery of a day the lake
+    holds waits for an operator, and the normalized and enriched slices keep the good cost."""
+    day = DAYS[1]
+    if how.startswith("raw_lake_url"):
+        lake.config = _write_main_config(lake.work, raw_lake_url=str(lake.work / "empty-raw-lake"))
+    else:
+        lake.path("raw_line_items", day, "cur2_csv").unlink()
+    lake.deliver("cur2_csv", "exec-2", _shrunk_cur2_csv(lake, day), FAULT_TIME)
+    lake.run()
+
+    lake.assert_totals()  # nothing of the good cost was replaced by less
+    assert_held_back(lake, "cur2_csv", ["exec-2", "3 rows", "9"], "shrink", PublishHeldBackError, days=(day,))
+
+    lake.deliver("cur2_csv", "repaired-3", lake.current("cur2_csv"), REPAIR_TIME)
+    lake.run()
+    assert_restored(lake)
