@@ -34,6 +34,9 @@ class Delivery:
     # The provider's own pointer names this delivery as the period's current one (legacy CUR: the
     # period-level manifest's `assemblyId`). It then outranks every delivery time (`choose_current`).
     named_current: bool = False
+    # What each file is, in `files` order (`FileInfo.identity`: path, size, ETag or mtime), where the
+    # discovery knows it and files are shared between deliveries (GCP appends): per-file caches key on it.
+    file_identities: tuple[str, ...] = ()
 
     @property
     def incomplete(self) -> bool:

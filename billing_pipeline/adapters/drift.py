@@ -182,6 +182,12 @@ class SchemaObserver:
         if self._known and self._known.get("fingerprint") != self.delivery.fingerprint:
             self._known = None  # same version, other files (overwrite mode): observe again
 
+    @property
+    def settled(self) -> bool:
+        """The delivery's schema is recorded, with no breaking change: observing more of its files
+        changes neither the record nor the verdict (a reader may then skip files it does not need)."""
+        return self._known is not None and not self._known.get("breaking")
+
     def observe(self, file_uri: str, schema: pl.Schema, frame: pl.LazyFrame) -> None:
         """Record one file's schema and check the adapter's requirements on it. Never raises."""
         try:

@@ -144,7 +144,7 @@ def _build_raw_slice_if_changed(
     recorded = int((state.get("raw") or {}).get("rows") or 0)
     guard = dataclasses.replace(guard or PublishGuard(), recorded_rows=recorded)
     try:
-        result = publish_raw_slice(source, day, deliveries, store, lake_url, workdir, ingested_at, guard)
+        result = publish_raw_slice(source, day, deliveries, store, lake_url, workdir, ingested_at, guard, days)
     except DeliveryIncompleteError as error:
         _record_held_back(store, lake_url, source.name, day, error, ingested_at, choice)
         raise

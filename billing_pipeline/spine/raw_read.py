@@ -2,6 +2,11 @@
 
 Every file that cannot be read to its end is copied to the quarantine and makes the delivery
 incomplete: nothing of an incomplete delivery is published (the raw step then tries the previous one).
+
+Given the delivery's per-file day index (`fingerprint.DeliveryDays.file_days`), only the files holding
+rows of the day are read: an append-only GCP export lists every file from the period on, and reading
+them all for each day made a backfill quadratic. A file whose days are unknown (it could not be read)
+is read as before, and so quarantined for every day it could affect.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import quarantined_file_url
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, Store
 from billing_pipeline.spine.calendar import is_period_scoped, partition_day
+from billing_pipeline.spine.fingerprint import DeliveryDays
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ class _DayParts:
     bad_dates: list[pl.LazyFrame] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     all_text: bool = True  # every file read as text only (CSV): see TEXT_ROW_GROUP_ROWS
+    skipped: int = 0  # files the day index says hold no row of the day (not read for it)
 
 
 @dataclass
@@ -93,20 +100,34 @@ class _DeliveryReader:
         self.record(problem, self.delivery.version, copy=copy)
         log.warning("%s", problem.describe(self.source.name))
 
-    def plan_files(self, workdir: Path) -> _DayParts:
-        """Lazy plans of the day's rows of every file whose schema can be read (the others quarantined)."""
+    def plan_files(self, workdir: Path, holding: set[str]) -> _DayParts:
+        """Lazy plans of the day's rows of every file in `holding` whose schema can be read (the others
+        quarantined).
+
+        A file outside `holding` holds no row of the day; its schema is still observed while schema drift
+        needs every file (the delivery's first read), and the first readable file always is (drift names it).
+        """
         parts = _DayParts()
         scoped = is_period_scoped(self.adapter, self.delivery)
+        observed = False
         for file_uri in self.delivery.files:
+            holds_day = file_uri in holding
+            if not holds_day and observed and self.read.schemas.settled:
+                parts.skipped += 1
+                continue
             try:
                 frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
                 schema = frame.collect_schema()
-                parts.all_text &= all(dtype == pl.String for dtype in schema.dtypes())
                 self.read.schemas.observe(file_uri, schema, frame)
                 start = self.adapter.usage_start(schema)
             except Exception as error:  # noqa: BLE001 - reported with source, file and reason
                 self.quarantine_file(file_uri, error)
                 continue
+            observed = True
+            if not holds_day:
+                parts.skipped += 1
+                continue
+            parts.all_text &= all(dtype == pl.String for dtype in schema.dtypes())
             frame = frame.with_columns(_lineage(self.source, self.delivery, file_uri, self.day, self.ingested_at))
             parts.files.append(file_uri)
             in_day = partition_day(start, self.delivery.billing_period, scoped) == self.day
@@ -127,16 +148,21 @@ def read_delivery(
     workdir: Path,
     ingested_at: dt.datetime,
     record: Recorder,
+    index: DeliveryDays | None = None,
 ) -> DeliveryRead:
     """Read the day's rows of one delivery to local files in one streaming pass; quarantine every file
-    that cannot be read to its end (the read is then incomplete and nothing of it is published)."""
+    that cannot be read to its end (the read is then incomplete and nothing of it is published).
+
+    With the delivery's day `index`, only the files that may hold rows of the day are read; the others
+    count as read (`files_read`: they were accounted for, and hold nothing of the day)."""
     read = DeliveryRead(
         published=workdir / f"raw-{source.name}-{_short_digest(delivery.version)}.parquet",
         bad_dates=workdir / f"baddate-{source.name}-{_short_digest(delivery.version)}.parquet",
         schemas=SchemaObserver(source.provider, source.name, delivery, store, lake_url),
     )
     reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read)
-    parts = reader.plan_files(workdir)
+    holding = index.files_for(delivery, day) if index is not None else delivery.files
+    parts = reader.plan_files(workdir, set(holding))
     if read.unreadable:
         return read
     try:
@@ -148,7 +174,7 @@ def read_delivery(
         if read.unreadable:
             return read
         _write_local(read, parts)
-    read.files_read = len(parts.files)
+    read.files_read = len(parts.files) + parts.skipped
     return read
 
 
@@ -192,7 +218,7 @@ def _isolate_unreadable(
     The slow path, taken only when the one-pass read of a delivery failed (a file whose footer is
     sound but whose data pages are not): it names the broken file, which makes the delivery incomplete.
     """
-    kept = _DayParts(all_text=parts.all_text)
+    kept = _DayParts(all_text=parts.all_text, skipped=parts.skipped)
     has_bad_dates = len(parts.bad_dates) == len(parts.files)
     for index, file_uri in enumerate(parts.files):
         part = workdir / f"raw-{source}-{index}.parquet"

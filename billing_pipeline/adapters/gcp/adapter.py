@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -104,7 +105,11 @@ class GcpAdapter:
     bills_by_invoice_month = True
 
     def discover(self, store: Store, source: str, root: str, billing_period: str, file_format: str) -> list[Delivery]:
-        """Every export file under the root, except files exported (hive folder) before the period started."""
+        """Every export file under the root, except files exported (hive folder) before the period started.
+
+        Each file's identity is kept (`Delivery.file_identities`): an append-only export shares its files
+        between the deliveries of later periods, and their per-file day sums are cached by it (`fingerprint.py`).
+        """
         period_start = f"{billing_period}-01"
         files = []
         for info in store.find(root):
@@ -115,7 +120,10 @@ class GcpAdapter:
             if exported and exported.group(1) < period_start[: len(exported.group(1))]:
                 continue
             files.append(info)
-        return files_delivery(source, billing_period, files, file_format, "append")
+        return [
+            replace(delivery, file_identities=tuple(info.identity for info in files))
+            for delivery in files_delivery(source, billing_period, files, file_format, "append")
+        ]
 
     def read(self, local_file: Path, file_format: str) -> pl.LazyFrame:
         return read_gcp_file(local_file)
