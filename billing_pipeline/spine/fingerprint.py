@@ -40,6 +40,7 @@ from billing_pipeline.platform.state import (
 )
 from billing_pipeline.platform.storage import Store, is_remote, join, scratch_dir
 from billing_pipeline.spine.calendar import days_of_period, is_period_scoped, partition_day
+from billing_pipeline.spine.raw_read import ParsedFiles
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +152,24 @@ def _write_file_sums(store: Store, url: str, identity: str, sums: FileSums) -> N
     write_document(store, url, document)
 
 
-def _read_file_sums(store: Store, adapter: Adapter, file_uri: str, file_format: str, workdir: Path) -> FileSums:
+def _read_file_sums(
+    store: Store, adapter: Adapter, delivery: Delivery, file_uri: str, workdir: Path, parsed: ParsedFiles | None
+) -> FileSums:
     local = store.stage(file_uri, workdir)
     size = local.stat().st_size
-    frame = adapter.read(local, file_format)
+    frame = adapter.read(local, delivery.file_format)
     schema = frame.collect_schema()
+    if parsed is not None:  # a CSV is parsed once, to a local copy the raw read uses too
+        frame = parsed.keep(delivery, file_uri, frame, schema)
     return FileSums(_day_sums(adapter, frame, schema), list(schema), size)
 
 
 def compute_delivery_days(
-    store: Store, source: SourceConfig, delivery: Delivery, lake_url: str | None = None
+    store: Store,
+    source: SourceConfig,
+    delivery: Delivery,
+    lake_url: str | None = None,
+    parsed: ParsedFiles | None = None,
 ) -> DeliveryDays:
     """One streaming pass over the delivery's files: per usage day, count and sums of row hashes, and
     which days each file holds.
@@ -168,7 +177,8 @@ def compute_delivery_days(
     Rows whose usage start cannot be parsed, or (a delivery of one billing period) falls outside the
     period, count for the period's first day, where the builders quarantine them. With `lake_url`, the
     day sums of a file whose identity the delivery names are read from (and written to) the per-file
-    cache; a file that cannot be read is never cached.
+    cache; a file that cannot be read is never cached. With `parsed`, text-only (CSV) files are parsed
+    once to local Parquet copies, which the raw read of the same build reads instead of the CSV.
     """
     adapter = adapter_for(source.provider)
     result = DeliveryDays(version=delivery.version, delivery_fingerprint=delivery.fingerprint, file_days={})
@@ -186,7 +196,7 @@ def compute_delivery_days(
             try:
                 sums = _cached_file_sums(store, cache) if cache else None
                 if sums is None:
-                    sums = _read_file_sums(store, adapter, file_uri, delivery.file_format, workdir)
+                    sums = _read_file_sums(store, adapter, delivery, file_uri, workdir, parsed)
                     if cache and identity:
                         _write_file_sums(store, cache, identity, sums)
             except Exception as error:  # noqa: BLE001 - the raw builder reports the file; we only mark the period
@@ -215,8 +225,11 @@ def compute_delivery_days(
     return result
 
 
-def delivery_day_fingerprints(store: Store, source: SourceConfig, delivery: Delivery, lake_url: str) -> DeliveryDays:
-    """Per-day fingerprints of a delivery, computed once and cached in the lake under its identity."""
+def delivery_day_fingerprints(
+    store: Store, source: SourceConfig, delivery: Delivery, lake_url: str, parsed: ParsedFiles | None = None
+) -> DeliveryDays:
+    """Per-day fingerprints of a delivery, computed once and cached in the lake under its identity
+    (`parsed`: where computing them keeps local copies of CSV files for the raw read, see `ParsedFiles`)."""
     url = delivery_cache_url(lake_url, source.name, delivery)
     cached = read_document(store, url)
     if cached and cached.get("scheme") == SCHEME:
@@ -224,7 +237,7 @@ def delivery_day_fingerprints(store: Store, source: SourceConfig, delivery: Deli
             **{k: cached[k] for k in ("version", "delivery_fingerprint", "days", "rows", "columns", "bytes", "error")},
             file_days=cached.get("file_days"),  # absent from records written before the index
         )
-    computed = compute_delivery_days(store, source, delivery, lake_url)
+    computed = compute_delivery_days(store, source, delivery, lake_url, parsed)
     if computed.error is None:  # never cache a failed read: it may be transient (a denied or flaky GET)
         # first_seen_at: when the pipeline first saw this delivery (M2), kept by every later reader
         first_seen_at = dt.datetime.now(dt.UTC).isoformat()

@@ -33,6 +33,7 @@ from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard, 
 from billing_pipeline.spine.layer_state import ReusedSlice, now, slice_identity, stored_bytes
 from billing_pipeline.spine.quarantine import quarantine_record, write_records
 from billing_pipeline.spine.raw_publish import RawSlice, current_delivery_problems, publish_raw_slice
+from billing_pipeline.spine.raw_read import ParsedFiles
 
 
 @dataclass
@@ -133,10 +134,31 @@ def _build_raw_slice_if_changed(
     operator: OperatorRun | None,
     state: dict[str, Any],
 ) -> RawSlice:
+    parsed = ParsedFiles(workdir)  # a CSV delivery new to the lake: parsed once for fingerprints and slice
+    try:
+        return _build_from_listing(source, day, store, lake_url, workdir, guard, accepted_via, operator, state, parsed)
+    finally:
+        parsed.clear()
+
+
+def _build_from_listing(
+    source: SourceConfig,
+    day: dt.date,
+    store: Store,
+    lake_url: str,
+    workdir: Path,
+    guard: PublishGuard | None,
+    accepted_via: str,
+    operator: OperatorRun | None,
+    state: dict[str, Any],
+    parsed: ParsedFiles,
+) -> RawSlice:
     started = time.monotonic()
     deliveries = _list_counting_denials(source, day, store, lake_url, state)
     choice = choose_current(deliveries)
-    days = None if choice.current is None else delivery_day_fingerprints(store, source, choice.current, lake_url)
+    days = None
+    if choice.current is not None:
+        days = delivery_day_fingerprints(store, source, choice.current, lake_url, parsed)
     if days is not None and _unchanged(store, lake_url, source.name, day, state, days):
         return _confirm_unchanged(source, day, store, lake_url, workdir, state, choice)
     ingested_at = now()
@@ -144,7 +166,7 @@ def _build_raw_slice_if_changed(
     recorded = int((state.get("raw") or {}).get("rows") or 0)
     guard = dataclasses.replace(guard or PublishGuard(), recorded_rows=recorded)
     try:
-        result = publish_raw_slice(source, day, deliveries, store, lake_url, workdir, ingested_at, guard, days)
+        result = publish_raw_slice(source, day, deliveries, store, lake_url, workdir, ingested_at, guard, days, parsed)
     except DeliveryIncompleteError as error:
         _record_held_back(store, lake_url, source.name, day, error, ingested_at, choice)
         raise

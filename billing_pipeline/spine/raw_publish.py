@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -20,7 +21,6 @@ from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import RAW
 from billing_pipeline.platform.storage import Store
 from billing_pipeline.spine.calendar import period_of
-from billing_pipeline.spine.fingerprint import DeliveryDays
 from billing_pipeline.spine.guard import (
     DeliveryIncompleteError,
     PublishGuard,
@@ -30,7 +30,10 @@ from billing_pipeline.spine.guard import (
     shrink_reason,
 )
 from billing_pipeline.spine.quarantine import quarantine_record, write_records
-from billing_pipeline.spine.raw_read import DeliveryRead, read_delivery
+from billing_pipeline.spine.raw_read import DeliveryRead, ParsedFiles, read_delivery
+
+if TYPE_CHECKING:
+    from billing_pipeline.spine.fingerprint import DeliveryDays
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +119,12 @@ def publish_raw_slice(
     ingested_at: dt.datetime,
     guard: PublishGuard,
     index: DeliveryDays | None = None,
+    parsed: ParsedFiles | None = None,
 ) -> RawSlice:
     """Publish the day's rows of the current one of `deliveries`, untouched, plus lineage columns.
 
     `index`, the current delivery's per-day fingerprints, says which of its files hold rows of the day:
-    only those are read (`read_delivery`).
+    only those are read (`read_delivery`); `parsed`, its files the fingerprint pass already parsed.
 
     Never publishes less than the lake holds without an operator (invariant 5): a delivery with a
     file that cannot be read to its end is incomplete, so the previous complete delivery is used;
@@ -130,14 +134,18 @@ def publish_raw_slice(
     """
     build = _RawBuild(source, day, store, lake_url, workdir, ingested_at, guard, RawSlice(source.name, day))
     adapter = adapter_for(source.provider)
-    choice, read, unreadable = _read_first_complete(build, adapter, deliveries, index)
+    choice, read, unreadable = _read_first_complete(build, adapter, deliveries, index, parsed)
     if read is None or choice.current is None:
         return _publish_without_delivery(build, choice, unreadable)
     return _publish_read(build, adapter, choice.current, read)
 
 
 def _read_first_complete(
-    build: _RawBuild, adapter: Adapter, deliveries: list[Delivery], index: DeliveryDays | None
+    build: _RawBuild,
+    adapter: Adapter,
+    deliveries: list[Delivery],
+    index: DeliveryDays | None,
+    parsed: ParsedFiles | None,
 ) -> tuple[DeliveryChoice, DeliveryRead | None, list[Delivery]]:
     """Read the current delivery; while it is incomplete, pass it over and read the next current one.
 
@@ -162,6 +170,7 @@ def _read_first_complete(
             build.ingested_at,
             build.record,
             index,  # an older delivery read in its place is not the one it indexes: read in full
+            parsed,
         )
         if read.complete:
             return choice, read, unreadable

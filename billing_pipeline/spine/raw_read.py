@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -27,7 +28,9 @@ from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import quarantined_file_url
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, Store
 from billing_pipeline.spine.calendar import is_period_scoped, partition_day
-from billing_pipeline.spine.fingerprint import DeliveryDays
+
+if TYPE_CHECKING:
+    from billing_pipeline.spine.fingerprint import DeliveryDays
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,47 @@ TEXT_ROW_GROUP_ROWS = 25_000
 def raw_parquet_options(all_text: bool) -> dict[str, object]:
     """Parquet options of a raw slice: smaller row groups when every delivered column is text (CSV)."""
     return {**PARQUET_OPTIONS, "row_group_size": TEXT_ROW_GROUP_ROWS} if all_text else PARQUET_OPTIONS
+
+
+@dataclass
+class ParsedFiles:
+    """Local Parquet copies of one delivery's text-only (CSV) files, made by the fingerprint pass and read
+    by the raw read of the same build, so a CSV delivery new to the lake is parsed once, not twice.
+
+    Text survives Parquet exactly (the copy is the same frame); typed files (Parquet, NDJSON) are not copied.
+    """
+
+    workdir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    delivery: tuple[str, str] | None = None  # (version, fingerprint) of the delivery the copies are of
+
+    def keep(self, delivery: Delivery, file_uri: str, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+        """A text-only file's frame, parsed once to a local copy and scanned from it; other frames unchanged."""
+        if not all(dtype == pl.String for dtype in schema.dtypes()):
+            return frame
+        if self.delivery != (delivery.version, delivery.fingerprint):
+            self.clear()
+            self.delivery = (delivery.version, delivery.fingerprint)
+        path = self.workdir / f"parsed-{_short_digest(delivery.version + '|' + file_uri)}.parquet"
+        try:
+            frame.sink_parquet(path, **raw_parquet_options(True))
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
+        self.files[file_uri] = path
+        return pl.scan_parquet(path)
+
+    def scan(self, delivery: Delivery, file_uri: str) -> pl.LazyFrame | None:
+        """The local copy of a file of `delivery`, if one was made."""
+        if self.delivery != (delivery.version, delivery.fingerprint) or file_uri not in self.files:
+            return None
+        return pl.scan_parquet(self.files[file_uri])
+
+    def clear(self) -> None:
+        for path in self.files.values():
+            path.unlink(missing_ok=True)
+        self.files.clear()
+        self.delivery = None
 
 
 @dataclass
@@ -85,6 +129,14 @@ class _DeliveryReader:
     ingested_at: dt.datetime
     record: Recorder
     read: DeliveryRead
+    parsed: ParsedFiles | None = None
+
+    def open_file(self, file_uri: str, workdir: Path) -> pl.LazyFrame:
+        """The file's rows: from the local copy the fingerprint pass parsed, else read from the landing zone."""
+        copy = self.parsed.scan(self.delivery, file_uri) if self.parsed is not None else None
+        if copy is not None:
+            return copy
+        return self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
 
     def quarantine_file(self, file_uri: str, error: Exception) -> None:
         """Copy an unreadable file to the quarantine and record it: the delivery is incomplete."""
@@ -116,7 +168,7 @@ class _DeliveryReader:
                 parts.skipped += 1
                 continue
             try:
-                frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
+                frame = self.open_file(file_uri, workdir)
                 schema = frame.collect_schema()
                 self.read.schemas.observe(file_uri, schema, frame)
                 start = self.adapter.usage_start(schema)
@@ -149,18 +201,20 @@ def read_delivery(
     ingested_at: dt.datetime,
     record: Recorder,
     index: DeliveryDays | None = None,
+    parsed: ParsedFiles | None = None,
 ) -> DeliveryRead:
     """Read the day's rows of one delivery to local files in one streaming pass; quarantine every file
     that cannot be read to its end (the read is then incomplete and nothing of it is published).
 
     With the delivery's day `index`, only the files that may hold rows of the day are read; the others
-    count as read (`files_read`: they were accounted for, and hold nothing of the day)."""
+    count as read (`files_read`: they were accounted for, and hold nothing of the day). A file `parsed`
+    holds a local copy of is read from that copy."""
     read = DeliveryRead(
         published=workdir / f"raw-{source.name}-{_short_digest(delivery.version)}.parquet",
         bad_dates=workdir / f"baddate-{source.name}-{_short_digest(delivery.version)}.parquet",
         schemas=SchemaObserver(source.provider, source.name, delivery, store, lake_url),
     )
-    reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read)
+    reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read, parsed)
     holding = index.files_for(delivery, day) if index is not None else delivery.files
     parts = reader.plan_files(workdir, set(holding))
     if read.unreadable:

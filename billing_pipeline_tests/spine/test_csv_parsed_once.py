@@ -1,0 +1,73 @@
+"""A CSV delivery new to the lake is parsed once per raw build: the fingerprint pass parses it to a local
+Parquet copy and the raw read reads that copy; fingerprints and slice are those of two separate parses."""
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from billing_pipeline.platform.config import SourceConfig
+from billing_pipeline.platform.lake import slice_url
+from billing_pipeline.platform.state import read_state
+from billing_pipeline.platform.storage import Store, scratch_dir
+from billing_pipeline.spine.fingerprint import compute_delivery_days, delivery_cache_url
+from billing_pipeline.spine.raw import build_raw_slice, build_raw_slice_if_changed, list_deliveries
+from billing_pipeline.tools.generator.__main__ import main as generate
+
+DAYS = (dt.date(2026, 10, 1), dt.date(2026, 10, 2))
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("landing")
+    generate(["--out", str(out), "--only", "aws_cur", "--days", "2", "--rows-per-day", "300"])
+    return out / "aws_cur" / "cur" / "legacy-cur"
+
+
+@pytest.fixture
+def csv_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the CSV files polars is asked to scan, in order."""
+    scanned: list[str] = []
+    original = pl.scan_csv
+
+    def scan_csv(source: Path, **options: object) -> pl.LazyFrame:
+        scanned.append(Path(source).name)
+        return original(source, **options)
+
+    monkeypatch.setattr(pl, "scan_csv", scan_csv)
+    yield scanned
+
+
+def _slice(lake: Path, day: dt.date, source: str) -> pl.DataFrame:
+    return pl.read_parquet(slice_url(str(lake), "raw_line_items", day, source)).drop("x_IngestedAt")
+
+
+def test_a_new_csv_delivery_is_parsed_once_for_fingerprints_and_slice(
+    landing: Path, tmp_path: Path, csv_parses: list[str]
+) -> None:
+    source = SourceConfig(name="legacy", provider="aws_cur", url=str(landing))
+    store = Store()
+    delivery = list_deliveries(source, DAYS[0], store)[0]
+    csv_files = [Path(f).name for f in delivery.files]
+    assert csv_files and all(".csv" in name for name in csv_files)
+    with scratch_dir() as workdir:
+        separate = compute_delivery_days(store, source, delivery)  # a parse of its own, no copy kept
+        for day in DAYS:
+            build_raw_slice(source, day, store, str(tmp_path / "full"), workdir)  # parses the CSV again
+        csv_parses.clear()
+        build_raw_slice_if_changed(source, DAYS[0], store, str(tmp_path / "lake"), workdir)
+        assert sorted(csv_parses) == sorted(csv_files)  # once each, not once for each pass
+        assert not list(workdir.glob("parsed-*"))  # the local copies do not outlive the build
+        csv_parses.clear()
+        build_raw_slice_if_changed(source, DAYS[1], store, str(tmp_path / "lake"), workdir)  # fingerprints cached
+        assert sorted(csv_parses) == sorted(csv_files)
+    cached = store.read_bytes(delivery_cache_url(str(tmp_path / "lake"), source.name, delivery))
+    assert all(f'"{day}": "{fingerprint}"' in cached.decode() for day, fingerprint in separate.days.items())
+    for day in DAYS:
+        assert (
+            read_state(store, str(tmp_path / "lake"), source.name, day)["raw"]["fingerprint"]
+            == separate.days[day.isoformat()]
+        )
+        assert _slice(tmp_path / "lake", day, source.name).equals(_slice(tmp_path / "full", day, source.name))
