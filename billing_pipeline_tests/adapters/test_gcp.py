@@ -193,6 +193,11 @@ def test_a_new_append_is_a_new_delivery_and_old_export_dates_are_skipped(tmp_pat
     write_ndjson(frame.head(2), landing / "export_date=2022-08-03" / "b.json")
     (second,) = adapter.discover(Store(), "gcp", str(landing), "2022-08", "auto")
     assert second.version != first.version and len(second.files) == 2
+    # each file keeps its identity (path, size, mtime): its day sums are cached by it across deliveries
+    sizes = {f: Path(f).stat().st_size for f in second.files}
+    assert len(second.file_identities) == len(second.files)
+    assert all(i.startswith(f"{f}:{sizes[f]}:") for f, i in zip(second.files, second.file_identities, strict=True))
+    assert first.file_identities[0] in second.file_identities
 
 
 def test_a_row_without_cost_is_quarantined_with_its_credits(tmp_path: Path) -> None:
