@@ -8,7 +8,8 @@ its own process so that peak RSS is that step's alone:
   NDJSON), projected to the columns the pipeline reads, written with a streaming sink (the cost of
   reading and writing the bytes);
 - pipeline: raw -> normalized -> tag-enriched for that day, through the functions the assets call
-  (one process, as the `billing_daily` job runs them), with the seconds of each stage;
+  (one process, as the `billing_daily` job runs them), with the seconds of each stage and the
+  process's peak RSS after each (it only grows: the stage that raises it holds the peak);
 - layers copy: a plain polars copy of the three files the pipeline wrote, i.e. what reading and
   writing three layers of that width costs before any mapping (a second, wider baseline).
 Reports wall time, rows per second, peak RSS and the ratios pipeline / floor and pipeline / layers
@@ -25,6 +26,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -182,6 +184,7 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path, provider: str = "
     policy: TagPolicy = load_config(Path(__file__).resolve().parents[2] / "billing.yaml").tag_policy
     store = Store()
     stages: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     with scratch_dir(prefix="bench-") as workdir:
         for name, build in (
             ("raw", lambda: build_raw_slice(source, DAY, store, str(lake), workdir)),
@@ -191,7 +194,8 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path, provider: str = "
             started = time.perf_counter()
             build()
             stages[name] = round(time.perf_counter() - started, 2)
-    stages_out.write_text(json.dumps(stages))
+            peaks[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    stages_out.write_text(json.dumps({"seconds": stages, "peak_mib_after": peaks}))
 
 
 def step_command(step: str, *options: str) -> list[str]:
@@ -242,6 +246,7 @@ def measure_size(provider: str, size: int, work: Path, keep: bool) -> dict:
     if copy.returncode:
         raise SystemExit(f"copying the layers failed for {provider} at {size} rows")
     layers = layer_files(lake, provider)
+    stages = json.loads(stages_file.read_text())
     normalized = pl.scan_parquet(layers[1]).select(pl.len()).collect().item()
     result = {
         "provider": provider,
@@ -255,7 +260,9 @@ def measure_size(provider: str, size: int, work: Path, keep: bool) -> dict:
         "input_mib": round(input_bytes / 2**20, 1),
         "floor": asdict(floor),
         "pipeline": asdict(pipeline),
-        "pipeline_stage_seconds": json.loads(stages_file.read_text()),
+        "pipeline_stage_seconds": stages["seconds"],
+        # peak RSS of the pipeline process after each stage: the stage where it rises holds the peak
+        "pipeline_peak_mib_after_stage": stages["peak_mib_after"],
         "floor_rows_per_s": round(rows / floor.seconds),
         "pipeline_rows_per_s": round(rows / pipeline.seconds),
         "ratio_time": round(pipeline.seconds / floor.seconds, 2),
@@ -332,16 +339,18 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(results: list[dict]) -> None:
     print(
         f"\n{'provider':>8} {'rows':>11} {'floor s':>8} {'floor MiB':>10} {'pipe s':>8} {'pipe MiB':>9} "
-        f"{'rows/s':>10} {'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}   {'copy s':>6} {'vs copy':>7}"
+        f"{'rows/s':>10} {'ratio':>6}   {'raw s':>6} {'norm s':>6} {'enr s':>6}   {'copy s':>6} {'vs copy':>7}   "
+        f"{'MiB after raw / norm / enr':>26}"
     )
     for r in results:
-        stages = r["pipeline_stage_seconds"]
+        stages, peaks = r["pipeline_stage_seconds"], r["pipeline_peak_mib_after_stage"]
+        after = " / ".join(f"{peaks[s]:,.0f}" for s in ("raw", "normalized", "enriched"))
         print(
             f"{r['provider']:>8} {r['rows_in_latest_delivery']:>11,} {r['floor']['seconds']:>8.1f} "
             f"{r['floor']['peak_rss_mib']:>10.0f} {r['pipeline']['seconds']:>8.1f} "
             f"{r['pipeline']['peak_rss_mib']:>9.0f} {r['pipeline_rows_per_s']:>10,} {r['ratio_time']:>6.2f}   "
             f"{stages['raw']:>6.1f} {stages['normalized']:>6.1f} {stages['enriched']:>6.1f}   "
-            f"{r['layers_copy']['seconds']:>6.1f} {r['ratio_time_vs_layers_copy']:>7.2f}",
+            f"{r['layers_copy']['seconds']:>6.1f} {r['ratio_time_vs_layers_copy']:>7.2f}   {after:>26}",
             flush=True,
         )
 

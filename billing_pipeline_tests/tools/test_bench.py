@@ -2,6 +2,9 @@
 and the generator's vectorised float rounding (checked against Python's own formatting)."""
 
 import datetime as dt
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,3 +93,34 @@ def test_formatted_floats_equal_python_formatting(spec: str) -> None:
     )
     expected = np.array([float(format(float(v), spec)) for v in values])
     assert np.array_equal(_formatted_floats(values, spec), expected)
+
+
+STAGE_PEAK_SCRIPT = """
+import json, sys
+from pathlib import Path
+import billing_pipeline.spine.enrich as enrich
+import billing_pipeline.spine.normalize as normalize
+import billing_pipeline.spine.raw as raw
+from billing_pipeline.tools import bench
+
+def normalized(*args):
+    held = bytearray(400 * 2**20)  # touched, so resident: the stage's peak
+    held[:: 4096] = b"x" * len(held[:: 4096])
+
+raw.build_raw_slice = lambda *args: None
+normalize.build_normalized_slice = normalized
+enrich.build_enriched_slice = lambda *args: None
+out = Path(sys.argv[1])
+bench.pipeline_step(out.parent, out.parent / "lake", out)
+"""
+
+
+def test_the_pipeline_step_reports_the_peak_after_each_stage(tmp_path: Path) -> None:
+    """The stage that allocates raises the process's peak; the stage after it does not lower it."""
+    stages = tmp_path / "stages.json"
+    subprocess.run([sys.executable, "-c", STAGE_PEAK_SCRIPT, str(stages)], check=True)
+    report = json.loads(stages.read_text())
+    assert set(report["seconds"]) == set(report["peak_mib_after"]) == {"raw", "normalized", "enriched"}
+    peaks = report["peak_mib_after"]
+    assert peaks["normalized"] - peaks["raw"] >= 300  # of its 400 MiB: memory freed earlier is reused
+    assert peaks["enriched"] == peaks["normalized"]

@@ -38,15 +38,18 @@ class Lookups:
 
     @classmethod
     def of(cls, raw: pl.LazyFrame, get: AzureFields) -> Lookups:
-        distinct = (
+        # one narrow streaming pass over their combinations (`unique().implode()` ran in memory: the
+        # three columns of the whole day)
+        combinations = (
             raw.select(
-                get.text("meter_category").unique().implode().alias("service"),
-                get.text("unit").unique().implode().alias("unit"),
-                get.text("location").unique().implode().alias("location"),
+                get.text("meter_category").alias("service"),
+                get.text("unit").alias("unit"),
+                get.text("location").alias("location"),
             )
-            .collect()
-            .row(0, named=True)
+            .unique()
+            .collect(engine="streaming")
         )
+        distinct = {name: combinations[name].unique().to_list() for name in combinations.columns}
         return cls(
             services={name: SERVICES.get(name, OTHER) for name in distinct["service"] if name is not None},
             units={u: focus_unit_name(u) for u in distinct["unit"] if u is not None},

@@ -20,7 +20,7 @@ from billing_pipeline.adapters.azure.headers import (
     export_version,
 )
 from billing_pipeline.adapters.cells import money_is_missing, money_problem
-from billing_pipeline.adapters.focus_native import tags_from_json
+from billing_pipeline.adapters.focus_native import tags_from_json, with_file_identity
 from billing_pipeline.adapters.tags import tags_json
 from billing_pipeline.platform.lookup import lookup
 
@@ -119,15 +119,10 @@ def row_problems(get: AzureFields, charge: AzureCharge) -> pl.Expr:
 
 
 def with_row_identity(raw: pl.LazyFrame, get: AzureFields) -> tuple[pl.LazyFrame, list[pl.Expr]]:
-    """The frame with each row's delivered columns as `_az_row`, and the identity columns to select."""
+    """The frame with each row's delivered columns as `_az_row` and its identity, and the identity columns
+    to select: the occurrence among identical rows of its file, and what the file holds whatever its row
+    order (rows of two files are duplicates only if the files are), streamed by `with_file_identity`."""
     frame = raw.with_columns(pl.struct([c for c in get.schema if not c.startswith("x_")]).alias("_az_row"))
-    row_hash = pl.col("_az_row").hash(seed=0)
     file = pl.col("x_FileUri") if "x_FileUri" in get.schema else pl.lit("")
-    occurrence = pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(row_hash, file)
-    # what the file holds, whatever its row order: rows of two files are duplicates only if the files are
-    content = pl.struct(
-        pl.len().over(file).alias("rows"),
-        (row_hash // 2**32).sum().over(file).alias("high"),
-        (row_hash % 2**32).sum().over(file).alias("low"),
-    )
-    return frame, [pl.col("_az_row"), occurrence.alias("_az_occurrence"), content.alias("_az_file")]
+    frame = with_file_identity(frame, pl.col("_az_row").hash(seed=0), file, "_az_occurrence", "_az_file")
+    return frame, [pl.col("_az_row"), pl.col("_az_occurrence"), pl.col("_az_file")]

@@ -164,11 +164,16 @@ class GcpAdapter:
             **tag_columns(fields),
             **provider_extras(fields, charge),
         }
-        charges = raw.select(
+        charge_rows = [
             *in_column_order(columns, COLUMN_ORDER),
             *[pl.col(c) for c in fields.schema if c.startswith("x_")],
             row_problems(fields).alias("_bad_reason"),
             *row_identity(fields),
-        )
+        ]
+        # The credits' charge rows are mapped again from the raw rows that have credits: sharing one
+        # mapped frame between the two parts made polars cache it whole (the day's every row in memory).
+        with_credits = raw.filter(fields.credits().list.len() > 0).select(charge_rows)
         helpers = ("_gcp_credits", "_gcp_index")
-        return pl.concat([charges.drop(helpers), credit_rows(charges).drop(helpers)], how="vertical")
+        return pl.concat(
+            [raw.select(charge_rows).drop(helpers), credit_rows(with_credits).drop(helpers)], how="vertical"
+        )

@@ -54,14 +54,19 @@ class GcpFields:
 
 
 def distinct_values(raw: pl.LazyFrame, fields: GcpFields) -> dict[str, list[str | None]]:
-    """The distinct services, units and regions of a delivery (one narrow pass): the lookups are built on them."""
-    return (
+    """The distinct services, units and regions of a delivery: the lookups are built on them.
+
+    One narrow streaming pass over their combinations (a few dozen): `unique().implode()` per column
+    ran in memory and held the four nested columns of the whole day (250 MiB at 1M rows).
+    """
+    combinations = (
         raw.select(
-            fields.text("service", "description").unique().implode().alias("service"),
-            fields.text("usage", "pricing_unit").unique().implode().alias("pricing_unit"),
-            fields.text("usage", "unit").unique().implode().alias("unit"),
-            fields.text("location", "region").unique().implode().alias("region"),
+            fields.text("service", "description").alias("service"),
+            fields.text("usage", "pricing_unit").alias("pricing_unit"),
+            fields.text("usage", "unit").alias("unit"),
+            fields.text("location", "region").alias("region"),
         )
-        .collect()
-        .row(0, named=True)
+        .unique()
+        .collect(engine="streaming")
     )
+    return {name: combinations[name].unique().sort(nulls_last=True).to_list() for name in combinations.columns}
