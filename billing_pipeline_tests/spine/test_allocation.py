@@ -107,3 +107,23 @@ def test_allocating_distinct_tag_sets_equals_allocating_every_row() -> None:
     ).with_columns(tags_json(pl.col("x_TagList")).alias("Tags"))
     rows = rows.with_row_index("i")
     assert allocate_by_distinct_tags(rows, POLICY).collect().sort("i").equals(allocate(rows, POLICY).collect())
+
+
+_TAG_PAIRS = st.tuples(
+    st.sampled_from(["Team", "user:team", "env", "owner", "x"]), st.sampled_from(["web", "ml", " ", "prd"])
+)
+_ROW = st.tuples(
+    st.sampled_from(["p", "q"]),
+    st.sampled_from(["a1", "222222222201", None]),
+    st.lists(_TAG_PAIRS, max_size=3),
+)
+
+
+@given(st.lists(_ROW, min_size=1, max_size=40))
+def test_allocating_distinct_tag_sets_equals_allocating_every_row_for_any_rows(rows: list) -> None:
+    """The keys-first distinct pass (one row per tags and account) decides every row as `allocate` does."""
+    from billing_pipeline.adapters.tags import tags_json
+    from billing_pipeline.spine.allocation import allocate_by_distinct_tags
+
+    frame = _rows(*rows).with_columns(tags_json(pl.col("x_TagList")).alias("Tags")).with_row_index("i")
+    assert allocate_by_distinct_tags(frame, POLICY).collect().sort("i").equals(allocate(frame, POLICY).collect())
