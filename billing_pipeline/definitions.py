@@ -9,10 +9,10 @@ from dagster import AssetSelection, Definitions, define_asset_job, in_process_ex
 
 from billing_pipeline.defs.alert_sensors import build_alert_sensors, build_freshness_sensor
 from billing_pipeline.defs.assets import build_spine_assets
-from billing_pipeline.defs.checks import build_checks
+from billing_pipeline.defs.checks import anomaly_day_checks
 from billing_pipeline.defs.dashboard_assets import build_dashboard_asset
 from billing_pipeline.defs.lifecycle_jobs import build_retention_job
-from billing_pipeline.defs.observability_assets import build_budget_checks, build_cost_anomalies_asset, build_slo_asset
+from billing_pipeline.defs.observability_assets import build_cost_anomalies_asset, build_slo_asset
 from billing_pipeline.defs.schedules import build_daily_schedule
 from billing_pipeline.defs.sensors import build_late_arrival_sensors
 from billing_pipeline.defs.views_assets import build_monthly_job, build_monthly_schedule, build_views_assets
@@ -30,8 +30,8 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     config = load_config(path)
     partitions_def = daily_usage_partitions(config.start_date, config.end_date)
     spine = build_spine_assets(partitions_def, config)
-    slo_asset = build_slo_asset(partitions_def)
-    assets = [*spine, build_cost_anomalies_asset(partitions_def), slo_asset]
+    anomalies = build_cost_anomalies_asset(partitions_def, anomaly_day_checks(config))
+    assets = [*spine, anomalies, build_slo_asset(config, partitions_def)]  # every check is a spec of its asset
     billing_daily = define_asset_job(
         JOB,
         selection=AssetSelection.assets(*assets),
@@ -46,7 +46,6 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     billing_monthly = build_monthly_job(views)
     return Definitions(
         assets=[*assets, *views],
-        asset_checks=[*build_checks(config, partitions_def), *build_budget_checks(config, slo_asset, partitions_def)],
         jobs=[billing_daily, billing_monthly, build_retention_job()],
         sensors=[
             *build_late_arrival_sensors(config, billing_daily, partitions_def),

@@ -7,8 +7,9 @@ the check's history and per partition. No check is blocking: a blocking check st
 downstream layers, and one source's defect must never stop the others (invariant 6). Contract checks
 fail at ERROR and their description names the failing source(s) and why instead. The checks run inside
 `billing_daily` right after their asset; every check only reads. The checks of the four spine assets are
-check specs of the spine's multi-asset, evaluated in its one step (`spine_layer.materialize_spine`): a
-step per check cost a day more in Dagster's own events than the checks themselves.
+check specs of the spine's multi-asset, evaluated in its one step (`spine_layer.materialize_spine`), the
+lake catalogue's at the end of that step; those of `cost_anomalies` in its step: a step per check cost a
+day more in Dagster's own events than the checks themselves.
 
 Partitioned checks are a preview feature of Dagster 1.13 (DAGSTER_NOTES.md); they are the way the
 evaluation records its partition, which makes freshness and SLIs partition-aware in the UI. The
@@ -22,17 +23,14 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     DagsterLogManager,
     PartitionsDefinition,
     PreviewWarning,
-    asset_check,
 )
 
 from billing_pipeline.defs.check_results import to_check_result
@@ -216,22 +214,6 @@ class DayCheck(NamedTuple):
         return to_check_result(result, self.slo_name, asset_key=self.asset, check_name=self.name)
 
 
-def _check(check: DayCheck, partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
-    """A check that runs in its own step (for assets outside the spine's multi-asset)."""
-
-    @asset_check(
-        asset=check.asset,
-        name=check.name,
-        partitions_def=partitions_def,
-        blocking=check.blocking,
-        description=check.description,
-    )
-    def _sli_check(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
-        return check.evaluate(billing, dt.date.fromisoformat(context.partition_key), context.log)
-
-    return _sli_check
-
-
 def _described(config: BillingConfig, spec: SliCheck) -> str:
     """The check's description: what it measures, its target and severity, where it routes, its runbook."""
     target = config.slo.resolve(spec.slo_name)
@@ -247,37 +229,47 @@ def _described(config: BillingConfig, spec: SliCheck) -> str:
     )
 
 
-def _catalogue_check(partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
-    """`lake_catalogue`: the DuckDB views over the lake, refreshed by the spine, can be built and read."""
+CATALOGUE_CHECK = AssetCheckKey(RECONCILED, "lake_catalogue")
 
-    @asset_check(
-        asset=RECONCILED,
-        name="lake_catalogue",
-        partitions_def=partitions_def,
-        description=(
-            "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
-            "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, and "
-            "the catalogue file (duckdb_path) has every one. ERROR with the reason otherwise (lake "
-            "unreadable, a damaged file, a refresh that failed), routed as a ticket; httpfs presence for the DuckDB "
-            "CLI is metadata."
-        ),
-    )
-    def lake_catalogue(context: AssetCheckExecutionContext, billing: BillingResource) -> AssetCheckResult:
-        health = catalogue_health(billing.config, billing.store())
-        context.log.info(f"lake_catalogue: {health.reason}")
-        return AssetCheckResult(
-            passed=health.passed,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                **health.metadata(),
-                ROUTE_KEY: "ticket",
-                SUMMARY_KEY: health.reason,
-                "runbook": "lake_catalogue",
-            },
-            description=health.reason,
+
+def catalogue_check_spec(partitions_def: PartitionsDefinition) -> AssetCheckSpec:
+    """`lake_catalogue`, a check of `reconciliation_deltas` evaluated at the end of the spine's step, once
+    the step has refreshed the DuckDB views it reads (its own step cost four more events a day)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=PreviewWarning)
+        return AssetCheckSpec(
+            CATALOGUE_CHECK.name,
+            asset=RECONCILED,
+            partitions_def=partitions_def,
+            description=(
+                "The DuckDB views over the lake (one per table) can be built through the store's own client, as "
+                "`billing_pipeline.platform.catalogue.connect` and `python -m billing_pipeline.query` build them, "
+                "and the catalogue file (duckdb_path) has every one. ERROR with the reason otherwise (lake "
+                "unreadable, a damaged file, a refresh that failed), routed as a ticket; httpfs presence for the "
+                "DuckDB CLI is metadata."
+            ),
         )
 
-    return lake_catalogue
+
+def catalogue_result(billing: BillingResource, log: DagsterLogManager) -> AssetCheckResult:
+    """The catalogue's health as a check result; a log line only when it fails (the reason is in the
+    evaluation either way)."""
+    health = catalogue_health(billing.config, billing.store())
+    if not health.passed:
+        log.warning(f"lake_catalogue: {health.reason}")
+    return AssetCheckResult(
+        passed=health.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            **health.metadata(),
+            ROUTE_KEY: "ticket",
+            SUMMARY_KEY: health.reason,
+            "runbook": "lake_catalogue",
+        },
+        description=health.reason,
+        asset_key=CATALOGUE_CHECK.asset_key,
+        check_name=CATALOGUE_CHECK.name,
+    )
 
 
 def day_checks(config: BillingConfig) -> list[DayCheck]:
@@ -314,10 +306,6 @@ def spine_day_checks(config: BillingConfig) -> list[DayCheck]:
     return [check for check in day_checks(config) if check.asset in SPINE_KEYS]
 
 
-def build_checks(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetChecksDefinition]:
-    """The checks of the assets outside the spine (`cost_anomalies`), each in its own step, and the lake
-    catalogue's (its own step, after the spine: it reads the views the spine refreshed)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=PreviewWarning)
-        outside = [_check(check, partitions_def) for check in day_checks(config) if check.asset not in SPINE_KEYS]
-        return [_catalogue_check(partitions_def), *outside]
+def anomaly_day_checks(config: BillingConfig) -> list[DayCheck]:
+    """The checks of `cost_anomalies`: check specs of its asset, evaluated in its step after it is written."""
+    return [check for check in day_checks(config) if check.asset == ANOMALIES]

@@ -21,7 +21,6 @@ from dagster import (
 from pydantic import Field
 
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, SLO_BUDGETS
-from billing_pipeline.views.dashboards.publish import publish_dashboards
 from billing_pipeline.views.forecast import BUDGET_FORECAST
 from billing_pipeline.views.names import CHARGEBACK, DASHBOARDS, VIEWS_GROUP
 from resources import BillingResource
@@ -70,6 +69,9 @@ def build_dashboard_asset(monthly: PartitionsDefinition) -> AssetsDefinition:
     ) -> MaterializeResult:
         month = dt.date.fromisoformat(context.partition_key)
         debug_day = dt.date.fromisoformat(config.debug_day) if config.debug_day else None
+        # plotly only here: every run process (one per day in production) imports the code location
+        from billing_pipeline.views.dashboards.publish import publish_dashboards  # noqa: PLC0415
+
         published = publish_dashboards(billing.config, billing.store(), month, debug_day)
         data = published.data
         return MaterializeResult(

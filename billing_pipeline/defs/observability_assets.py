@@ -3,8 +3,8 @@
 - `cost_anomalies` (after `tag_enriched_costs`): detects the day's spend anomalies and burn-rate breaches
   and stores them at `<lake>/cost_anomalies/date=D/part-0.parquet` (`anomalies.py`); the M8 check on it
   and the alert routing only read that table.
-- `slo_error_budgets` (after `reconciliation_deltas` and `cost_anomalies`) and one budget check per SLI:
-  the only checks of M1-M10 that alert.
+- `slo_error_budgets` (after `reconciliation_deltas` and `cost_anomalies`) and one budget check per SLI,
+  evaluated in the asset's step: the only checks of M1-M10 that alert.
 
 Thin: the logic is in `anomalies.py` and `error_budgets.py`. The budget asset runs last in `billing_daily`
 and evaluates the day's SLIs itself, so its verdicts never depend on the order Dagster runs the SLI checks
@@ -17,27 +17,28 @@ import datetime as dt
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import polars as pl
 from dagster import (
-    AssetCheckExecutionContext,
+    AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     PreviewWarning,
-    asset,
-    multi_asset_check,
+    multi_asset,
 )
 
+from billing_pipeline.defs.check_results import without_step_output
+from billing_pipeline.defs.checks import DayCheck
 from billing_pipeline.observability import anomalies, error_budgets
 from billing_pipeline.observability.check_metadata import (
     ROUTE_KEY,
@@ -53,6 +54,7 @@ from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
+from billing_pipeline.platform.storage import Store
 from billing_pipeline.views import forecast
 from resources import BillingResource
 
@@ -85,16 +87,17 @@ def _preview(table: pl.DataFrame) -> str:
     )
 
 
-def build_cost_anomalies_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
-    """`cost_anomalies`, daily, after `tag_enriched_costs` (the allocated rows it compares)."""
-
-    @asset(
-        name=COST_ANOMALIES,
-        partitions_def=partitions_def,
+def build_cost_anomalies_asset(partitions_def: PartitionsDefinition, checks: Sequence[DayCheck]) -> AssetsDefinition:
+    """`cost_anomalies`, daily, after `tag_enriched_costs` (the allocated rows it compares), with its checks
+    (`checks.anomaly_day_checks`) evaluated in its step right after it is written (a step of their own cost
+    Dagster four more events a day than the check itself)."""
+    spec = AssetSpec(
+        COST_ANOMALIES,
         group_name=SLO_GROUP,
         kinds={"polars", "parquet"},
         owners=OWNERS,
         deps=[AssetKey(ENRICHED)],
+        partitions_def=partitions_def,
         description=(
             "M8: the day's spend anomalies per service / account / team (same weekday of the previous weeks: "
             "median + MAD) and burn-rate breaches (against the trailing daily mean), each naming what moved, by "
@@ -102,63 +105,47 @@ def build_cost_anomalies_asset(partitions_def: PartitionsDefinition) -> AssetsDe
             "<lake>/cost_anomalies/date=D/part-0.parquet (DuckDB view cost_anomalies); no file when nothing moved."
         ),
     )
-    def cost_anomalies(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
+
+    @multi_asset(
+        name=COST_ANOMALIES,
+        specs=[spec],
+        check_specs=[check.spec(partitions_def) for check in checks],
+        partitions_def=partitions_def,
+        can_subset=True,
+    )
+    def cost_anomalies(
+        context: AssetExecutionContext, billing: BillingResource
+    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
         config, store = billing.config, billing.store()
         day = dt.date.fromisoformat(context.partition_key)
-        table = anomalies.publish(config, store, day)
-        try:
-            refresh_views_if_tables_changed(config.lake_url, config.duckdb_file, store)  # a new table only
-        except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
-            context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": table.height,
-                "anomalous_spends": anomalous_spends(table),
-                "burn_rate_breaches": table.filter(pl.col("kind") == "burn_rate").height,
-                "table": anomalies.anomalies_url(config.lake_url, day),
-                "preview": MetadataValue.md(anomalies.preview(table)),
-            }
-        )
+        if spec.key in context.selected_asset_keys:
+            yield _publish_anomalies(context, config, store, day)
+        for check in checks:
+            if check.spec_key in context.selected_asset_check_keys:
+                yield without_step_output(context, check.evaluate(billing, day, context.log))
 
     return cost_anomalies
 
 
-def build_slo_asset(partitions_def: PartitionsDefinition) -> AssetsDefinition:
-    """`slo_error_budgets`, daily, after the reconciliation and the cost anomalies (the SLIs it evaluates
-    read both)."""
-
-    @asset(
-        name=SLO_BUDGETS,
-        partitions_def=partitions_def,
-        group_name=SLO_GROUP,
-        kinds={"polars", "parquet"},
-        owners=OWNERS,
-        deps=[AssetKey(RECONCILED), AssetKey(COST_ANOMALIES)],
-        description=(
-            "Per SLI and source: the day's verdict and, over the rolling window (error_budget.window_days, 28), "
-            "attainment, error budget left and burn rates over a short and a long window; a fast burn pages, a "
-            "slow burn tickets (Google SRE workbook, multiwindow multi-burn-rate). Stored at "
-            "<lake>/slo_error_budgets/date=D/."
-        ),
-    )
-    def slo_error_budgets(context: AssetExecutionContext, billing: BillingResource) -> MaterializeResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        table = error_budgets.evaluate(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
-        alerts = dict(table.group_by("alert").len().iter_rows()) if table.height else {}
-        metadata: dict[str, object] = {
+def _publish_anomalies(
+    context: AssetExecutionContext, config: BillingConfig, store: Store, day: dt.date
+) -> MaterializeResult:
+    """Detect and store the day's anomalies; refresh the DuckDB views only if the table just appeared."""
+    table = anomalies.publish(config, store, day)
+    try:
+        refresh_views_if_tables_changed(config.lake_url, config.duckdb_file, store)  # a new table only
+    except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
+        context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
+    return MaterializeResult(
+        asset_key=COST_ANOMALIES,
+        metadata={
             "dagster/row_count": table.height,
-            "slo/pages": int(alerts.get("page", 0)),
-            "slo/tickets": int(alerts.get("ticket", 0)),
-            "preview": MetadataValue.md(_preview(table)),
-        }
-        for sli in BUDGETED_SLIS:
-            rows = table.filter(pl.col("sli") == sli)
-            if rows.height:
-                metadata[f"slo/{sli}/attainment"] = float(rows["attainment"].min())
-                metadata[f"slo/{sli}/budget_left"] = _number(float(rows["budget_left"].min()))
-        return MaterializeResult(metadata=metadata)
-
-    return slo_error_budgets
+            "anomalous_spends": anomalous_spends(table),
+            "burn_rate_breaches": table.filter(pl.col("kind") == "burn_rate").height,
+            "table": anomalies.anomalies_url(config.lake_url, day),
+            "preview": MetadataValue.md(anomalies.preview(table)),
+        },
+    )
 
 
 def budget_check_name(sli: str) -> str:
@@ -239,37 +226,82 @@ def _budget_description(config: BillingConfig, sli: str) -> str:
     )
 
 
-BUDGET_CHECKS_OP = "slo_budget_checks"  # one step evaluates every budget check of the day
-
-
-def build_budget_checks(
-    config: BillingConfig, slo_asset: AssetsDefinition, partitions_def: PartitionsDefinition
-) -> list[AssetChecksDefinition]:
-    """One check per budgeted SLI on `slo_error_budgets`, all evaluated in one step that reads the table the
-    asset just wrote once (a step per check cost more in Dagster's own events than the checks themselves)."""
+def _budget_specs(config: BillingConfig, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+    """One check per budgeted SLI on `slo_error_budgets`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=PreviewWarning)
-        specs = [
+        return [
             AssetCheckSpec(
                 budget_check_name(sli),
-                asset=slo_asset.key,
+                asset=SLO_BUDGETS,
                 description=_budget_description(config, sli),
                 partitions_def=partitions_def,
             )
             for sli in BUDGETED_SLIS
         ]
 
-        @multi_asset_check(specs=specs, name=BUDGET_CHECKS_OP, can_subset=True)
-        def _budgets(context: AssetCheckExecutionContext, billing: BillingResource) -> Iterator[AssetCheckResult]:
-            day = dt.date.fromisoformat(context.partition_key)
-            table = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
-            for sli in BUDGETED_SLIS:
-                key = AssetCheckKey(slo_asset.key, budget_check_name(sli))
-                if key in context.selected_asset_check_keys:
-                    threatened = forecast.threatened_budgets(
-                        billing.config, billing.store(), day, burning_sources(sli, table)
-                    )
-                    result = budget_result(billing.config, sli, table, threatened)
-                    yield result._replace(asset_key=slo_asset.key, check_name=key.name)
 
-    return [_budgets]
+def _budget_metadata(table: pl.DataFrame) -> dict[str, object]:
+    """The materialization's metadata: pages, tickets, the preview and each SLI's worst attainment and budget."""
+    alerts = dict(table.group_by("alert").len().iter_rows()) if table.height else {}
+    metadata: dict[str, object] = {
+        "dagster/row_count": table.height,
+        "slo/pages": int(alerts.get("page", 0)),
+        "slo/tickets": int(alerts.get("ticket", 0)),
+        "preview": MetadataValue.md(_preview(table)),
+    }
+    for sli in BUDGETED_SLIS:
+        rows = table.filter(pl.col("sli") == sli)
+        if rows.height:
+            metadata[f"slo/{sli}/attainment"] = float(rows["attainment"].min())
+            metadata[f"slo/{sli}/budget_left"] = _number(float(rows["budget_left"].min()))
+    return metadata
+
+
+def build_slo_asset(config: BillingConfig, partitions_def: PartitionsDefinition) -> AssetsDefinition:
+    """`slo_error_budgets`, daily, after the reconciliation and the cost anomalies (the SLIs it evaluates
+    read both), with one budget check per budgeted SLI evaluated in the same step from the table it just
+    wrote (read back once): a step of their own cost Dagster more events than the checks themselves."""
+    spec = AssetSpec(
+        SLO_BUDGETS,
+        group_name=SLO_GROUP,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        deps=[AssetKey(RECONCILED), AssetKey(COST_ANOMALIES)],
+        partitions_def=partitions_def,
+        description=(
+            "Per SLI and source: the day's verdict and, over the rolling window (error_budget.window_days, 28), "
+            "attainment, error budget left and burn rates over a short and a long window; a fast burn pages, a "
+            "slow burn tickets (Google SRE workbook, multiwindow multi-burn-rate). Stored at "
+            "<lake>/slo_error_budgets/date=D/."
+        ),
+    )
+
+    @multi_asset(
+        name=SLO_BUDGETS,
+        specs=[spec],
+        check_specs=_budget_specs(config, partitions_def),
+        partitions_def=partitions_def,
+        can_subset=True,
+    )
+    def slo_error_budgets(
+        context: AssetExecutionContext, billing: BillingResource
+    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
+        day = dt.date.fromisoformat(context.partition_key)
+        if spec.key in context.selected_asset_keys:
+            table = error_budgets.evaluate(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
+            yield MaterializeResult(asset_key=spec.key, metadata=_budget_metadata(table))
+        checked = [
+            sli
+            for sli in BUDGETED_SLIS
+            if AssetCheckKey(spec.key, budget_check_name(sli)) in (context.selected_asset_check_keys)
+        ]
+        if not checked:
+            return
+        stored = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
+        for sli in checked:
+            threatened = forecast.threatened_budgets(billing.config, billing.store(), day, burning_sources(sli, stored))
+            result = budget_result(billing.config, sli, stored, threatened)
+            yield without_step_output(context, result._replace(asset_key=spec.key, check_name=budget_check_name(sli)))
+
+    return slo_error_budgets

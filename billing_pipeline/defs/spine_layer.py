@@ -4,9 +4,11 @@ reports.
 The four layers are one Dagster multi-asset that can be subset: materializing the day runs them in one
 step, each layer in build order (build every source's slice in a scratch directory, one source's failure
 never stopping the others; report what it built as metadata; evaluate its checks), then refreshes the
-DuckDB views once. Selecting one layer (or any subset, or only checks) runs just that part, so a
-single layer is still re-run on its own. One step instead of one per asset and one per check is most of
-what a day of demo size costs (README, "Backfills and per-run cost").
+DuckDB views once and evaluates the lake catalogue's check on them. Check verdicts are recorded as
+evaluations without a step output each (`check_results.without_step_output`). Selecting one layer (or
+any subset, or only checks) runs just that part, so a single layer is still re-run on its own. One step
+instead of one per asset and one per check is most of what a day of demo size costs (README, "Backfills
+and per-run cost").
 """
 
 import datetime as dt
@@ -17,6 +19,7 @@ from typing import Generic, TypeVar
 
 import polars as pl
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -30,7 +33,8 @@ from dagster import (
 )
 
 from billing_pipeline.defs.asset_metadata import slice_schemas
-from billing_pipeline.defs.checks import DayCheck
+from billing_pipeline.defs.check_results import without_step_output
+from billing_pipeline.defs.checks import CATALOGUE_CHECK, DayCheck, catalogue_check_spec, catalogue_result
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake import slice_url
@@ -148,8 +152,9 @@ def _built_and_reported(layer: SpineLayer, run: LayerDay) -> dict[str, object]:
 
 def materialize_spine(
     layers: Sequence[SpineLayer], checks: Sequence[DayCheck], context: AssetExecutionContext, billing: BillingResource
-) -> Iterator[MaterializeResult | AssetCheckResult]:
-    """The selected layers in build order, each built, reported and checked; then the views, once."""
+) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
+    """The selected layers in build order, each built, reported and checked; then the views, once, and the
+    lake catalogue's check, which reads them."""
     run = LayerDay.of(context, billing)
     selected = context.selected_asset_keys
     selected_checks = context.selected_asset_check_keys
@@ -168,10 +173,12 @@ def materialize_spine(
                 for check in checks
                 if check.asset == key and check.spec_key in selected_checks
             ]
-            yield from results
+            yield from (without_step_output(context, result) for result in results)
             blocked_by += _blocked(results, checks)
     finally:  # once per run, also after a layer failed (the layers before it were published)
         run.refresh_views()  # the views are globs: later slices show up in them by themselves
+    if CATALOGUE_CHECK in selected_checks and not blocked_by:
+        yield without_step_output(context, catalogue_result(billing, context.log))
 
 
 def build_spine_asset(
@@ -194,17 +201,20 @@ def build_spine_asset(
     ]
     names = {layer.name for layer in layers}
     own_checks = [check for check in checks if check.asset.to_user_string() in names]
+    check_specs = [check.spec(partitions_def) for check in own_checks]
+    if CATALOGUE_CHECK.asset_key.to_user_string() in names:
+        check_specs.append(catalogue_check_spec(partitions_def))
 
     @multi_asset(
         name=SPINE_OP,
         specs=specs,
-        check_specs=[check.spec(partitions_def) for check in own_checks],
+        check_specs=check_specs,
         partitions_def=partitions_def,
         can_subset=True,
     )
     def _materialize(
         context: AssetExecutionContext, billing: BillingResource
-    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
         yield from materialize_spine(layers, own_checks, context, billing)
 
     return _materialize

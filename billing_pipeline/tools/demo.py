@@ -33,6 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,7 +354,6 @@ class BillingDailyLauncher:
     ) -> tuple[str, list[RunOutcome]]:
         """Create a backfill of `days` and execute its runs in order; returns its id and the outcomes."""
         from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-        from dagster._core.execution.job_backfill import create_backfill_run
         from dagster._core.remote_representation.external_data import PartitionSetExecutionParamSnap
         from dagster._core.utils import make_new_backfill_id
         from dagster._time import get_current_timestamp
@@ -382,29 +382,17 @@ class BillingDailyLauncher:
         if not isinstance(params, PartitionSetExecutionParamSnap):
             raise RuntimeError(f"cannot build the runs of the backfill: {params}")
         outcomes = []
-        for data in sorted(params.partition_data, key=lambda d: d.name):
-            # console logging off for the runs (the event log keeps everything)
-            run_config = {**data.run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-            run = create_backfill_run(
-                self.request_context,
-                self.instance,
-                self.location,
-                self.job,
-                self.partition_set,
-                backfill,
-                data.name,
-                data.tags,
-                run_config,
-            )
-            if run is None:
-                continue
-            if not outcomes:  # in the UI's Backfills tab from its first run on; recorded as `dagster job
-                # backfill` records it once its runs are submitted, so that a daemon does not submit them again
-                self.instance.add_backfill(backfill.with_status(BulkActionStatus.COMPLETED))
-            outcome = self.execute(run, data.name)
-            outcomes.append(outcome)
-            if report:
-                report(outcome)
+        with self._runs_created_ahead(backfill, sorted(params.partition_data, key=lambda d: d.name)) as created:
+            for data, run in created:
+                if run is None:
+                    continue
+                if not outcomes:  # in the UI's Backfills tab from its first run on; recorded as `dagster job
+                    # backfill` records it once its runs are submitted, so that a daemon does not submit them again
+                    self.instance.add_backfill(backfill.with_status(BulkActionStatus.COMPLETED))
+                outcome = self.execute(run, data.name)
+                outcomes.append(outcome)
+                if report:
+                    report(outcome)
         final = (
             BulkActionStatus.COMPLETED_SUCCESS
             if all(o.success for o in outcomes)
@@ -413,6 +401,52 @@ class BillingDailyLauncher:
         if outcomes:
             self.instance.update_backfill(backfill.with_status(final).with_end_timestamp(get_current_timestamp()))
         return backfill.backfill_id, outcomes
+
+    @contextmanager
+    def _runs_created_ahead(self, backfill: Any, partition_data: Sequence[Any]) -> Iterator[Iterator[tuple[Any, Any]]]:
+        """(partition data, its created run) in order, each next run created in a thread while the current one
+        executes.
+
+        Creating a run is mostly SQLite commits of the instance (its snapshots and one planned event per
+        asset and per check: 38 of a demo day's entries), which wait on the disk, not on Python. The thread
+        uses its own instance object, because an instance's SQLite event storage lets one thread at a time
+        hold a connection; creating a run reads and writes only the instance, never the lake, so the
+        days still execute one after the other and see each other's results as before. At most one run
+        waits, not started, while another executes."""
+        from dagster import DagsterInstance
+        from dagster._core.execution.job_backfill import create_backfill_run
+
+        def create(instance: Any, data: Any) -> tuple[Any, Any]:
+            # console logging off for the runs (the event log keeps everything)
+            run_config = {**data.run_config, "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+            run = create_backfill_run(
+                self.request_context,
+                instance,
+                self.location,
+                self.job,
+                self.partition_set,
+                backfill,
+                data.name,
+                data.tags,
+                run_config,
+            )
+            return data, run
+
+        def in_order(instance: Any, pool: ThreadPoolExecutor) -> Iterator[tuple[Any, Any]]:
+            pending = [pool.submit(create, instance, data) for data in partition_data[:1]]
+            for data in partition_data[1:]:
+                created = pending.pop().result()
+                pending.append(pool.submit(create, instance, data))  # created while `created` executes
+                yield created
+            if pending:
+                yield pending.pop().result()
+
+        if self.instance.is_ephemeral:  # in memory: nothing to wait on, and no second object of it
+            with ThreadPoolExecutor(1) as pool:
+                yield in_order(self.instance, pool)
+            return
+        with DagsterInstance.from_ref(self.instance.get_ref()) as creating, ThreadPoolExecutor(1) as pool:
+            yield in_order(creating, pool)
 
     def execute(self, run: Any, day: str) -> RunOutcome:
         """Execute one created run to its end in this process, as a run worker would."""

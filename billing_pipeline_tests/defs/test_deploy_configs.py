@@ -57,6 +57,8 @@ def test_shipped_instance_config_is_valid(filename: str) -> None:
     value = validate_instance_file(DEPLOY, filename)
     limits = value["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # a backfill's days one at a time: a day reads the days before it (month to date, error budgets)
+    assert {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert value["run_coordinator"]["class"] == "QueuedRunCoordinator"
     monitoring = value["run_monitoring"]
     assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
@@ -77,7 +79,8 @@ def test_local_config_builds_an_instance_with_the_run_queue(tmp_path: Path, monk
         settings = instance.get_concurrency_config().run_queue_config
         assert settings.max_concurrent_runs == 2
         assert settings.tag_concurrency_limits == [
-            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
         ]
         _assert_monitors_dead_runs(instance)
 

@@ -19,7 +19,7 @@ from billing_pipeline.defs.spine_layer import SPINE_OP, build_spine_asset
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
-from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
+from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, NORMALIZED, RAW, RECONCILED, SLO_BUDGETS, SPINE
 from billing_pipeline.platform.state import read_state
 from billing_pipeline.platform.storage import Store
 from partitions import daily_usage_partitions
@@ -74,10 +74,12 @@ def test_a_day_runs_the_four_layers_and_their_checks_in_one_step(tmp_path: Path,
     result = _run(config_path, instance)
     assert result.success
     steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert SPINE_OP in steps
-    # no step per layer, none per spine check; only `lake_catalogue` has its own, after the spine step,
-    # because it reads the DuckDB views the spine step refreshed at its end
-    assert [s for s in steps if s.startswith(SPINE)] == [f"{RECONCILED}_lake_catalogue"], steps
+    # no step per layer, none per check: the spine's checks (`lake_catalogue` too, at the end of the spine's
+    # step, after it refreshed the views it reads) and those of the two other assets are in their steps
+    assert steps == {SPINE_OP, COST_ANOMALIES, SLO_BUDGETS}, steps
+    # a non-blocking check's verdict is an evaluation without a step output (one event less each)
+    outputs = [e.step_key for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert sorted(outputs) == sorted([SPINE_OP] * 4 + [COST_ANOMALIES, SLO_BUDGETS]), outputs
     assert set(SPINE) <= _materialized(result)
     graph = build_definitions(config_path).resolve_asset_graph()
     spine_checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys if k.asset_key in SPINE_KEYS}
@@ -139,6 +141,13 @@ def test_a_failed_blocking_check_stops_the_layers_below_it_in_the_step(tmp_path:
     }
     assert not evaluations["contract_duplicates"].passed and evaluations["contract_duplicates"].blocking
     assert "sli_unallocated_percent" not in evaluations  # the enriched layer's checks wait for their layer
+    # a blocking check keeps its step output (the input by which Dagster holds back the steps below its
+    # asset); the non-blocking checks' evaluations have none
+    outputs = {
+        e.event_specific_data.step_output_handle.output_name for e in result.all_events if e.is_successful_output
+    }
+    assert "normalized_line_items_contract_duplicates" in outputs
+    assert not any(name.endswith("sli_duplicate_rate") for name in outputs)
 
 
 def test_the_views_are_created_again_only_when_a_table_appears_or_the_database_changed(
