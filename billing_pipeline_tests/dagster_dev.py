@@ -36,6 +36,10 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+      - key: billing/source
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 """
 
 

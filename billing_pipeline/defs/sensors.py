@@ -36,7 +36,8 @@ from billing_pipeline.observability.check_metadata import dagster_name
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.storage import Store, is_access_denied
 from billing_pipeline.spine.calendar import open_periods
-from billing_pipeline.spine.fingerprint import changed_days, delivery_day_fingerprints
+from billing_pipeline.spine.fingerprint import DeliveryDays, changed_days, delivery_day_fingerprints
+from billing_pipeline.spine.reconcile import latest_reconciled_day
 from resources import BillingResource
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,42 @@ def scan_source(
                     },
                 )
             )
+        refresh = _month_to_date_refresh(store, config, source, period, days, delivery.version, fingerprints)
+        if refresh is not None and has_partition_key(refresh.day.isoformat()):
+            scan.requests.append(refresh)
         scan.notes.append(f"{source.name} {period}: delivery {delivery.version}: {len(days)} changed day(s)")
         scan.cursor["periods"][period] = position
     return scan
+
+
+def _month_to_date_refresh(
+    store: Store,
+    config: BillingConfig,
+    source: SourceConfig,
+    period: str,
+    days: list[dt.date],
+    version: str,
+    fingerprints: DeliveryDays,
+) -> Request | None:
+    """The period's latest reconciled day after the changed ones, when it did not change itself: its month to
+    date (judged against the invoice once the period is closed) sums the changed days, so it is downstream of
+    them (invariant 4) and re-runs too; its own slices are reused, only its reconciliation is rebuilt."""
+    if not days:
+        return None
+    latest = latest_reconciled_day(store, config.lake_url, source.name, period, max(days))
+    if latest is None:
+        return None
+    changed = ",".join(f"{d.isoformat()}={fingerprints.fingerprint(d)}" for d in sorted(days))
+    return Request(
+        day=latest,
+        run_key=run_key(source.name, latest, version, f"month_to_date|{changed}"),
+        tags={
+            TRIGGER_TAG: "month_to_date",
+            SOURCE_TAG: source.name,
+            PERIOD_TAG: period,
+            VERSION_TAG: version[:200],
+        },
+    )
 
 
 def build_late_arrival_sensor(

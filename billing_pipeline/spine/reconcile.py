@@ -27,7 +27,7 @@ from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import Store
-from billing_pipeline.spine.calendar import period_closed, period_of
+from billing_pipeline.spine.calendar import days_of_period, period_closed, period_of
 from billing_pipeline.spine.layer_state import is_stale, record_layer_build, slice_identity
 
 KEYS = ["BillingAccountId", "BillingCurrency"]
@@ -61,6 +61,24 @@ def _scan(store: Store, url: str, workdir: Path) -> pl.LazyFrame | None:
     return pl.scan_parquet(store.stage(url, workdir)) if store.exists(url) else None
 
 
+def month_to_date_days(day: dt.date, by_invoice_month: bool = False) -> list[dt.date]:
+    """The days whose normalized slices make `day`'s month to date (GCP: from the previous month on)."""
+    first = day.replace(day=1)
+    start = (first - dt.timedelta(days=1)).replace(day=1) if by_invoice_month else first
+    return [start + dt.timedelta(days=offset) for offset in range((day - start).days + 1)]
+
+
+def latest_reconciled_day(store: Store, lake_url: str, source: str, period: str, after: dt.date) -> dt.date | None:
+    """The period's latest day after `after` whose reconciliation was built: its month to date (judged against
+    the invoice once the period is closed, M7) reads `after`'s slice, so a restated `after` must re-run it."""
+    for day in reversed(days_of_period(period)):
+        if day <= after:
+            return None
+        if (read_state(store, lake_url, source, day).get("reconciliation") or {}).get("built_from"):
+            return day
+    return None
+
+
 def month_to_date(
     store: Store, lake_url: str, source: str, day: dt.date, workdir: Path, by_invoice_month: bool = False
 ) -> pl.LazyFrame | None:
@@ -70,10 +88,8 @@ def month_to_date(
     may reach back into the previous month (late rows land on the next invoice).
     """
     first = day.replace(day=1)
-    start = (first - dt.timedelta(days=1)).replace(day=1) if by_invoice_month else first
     frames = []
-    for offset in range((day - start).days + 1):
-        current = start + dt.timedelta(days=offset)
+    for current in month_to_date_days(day, by_invoice_month):
         frame = _scan(store, slice_url(lake_url, NORMALIZED, current, source), workdir)
         if frame is not None and by_invoice_month:
             frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
@@ -317,6 +333,9 @@ def publish_reconciliation_if_stale(
     inputs = [
         slice_identity(store, slice_url(lake_url, table, day, source.name)) for table in (RAW, NORMALIZED, ENRICHED)
     ]
+    # the month to date reads the earlier days' normalized slices: a restated earlier day makes this one stale
+    earlier = month_to_date_days(day, getattr(adapter_for(source.provider), "bills_by_invoice_month", False))[:-1]
+    inputs += [slice_identity(store, slice_url(lake_url, NORMALIZED, d, source.name)) for d in earlier]
     built_from = "|".join([*inputs, invoices_id, config.reconciliation.model_dump_json()])
     target = slice_url(lake_url, RECONCILED, day, source.name)
     section = read_state(store, lake_url, source.name, day).get("reconciliation") or {}

@@ -59,6 +59,8 @@ def test_shipped_instance_config_is_valid(filename: str) -> None:
     assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     # a backfill's days one at a time: a day reads the days before it (month to date, error budgets)
     assert {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # a sensor's runs of one source in order: the month-to-date day after the changed days it sums
+    assert {"key": "billing/source", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
     assert value["run_coordinator"]["class"] == "QueuedRunCoordinator"
     monitoring = value["run_monitoring"]
     assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
@@ -81,6 +83,7 @@ def test_local_config_builds_an_instance_with_the_run_queue(tmp_path: Path, monk
         assert settings.tag_concurrency_limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
             {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": "billing/source", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
         ]
         _assert_monitors_dead_runs(instance)
 

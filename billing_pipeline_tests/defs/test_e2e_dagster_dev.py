@@ -82,8 +82,12 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
         before = {d: os.stat(slice_url(str(lake), "normalized_line_items", d, "cur2")).st_mtime_ns for d in week}
 
         deliver_cur2(root, "exec-2", cur2_month_frame(period, restated, days=week), period, files=3)
-        restatement = dev.wait_runs_finished({"billing/version": "exec-2"}, expected=2, timeout=90)
+        # the changed days, then the week's last day (reconciled before), whose month to date sums them
+        everything = dev.wait_runs_finished({"billing/version": "exec-2"}, expected=3, timeout=240)
+        restatement = [r for r in everything if r["tags"]["billing/trigger"] == "late_arrival"]
         assert sorted(r["tags"]["dagster/partition"] for r in restatement) == sorted(d.isoformat() for d in changed)
+        (refresh,) = [r for r in everything if r["tags"]["billing/trigger"] == "month_to_date"]
+        assert refresh["tags"]["dagster/partition"] == week[-1].isoformat() and refresh["status"] == "SUCCESS"
         assert {r["status"] for r in restatement} == {"SUCCESS"}
         for run in restatement:
             evaluations = dev.check_evaluations(run["runId"])
@@ -94,7 +98,7 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
         assert {d for d in week if before[d] != after[d]} == changed
 
         time.sleep(3 * SENSOR_INTERVAL)  # further ticks see the same delivery: nothing more is requested
-        assert len(dev.runs({"billing/version": "exec-2"})) == 2
+        assert len(dev.runs({"billing/version": "exec-2"})) == 3
 
         # the freshness sensor tickets the days after the last one any source delivered (that day is older than
         # the freshness window: the sources ended, nothing is late), and pages nobody for them

@@ -86,7 +86,11 @@ def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_sou
     deliver_cur2(tmp_path / "landing" / "alpha", "exec-2", cur2_month_frame(PERIOD, _restated_cost), PERIOD, files=3)
     alpha = _scan(config, "alpha", cursors["alpha"])
     beta = _scan(config, "beta", cursors["beta"])
-    assert sorted(r.day for r in alpha.requests) == list(CHANGED)
+    last = month_days(PERIOD)[-1]  # reconciled before; its month to date sums the changed days
+    assert [(r.day, r.tags["billing/trigger"]) for r in alpha.requests] == [
+        *((day, "late_arrival") for day in CHANGED),
+        (last, "month_to_date"),
+    ]
     assert beta.requests == []
     assert all(r.tags["billing/version"] == "exec-2" for r in alpha.requests)
     staged: list[str] = []
@@ -106,16 +110,30 @@ def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_sou
     after = _slice_ids(config)
     rewritten = {key for key in before if before[key] != after[key]}
     expected = {(layer, "alpha", day) for layer in LAYERS for day in CHANGED}
-    assert rewritten == expected  # 8 of 240 slices; beta's slices of the same days untouched
+    expected.add(("reconciliation_deltas", "alpha", last))  # the month to date, not the day's own slices
+    assert rewritten == expected  # 9 of 240 slices; beta's slices of the same days untouched
+    month = pl.concat(
+        pl.read_parquet(slice_url(config.lake_url, "normalized_line_items", day, "alpha"), columns=["BilledCost"])
+        for day in month_days(PERIOD)
+    )
+    reconciled = pl.read_parquet(slice_url(config.lake_url, "reconciliation_deltas", last, "alpha"))
+    assert float(reconciled["month_to_date_total"].sum()) == pytest.approx(float(month["BilledCost"].sum()))
+    assert float(reconciled["month_to_date_total"].sum()) == pytest.approx(30 * 108.0 + 2 * 3 * 5.0)
     state = read_state(Store(), config.lake_url, "alpha", CHANGED[0])
     assert state["raw"]["writes"] == 2 and state["raw"]["version"] == "exec-2"
     assert read_state(Store(), config.lake_url, "beta", CHANGED[0])["raw"]["writes"] == 1
     normalized = pl.read_parquet(slice_url(config.lake_url, "normalized_line_items", CHANGED[0], "alpha"))
     assert float(normalized["BilledCost"].sum()) == pytest.approx(108.0 + 3 * 5.0)
 
-    # the unchanged days of alpha are recognised as such even if a run is requested for them
+    # the unchanged days of alpha are recognised as such even if a run is requested for them: only the
+    # month to date of November 8 (it sums the restated November 7) is rebuilt, and once only
     run_day(config, dt.date(2023, 11, 8))
-    assert _slice_ids(config) == after
+    again = _slice_ids(config)
+    assert {key for key in after if after[key] != again[key]} == {
+        ("reconciliation_deltas", "alpha", dt.date(2023, 11, 8))
+    }
+    run_day(config, dt.date(2023, 11, 8))
+    assert _slice_ids(config) == again
     assert read_state(Store(), config.lake_url, "alpha", dt.date(2023, 11, 8))["raw"]["confirmed_version"] == "exec-2"
 
 
@@ -158,7 +176,7 @@ def test_a_manifest_before_its_data_files_requests_nothing_until_they_are_all_th
     with gzip.open(late_file, "wb") as handle:
         restated.head(0).write_csv(handle)
     complete = _scan(config, "alpha", waiting.cursor)
-    assert sorted(r.day for r in complete.requests) == list(CHANGED)
+    assert sorted(r.day for r in complete.requests if r.tags["billing/trigger"] == "late_arrival") == list(CHANGED)
 
 
 def test_days_outside_the_partition_set_are_filtered_not_fatal(tmp_path: Path) -> None:
