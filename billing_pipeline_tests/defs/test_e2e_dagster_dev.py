@@ -68,7 +68,7 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
         }
 
         backfill_id = dev.launch_backfill(JOB_NAME, [d.isoformat() for d in week])
-        runs = dev.wait_runs_finished({"dagster/backfill": backfill_id}, expected=7, timeout=150)
+        runs = dev.wait_runs_finished({"dagster/backfill": backfill_id}, expected=7, timeout=300)
         assert sorted(r["tags"]["dagster/partition"] for r in runs) == [d.isoformat() for d in week]
         assert {r["status"] for r in runs} == {"SUCCESS"}
         deadline = time.monotonic() + 60
