@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
+    AssetKey,
     DefaultSensorStatus,
     JobDefinition,
     PartitionsDefinition,
@@ -34,6 +35,7 @@ from dagster import (
 from billing_pipeline.adapters import adapter_for, choose_current
 from billing_pipeline.observability.check_metadata import dagster_name
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
+from billing_pipeline.platform.names import RECONCILED
 from billing_pipeline.platform.storage import Store, is_access_denied
 from billing_pipeline.spine.calendar import open_periods
 from billing_pipeline.spine.fingerprint import DeliveryDays, changed_days, delivery_day_fingerprints
@@ -57,6 +59,7 @@ class Request:
     day: dt.date
     run_key: str
     tags: dict[str, str]
+    assets: tuple[str, ...] = ()  # the assets to materialize; empty: the whole job
 
 
 @dataclass
@@ -152,7 +155,8 @@ def _month_to_date_refresh(
 ) -> Request | None:
     """The period's latest reconciled day after the changed ones, when it did not change itself: its month to
     date (judged against the invoice once the period is closed) sums the changed days, so it is downstream of
-    them (invariant 4) and re-runs too; its own slices are reused, only its reconciliation is rebuilt."""
+    them (invariant 4) and re-runs too, `reconciliation_deltas` alone (and its checks): its other slices and
+    the day's other checks did not change."""
     if not days:
         return None
     latest = latest_reconciled_day(store, config.lake_url, source.name, period, max(days))
@@ -168,6 +172,7 @@ def _month_to_date_refresh(
             PERIOD_TAG: period,
             VERSION_TAG: version[:200],
         },
+        assets=(RECONCILED,),
     )
 
 
@@ -207,7 +212,13 @@ def build_late_arrival_sensor(
             context.log.info(f"days outside the partition set, not requested: {scan.filtered}")
         return SensorResult(
             run_requests=[
-                RunRequest(partition_key=r.day.isoformat(), run_key=r.run_key, tags=r.tags) for r in scan.requests
+                RunRequest(
+                    partition_key=r.day.isoformat(),
+                    run_key=r.run_key,
+                    tags=r.tags,
+                    asset_selection=[AssetKey(a) for a in r.assets] or None,
+                )
+                for r in scan.requests
             ],
             cursor=json.dumps(scan.cursor, sort_keys=True),
         )

@@ -714,11 +714,13 @@ def incident_source(config: BillingConfig, incident: Incident) -> SourceConfig:
 
 
 def changed_days(config: BillingConfig, source: SourceConfig, as_of: dt.datetime) -> list[dt.date]:
-    """The days the source's late-arrival sensor would request now (its scan, from an empty cursor)."""
-    from billing_pipeline.defs.sensors import scan_source
+    """The days whose content changed, for which the source's late-arrival sensor would request `billing_daily`
+    now (its scan, from an empty cursor). Its request for the period's latest reconciled day
+    (`reconciliation_deltas` alone, to refresh the month to date) is not replayed by the demo."""
+    from billing_pipeline.defs.sensors import TRIGGER_TAG, scan_source
 
     scan = scan_source(config.store(), config, source, {}, as_of, lambda _key: True)
-    return sorted({r.day for r in scan.requests})
+    return sorted({r.day for r in scan.requests if r.tags[TRIGGER_TAG] == "late_arrival"})
 
 
 @dataclass

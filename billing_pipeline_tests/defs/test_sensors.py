@@ -93,6 +93,7 @@ def test_a_restatement_of_two_days_reprocesses_only_those_days_and_only_that_sou
     ]
     assert beta.requests == []
     assert all(r.tags["billing/version"] == "exec-2" for r in alpha.requests)
+    assert [r.assets for r in alpha.requests] == [(), (), ("reconciliation_deltas",)]  # the month to date alone
     staged: list[str] = []
     original_stage = Store.stage
 
