@@ -10,13 +10,14 @@ from pathlib import Path
 from ..conftest import write_config
 
 
-def test_loading_the_code_location_imports_no_tool_module(tmp_path: Path) -> None:
+def _modules_after_loading(tmp_path: Path, roots: tuple[str, ...]) -> list[str]:
+    """The modules under `roots` that a fresh process has imported once it loaded the code location."""
     config = write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": str(tmp_path / "landing")}])
     probe = (
         "import json, sys; import billing_pipeline.definitions; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('billing_pipeline'))))"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))"
     )
-    loaded = json.loads(
+    return json.loads(
         subprocess.run(
             [sys.executable, "-c", probe],
             check=True,
@@ -25,6 +26,10 @@ def test_loading_the_code_location_imports_no_tool_module(tmp_path: Path) -> Non
             env={"BILLING_CONFIG": str(config), "PATH": ""},
         ).stdout
     )
+
+
+def test_loading_the_code_location_imports_no_tool_module(tmp_path: Path) -> None:
+    loaded = _modules_after_loading(tmp_path, ("billing_pipeline",))
     assert "billing_pipeline.definitions" in loaded and "billing_pipeline.defs.assets" in loaded
     assert not [m for m in loaded if m.startswith("billing_pipeline.tools")], loaded
 
@@ -34,19 +39,6 @@ def test_loading_the_code_location_leaves_the_dashboards_plotting_library_to_the
 ) -> None:
     """In production every run is a new process that imports the code location: a daily run must not pay for
     plotly, which only the monthly `dashboards` asset uses."""
-    config = write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": str(tmp_path / "landing")}])
-    probe = (
-        "import json, sys; import billing_pipeline.definitions; "
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('plotly', 'billing_pipeline'))))"
-    )
-    loaded = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", probe],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={"BILLING_CONFIG": str(config), "PATH": ""},
-        ).stdout
-    )
+    loaded = _modules_after_loading(tmp_path, ("plotly", "billing_pipeline"))
     assert "billing_pipeline.defs.dashboard_assets" in loaded
     assert not [m for m in loaded if m.startswith(("plotly", "billing_pipeline.views.dashboards"))], loaded
