@@ -12,7 +12,7 @@ from billing_pipeline.defs.assets import build_spine_assets
 from billing_pipeline.defs.checks import anomaly_day_checks
 from billing_pipeline.defs.dashboard_assets import build_dashboard_asset
 from billing_pipeline.defs.lifecycle_jobs import build_retention_job
-from billing_pipeline.defs.observability_assets import build_cost_anomalies_asset, build_slo_asset
+from billing_pipeline.defs.observability_assets import cost_anomalies_part, slo_part
 from billing_pipeline.defs.schedules import build_daily_schedule
 from billing_pipeline.defs.sensors import build_late_arrival_sensors
 from billing_pipeline.defs.views_assets import build_monthly_job, build_monthly_schedule, build_views_assets
@@ -29,9 +29,8 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
     path = Path(config_path or os.environ.get(CONFIG_ENV_VAR) or "billing.yaml").resolve()
     config = load_config(path)
     partitions_def = daily_usage_partitions(config.start_date, config.end_date)
-    spine = build_spine_assets(partitions_def, config)
-    anomalies = build_cost_anomalies_asset(partitions_def, anomaly_day_checks(config))
-    assets = [*spine, anomalies, build_slo_asset(config, partitions_def)]  # every check is a spec of its asset
+    parts = (cost_anomalies_part(partitions_def, anomaly_day_checks(config)), slo_part(config, partitions_def))
+    assets = build_spine_assets(partitions_def, config, parts)  # one step a day; every check a spec of its asset
     billing_daily = define_asset_job(
         JOB,
         selection=AssetSelection.assets(*assets),

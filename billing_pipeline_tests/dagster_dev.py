@@ -174,6 +174,20 @@ class DagsterDev:
             raise RuntimeError(f"backfill not launched: {result}")
         return str(result["backfillId"])
 
+    def launch_asset_backfill(self, assets: list[str], partitions: list[str]) -> str:
+        """A backfill of assets, as the UI's Materialize (on the asset graph) launches it: the daemon runs it by
+        the assets' backfill policy."""
+        data = self.graphql(
+            """mutation($params: LaunchBackfillParams!) {
+            launchPartitionBackfill(backfillParams: $params) {
+                __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+            {"params": {"assetSelection": [{"path": [name]} for name in assets], "partitionNames": partitions}},
+        )
+        result = data["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {result}")
+        return str(result["backfillId"])
+
     def backfill_status(self, backfill_id: str) -> str:
         data = self.graphql(
             """query($id: String!) { partitionBackfillOrError(backfillId: $id) {

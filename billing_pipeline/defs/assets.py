@@ -3,7 +3,7 @@ and what it reports; `spine_layer` runs the selected layers in build order in on
 check each), then refreshes the DuckDB views once."""
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from billing_pipeline.defs.asset_metadata import (
     reconciliation_schema,
 )
 from billing_pipeline.defs.checks import spine_day_checks
-from billing_pipeline.defs.spine_layer import LayerDay, SpineLayer, build_spine_asset, markdown_preview
+from billing_pipeline.defs.spine_layer import DayPart, LayerDay, SpineLayer, build_spine_asset, markdown_preview
 from billing_pipeline.lifecycle.audit_log import OperatorRun
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
@@ -321,7 +321,10 @@ RECONCILED_LAYER = SpineLayer(
 SPINE_LAYERS = (RAW_LAYER, NORMALIZED_LAYER, ENRICHED_LAYER, RECONCILED_LAYER)  # in build order
 
 
-def build_spine_assets(partitions_def: PartitionsDefinition, config: BillingConfig) -> list[AssetsDefinition]:
-    """The four spine assets over the given daily partitions, with their checks: one multi-asset that can be
-    subset (one step per day; a single layer can still be materialized on its own)."""
-    return [build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions_def)]
+def build_spine_assets(
+    partitions_def: PartitionsDefinition, config: BillingConfig, parts: Sequence[DayPart] = ()
+) -> list[AssetsDefinition]:
+    """The four spine assets over the given daily partitions, with their checks, and the `parts` after them:
+    one multi-asset that can be subset (one step per day, or per backfill; a single layer can still be
+    materialized on its own)."""
+    return [build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions_def, parts)]

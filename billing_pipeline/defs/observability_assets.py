@@ -1,14 +1,15 @@
-"""The observability assets of `billing_daily`, in a straight line after the spine:
+"""The observability assets of `billing_daily`, in a straight line after the spine and in its step
+(`spine_layer.DayPart`):
 
 - `cost_anomalies` (after `tag_enriched_costs`): detects the day's spend anomalies and burn-rate breaches
   and stores them at `<lake>/cost_anomalies/date=D/part-0.parquet` (`anomalies.py`); the M8 check on it
   and the alert routing only read that table.
 - `slo_error_budgets` (after `reconciliation_deltas` and `cost_anomalies`) and one budget check per SLI,
-  evaluated in the asset's step: the only checks of M1-M10 that alert.
+  evaluated right after it: the only checks of M1-M10 that alert.
 
-Thin: the logic is in `anomalies.py` and `error_budgets.py`. The budget asset runs last in `billing_daily`
-and evaluates the day's SLIs itself, so its verdicts never depend on the order Dagster runs the SLI checks
-in. Each budget check fails at ERROR and pages on a fast burn, at WARN with a ticket on a slow burn, and
+Thin: the logic is in `anomalies.py` and `error_budgets.py`. The budget asset comes last in the day's step
+and evaluates the day's SLIs itself, so its verdicts never depend on the order the SLI checks run in.
+Each budget check fails at ERROR and pages on a fast burn, at WARN with a ticket on a slow burn, and
 links its SLI's runbook. Its alert is keyed by the check alone (`alert/scope: latest`), not the partition:
 a burn is a state of the service, resolved when a later day's evaluation no longer burns.
 """
@@ -17,28 +18,23 @@ import datetime as dt
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence, Set
 
 import polars as pl
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetExecutionContext,
     AssetKey,
-    AssetsDefinition,
     AssetSpec,
-    MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
     PreviewWarning,
-    multi_asset,
 )
 
-from billing_pipeline.defs.check_results import without_step_output
 from billing_pipeline.defs.checks import DayCheck
+from billing_pipeline.defs.spine_layer import DayPart, LayerDay
 from billing_pipeline.observability import anomalies, error_budgets
 from billing_pipeline.observability.check_metadata import (
     ROUTE_KEY,
@@ -51,12 +47,9 @@ from billing_pipeline.observability.error_budgets import rate_text as _rate
 from billing_pipeline.observability.slis import anomalous_spends
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table
-from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED, RECONCILED, SLO_BUDGETS, SLO_GROUP
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS
-from billing_pipeline.platform.storage import Store
 from billing_pipeline.views import forecast
-from resources import BillingResource
 
 OWNERS = ["team:finops-platform"]
 
@@ -87,10 +80,9 @@ def _preview(table: pl.DataFrame) -> str:
     )
 
 
-def build_cost_anomalies_asset(partitions_def: PartitionsDefinition, checks: Sequence[DayCheck]) -> AssetsDefinition:
+def cost_anomalies_part(partitions_def: PartitionsDefinition, checks: Sequence[DayCheck]) -> DayPart:
     """`cost_anomalies`, daily, after `tag_enriched_costs` (the allocated rows it compares), with its checks
-    (`checks.anomaly_day_checks`) evaluated in its step right after it is written (a step of their own cost
-    Dagster four more events a day than the check itself)."""
+    (`checks.anomaly_day_checks`) evaluated in the day's step right after it is written."""
     spec = AssetSpec(
         COST_ANOMALIES,
         group_name=SLO_GROUP,
@@ -98,6 +90,7 @@ def build_cost_anomalies_asset(partitions_def: PartitionsDefinition, checks: Seq
         owners=OWNERS,
         deps=[AssetKey(ENRICHED)],
         partitions_def=partitions_def,
+        skippable=True,  # not built below a failed blocking check
         description=(
             "M8: the day's spend anomalies per service / account / team (same weekday of the previous weeks: "
             "median + MAD) and burn-rate breaches (against the trailing daily mean), each naming what moved, by "
@@ -106,46 +99,23 @@ def build_cost_anomalies_asset(partitions_def: PartitionsDefinition, checks: Seq
         ),
     )
 
-    @multi_asset(
-        name=COST_ANOMALIES,
-        specs=[spec],
-        check_specs=[check.spec(partitions_def) for check in checks],
-        partitions_def=partitions_def,
-        can_subset=True,
-    )
-    def cost_anomalies(
-        context: AssetExecutionContext, billing: BillingResource
-    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
-        config, store = billing.config, billing.store()
-        day = dt.date.fromisoformat(context.partition_key)
-        if spec.key in context.selected_asset_keys:
-            yield _publish_anomalies(context, config, store, day)
-        for check in checks:
-            if check.spec_key in context.selected_asset_check_keys:
-                yield without_step_output(context, check.evaluate(billing, day, context.log))
+    def evaluate(run: LayerDay, selected: Set[AssetCheckKey]) -> list[AssetCheckResult]:
+        return [check.evaluate(run.billing, run.day, run.context.log) for check in checks if check.spec_key in selected]
 
-    return cost_anomalies
+    return DayPart(spec, tuple(check.spec(partitions_def) for check in checks), _publish_anomalies, evaluate)
 
 
-def _publish_anomalies(
-    context: AssetExecutionContext, config: BillingConfig, store: Store, day: dt.date
-) -> MaterializeResult:
+def _publish_anomalies(run: LayerDay) -> dict[str, object]:
     """Detect and store the day's anomalies; refresh the DuckDB views only if the table just appeared."""
-    table = anomalies.publish(config, store, day)
-    try:
-        refresh_views_if_tables_changed(config.lake_url, config.duckdb_file, store)  # a new table only
-    except Exception as error:  # noqa: BLE001 - the views are a convenience: a warning, never a failed day
-        context.log.warning(f"DuckDB views not refreshed: {type(error).__name__}: {error}")
-    return MaterializeResult(
-        asset_key=COST_ANOMALIES,
-        metadata={
-            "dagster/row_count": table.height,
-            "anomalous_spends": anomalous_spends(table),
-            "burn_rate_breaches": table.filter(pl.col("kind") == "burn_rate").height,
-            "table": anomalies.anomalies_url(config.lake_url, day),
-            "preview": MetadataValue.md(anomalies.preview(table)),
-        },
-    )
+    table = anomalies.publish(run.config, run.store, run.day)
+    run.refresh_views()  # a new table only
+    return {
+        "dagster/row_count": table.height,
+        "anomalous_spends": anomalous_spends(table),
+        "burn_rate_breaches": table.filter(pl.col("kind") == "burn_rate").height,
+        "table": anomalies.anomalies_url(run.config.lake_url, run.day),
+        "preview": MetadataValue.md(anomalies.preview(table)),
+    }
 
 
 def budget_check_name(sli: str) -> str:
@@ -258,10 +228,10 @@ def _budget_metadata(table: pl.DataFrame) -> dict[str, object]:
     return metadata
 
 
-def build_slo_asset(config: BillingConfig, partitions_def: PartitionsDefinition) -> AssetsDefinition:
+def slo_part(config: BillingConfig, partitions_def: PartitionsDefinition) -> DayPart:
     """`slo_error_budgets`, daily, after the reconciliation and the cost anomalies (the SLIs it evaluates
     read both), with one budget check per budgeted SLI evaluated in the same step from the table it just
-    wrote (read back once): a step of their own cost Dagster more events than the checks themselves."""
+    wrote (read back once)."""
     spec = AssetSpec(
         SLO_BUDGETS,
         group_name=SLO_GROUP,
@@ -269,6 +239,7 @@ def build_slo_asset(config: BillingConfig, partitions_def: PartitionsDefinition)
         owners=OWNERS,
         deps=[AssetKey(RECONCILED), AssetKey(COST_ANOMALIES)],
         partitions_def=partitions_def,
+        skippable=True,  # not built below a failed blocking check
         description=(
             "Per SLI and source: the day's verdict and, over the rolling window (error_budget.window_days, 28), "
             "attainment, error budget left and burn rates over a short and a long window; a fast burn pages, a "
@@ -277,31 +248,19 @@ def build_slo_asset(config: BillingConfig, partitions_def: PartitionsDefinition)
         ),
     )
 
-    @multi_asset(
-        name=SLO_BUDGETS,
-        specs=[spec],
-        check_specs=_budget_specs(config, partitions_def),
-        partitions_def=partitions_def,
-        can_subset=True,
-    )
-    def slo_error_budgets(
-        context: AssetExecutionContext, billing: BillingResource
-    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
-        day = dt.date.fromisoformat(context.partition_key)
-        if spec.key in context.selected_asset_keys:
-            table = error_budgets.evaluate(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
-            yield MaterializeResult(asset_key=spec.key, metadata=_budget_metadata(table))
-        checked = [
-            sli
-            for sli in BUDGETED_SLIS
-            if AssetCheckKey(spec.key, budget_check_name(sli)) in (context.selected_asset_check_keys)
-        ]
-        if not checked:
-            return
-        stored = error_budgets.read_budgets(billing.store(), billing.config.lake_url, day)
-        for sli in checked:
-            threatened = forecast.threatened_budgets(billing.config, billing.store(), day, burning_sources(sli, stored))
-            result = budget_result(billing.config, sli, stored, threatened)
-            yield without_step_output(context, result._replace(asset_key=spec.key, check_name=budget_check_name(sli)))
+    def build(run: LayerDay) -> dict[str, object]:
+        return _budget_metadata(error_budgets.evaluate(run.config, run.store, run.day, dt.datetime.now(dt.UTC)))
 
-    return slo_error_budgets
+    def evaluate(run: LayerDay, selected: Set[AssetCheckKey]) -> list[AssetCheckResult]:
+        checked = [sli for sli in BUDGETED_SLIS if AssetCheckKey(spec.key, budget_check_name(sli)) in selected]
+        if not checked:
+            return []
+        stored = error_budgets.read_budgets(run.store, run.config.lake_url, run.day)
+        results = []
+        for sli in checked:
+            threatened = forecast.threatened_budgets(run.config, run.store, run.day, burning_sources(sli, stored))
+            result = budget_result(run.config, sli, stored, threatened)
+            results.append(result._replace(asset_key=spec.key, check_name=budget_check_name(sli)))
+        return results
+
+    return DayPart(spec, tuple(_budget_specs(config, partitions_def)), build, evaluate)

@@ -1,18 +1,21 @@
-"""The skeleton the four spine assets share, so that each layer only says how it is built and what it
-reports.
+"""The skeleton the day's assets share, so that each layer only says how it is built and what it reports.
 
-The four layers are one Dagster multi-asset that can be subset: materializing the day runs them in one
-step, each layer in build order (build every source's slice in a scratch directory, one source's failure
-never stopping the others; report what it built as metadata; evaluate its checks), then refreshes the
-DuckDB views once and evaluates the lake catalogue's check on them. Check verdicts are recorded as
-evaluations without a step output each (`check_results.without_step_output`). Selecting one layer (or
-any subset, or only checks) runs just that part, so a single layer is still re-run on its own. One step
-instead of one per asset and one per check is most of what a day of demo size costs (README, "Backfills
-and per-run cost").
+The four spine layers and the assets after them (`DayPart`: the cost anomalies, the error budgets) are one
+Dagster multi-asset that can be subset: materializing a day runs them in one step, each in build order
+(build every source's slice in a scratch directory, one source's failure never stopping the others; report
+what it built as metadata; evaluate its checks); the DuckDB views are refreshed once after the spine and
+the lake catalogue's check reads them. Check verdicts are recorded as evaluations without a step output
+each (`check_results.DayRecorder`). Selecting one asset (or any subset, or only checks) runs just that
+part, so a single layer is still re-run on its own.
+
+A backfill runs as one run (`BackfillPolicy.single_run`: the UI's asset backfill, `dagster asset
+materialize --partition-range`): its days in order in the one step, each day recorded as a run of that
+day records it, a day that fails leaving the others built. One step and one run instead of one per asset,
+check and day is most of what a day of demo size costs (README, "Backfills and per-run cost").
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -20,12 +23,16 @@ from typing import Generic, TypeVar
 import polars as pl
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
+    BackfillPolicy,
     Failure,
     MaterializeResult,
     PartitionsDefinition,
@@ -33,7 +40,7 @@ from dagster import (
 )
 
 from billing_pipeline.defs.asset_metadata import slice_schemas
-from billing_pipeline.defs.check_results import without_step_output
+from billing_pipeline.defs.check_results import DayRecorder
 from billing_pipeline.defs.checks import CATALOGUE_CHECK, DayCheck, catalogue_check_spec, catalogue_result
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.escaping import markdown_table
@@ -67,8 +74,8 @@ class LayerDay:
     day: dt.date
 
     @classmethod
-    def of(cls, context: AssetExecutionContext, billing: BillingResource) -> "LayerDay":
-        return cls(context, billing, billing.config, billing.store(), dt.date.fromisoformat(context.partition_key))
+    def of(cls, context: AssetExecutionContext, billing: BillingResource, day: dt.date) -> "LayerDay":
+        return cls(context, billing, billing.config, billing.store(), day)
 
     def warn(self, message: str) -> None:
         """A warning in the run's log: what metadata cannot read never fails the step."""
@@ -150,12 +157,69 @@ def _built_and_reported(layer: SpineLayer, run: LayerDay) -> dict[str, object]:
         ) from error
 
 
-def materialize_spine(
-    layers: Sequence[SpineLayer], checks: Sequence[DayCheck], context: AssetExecutionContext, billing: BillingResource
-) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
+@dataclass(frozen=True)
+class DayPart:
+    """An asset the day's step materializes after the spine (the cost anomalies, the error budgets): its spec,
+    its check specs, how it is built (returning its materialization's metadata) and how its selected checks
+    are evaluated once it is."""
+
+    spec: AssetSpec
+    check_specs: tuple[AssetCheckSpec, ...]
+    build: Callable[[LayerDay], dict[str, object]]
+    checks: Callable[[LayerDay, Set[AssetCheckKey]], list[AssetCheckResult]]
+
+
+DayEvent = MaterializeResult | AssetMaterialization | AssetCheckResult | AssetCheckEvaluation
+
+
+def materialize_days(
+    layers: Sequence[SpineLayer],
+    checks: Sequence[DayCheck],
+    parts: Sequence[DayPart],
+    context: AssetExecutionContext,
+    billing: BillingResource,
+) -> Iterator[DayEvent]:
+    """Every day of the run in order (one, or a backfill's range in one run): the spine, then the parts.
+
+    In a ranged run a day that fails is logged and the next day goes on, as the next run of a backfill of
+    one run per day would; the step fails at the end naming every day that failed (their partitions have no
+    materialization, so the backfill shows them failed)."""
+    recorder = DayRecorder(context)
+    days = sorted(dt.date.fromisoformat(key) for key in context.partition_keys)
+    failed: list[tuple[dt.date, Exception]] = []
+    for day in days:
+        try:
+            yield from _materialize_day(layers, checks, parts, LayerDay.of(context, billing, day), recorder)
+        except Exception as error:
+            if not recorder.ranged:
+                raise
+            failed.append((day, error))
+            context.log.error(f"{day} failed: {type(error).__name__}: {error}")
+    if failed:
+        first = failed[0][1]
+        raise Failure(
+            description=f"{len(failed)} of {len(days)} day(s) failed: "
+            + "; ".join(f"{day}: {type(error).__name__}: {error}" for day, error in failed),
+            metadata={
+                FAILED_DAYS_KEY: ", ".join(day.isoformat() for day, _ in failed),
+                **(first.metadata if isinstance(first, Failure) else {ERROR_CLASS_KEY: type(first).__name__}),
+            },
+        )
+
+
+FAILED_DAYS_KEY = "billing/failed_days"  # metadata of a ranged run's failure: the days without materializations
+
+
+def _materialize_day(
+    layers: Sequence[SpineLayer],
+    checks: Sequence[DayCheck],
+    parts: Sequence[DayPart],
+    run: LayerDay,
+    recorder: DayRecorder,
+) -> Iterator[DayEvent]:
     """The selected layers in build order, each built, reported and checked; then the views, once, and the
-    lake catalogue's check, which reads them."""
-    run = LayerDay.of(context, billing)
+    lake catalogue's check, which reads them; then the selected parts and their checks."""
+    context, billing = run.context, run.billing
     selected = context.selected_asset_keys
     selected_checks = context.selected_asset_check_keys
     blocked_by: list[str] = []
@@ -167,25 +231,45 @@ def materialize_spine(
                     context.log.error(f"{layer.name} not built for {run.day}: blocking check(s) failed: {blocked_by}")
                 continue
             if key in selected:
-                yield MaterializeResult(asset_key=key, metadata=_built_and_reported(layer, run))
+                yield recorder.materialized(key, run.day, _built_and_reported(layer, run))
             results = [
                 check.evaluate(billing, run.day, context.log)
                 for check in checks
                 if check.asset == key and check.spec_key in selected_checks
             ]
-            yield from (without_step_output(context, result) for result in results)
+            yield from (recorder.checked(result, run.day) for result in results)
             blocked_by += _blocked(results, checks)
-    finally:  # once per run, also after a layer failed (the layers before it were published)
+    finally:  # once per day, also after a layer failed (the layers before it were published)
         run.refresh_views()  # the views are globs: later slices show up in them by themselves
     if CATALOGUE_CHECK in selected_checks and not blocked_by:
-        yield without_step_output(context, catalogue_result(billing, context.log))
+        yield recorder.checked(catalogue_result(billing, context.log), run.day)
+    for part in parts:
+        if blocked_by:
+            if part.spec.key in selected:
+                context.log.error(f"{part.spec.key.to_user_string()} not built for {run.day}: blocked by {blocked_by}")
+            continue
+        if part.spec.key in selected:
+            yield recorder.materialized(part.spec.key, run.day, part.build(run))
+        results = part.checks(run, selected_checks)
+        yield from (recorder.checked(result, run.day) for result in results)
+        blocked_by += [r.check_name or "" for r in results if _blocks(r, part.check_specs)]
+
+
+def _blocks(result: AssetCheckResult, specs: Sequence[AssetCheckSpec]) -> bool:
+    blocking = {spec.name for spec in specs if spec.blocking}
+    return result.check_name in blocking and not result.passed and result.severity == AssetCheckSeverity.ERROR
 
 
 def build_spine_asset(
-    layers: Sequence[SpineLayer], checks: Sequence[DayCheck], partitions_def: PartitionsDefinition
+    layers: Sequence[SpineLayer],
+    checks: Sequence[DayCheck],
+    partitions_def: PartitionsDefinition,
+    parts: Sequence[DayPart] = (),
 ) -> AssetsDefinition:
-    """The spine's layers as one multi-asset over the given daily partitions: each layer grouped in the
-    spine, owned, after its upstream layer, with its checks; any subset of layers and checks can run."""
+    """The spine's layers (and the parts after them) as one multi-asset over the given daily partitions:
+    each layer grouped in the spine, owned, after its upstream layer, with its checks; any subset of assets
+    and checks can run. A backfill of many days runs as one run (`BackfillPolicy.single_run`), its days in
+    order in the one step."""
     specs = [
         AssetSpec(
             layer.name,
@@ -199,11 +283,13 @@ def build_spine_asset(
         )
         for layer in layers
     ]
+    specs += [part.spec for part in parts]  # skippable too (`observability_assets`)
     names = {layer.name for layer in layers}
     own_checks = [check for check in checks if check.asset.to_user_string() in names]
     check_specs = [check.spec(partitions_def) for check in own_checks]
     if CATALOGUE_CHECK.asset_key.to_user_string() in names:
         check_specs.append(catalogue_check_spec(partitions_def))
+    check_specs += [spec for part in parts for spec in part.check_specs]
 
     @multi_asset(
         name=SPINE_OP,
@@ -211,10 +297,9 @@ def build_spine_asset(
         check_specs=check_specs,
         partitions_def=partitions_def,
         can_subset=True,
+        backfill_policy=BackfillPolicy.single_run(),
     )
-    def _materialize(
-        context: AssetExecutionContext, billing: BillingResource
-    ) -> Iterator[MaterializeResult | AssetCheckResult | AssetCheckEvaluation]:
-        yield from materialize_spine(layers, own_checks, context, billing)
+    def _materialize(context: AssetExecutionContext, billing: BillingResource) -> Iterator[DayEvent]:
+        yield from materialize_days(layers, own_checks, parts, context, billing)
 
     return _materialize

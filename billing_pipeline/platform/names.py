@@ -10,6 +10,7 @@ RECONCILED = "reconciliation_deltas"
 SPINE = (RAW, NORMALIZED, ENRICHED, RECONCILED)  # in build order
 COST_ANOMALIES = "cost_anomalies"
 SLO_BUDGETS = "slo_error_budgets"
+DAY_ASSETS = (*SPINE, COST_ANOMALIES, SLO_BUDGETS)  # what `billing_daily` materializes for a day, in order
 
 JOB = "billing_daily"
 SPINE_GROUP = "billing_spine"

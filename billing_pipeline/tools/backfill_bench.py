@@ -6,7 +6,12 @@ source, spend spikes off, re-sends held out) for `--days` days from `--start`, m
 them, and runs the days as one backfill of `billing_daily` through a real Dagster instance on disk, the
 way `make demo` does (`tools/demo.py`: the code location loaded from workspace.yaml, one run per day).
 
-Then it reads the instance's event log and prints, per run and in total: the run's wall time (and the
+With `--one-run` the days run instead as one run, the way a backfill of the day's assets runs from the UI
+or from `dagster asset materialize --partition-range FIRST...LAST` (their `BackfillPolicy.single_run`):
+that very command, as a process of its own, on the same fresh instance and lake; it prints the run's
+wall and CPU time, its peak memory and what its event log holds per day.
+
+Otherwise it reads the instance's event log and prints, per run and in total: the run's wall time (and the
 CPU time of this process, which other work on a shared machine disturbs less), the time inside its
 steps (the spine, each check, the other assets) and what is left (Dagster's own work: starting the
 run, planning, writing events). `--profile` runs the last day once more under cProfile and
@@ -15,7 +20,7 @@ refresh, the state and listing reads, the checks. Writes `<work>/backfill.json` 
 as each run ends).
 
 Usage: python -m billing_pipeline.tools.backfill_bench [--days 30] [--start 2025-11-01] [--rows-per-day 400]
-           [--work bench_results/backfill] [--profile]
+           [--work bench_results/backfill] [--profile] [--one-run]
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ from typing import Any
 import yaml
 
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
+from billing_pipeline.platform.names import DAY_ASSETS, SPINE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 DEMO_ROWS_PER_DAY = 400  # `make demo`'s default (tools/demo.py --rows-per-day)
-SPINE_STEPS = ("raw_line_items", "normalized_line_items", "tag_enriched_costs", "reconciliation_deltas")
-SPINE_OP = "billing_spine_day"  # the four layers and their checks in one step (defs/spine_layer.py)
-OTHER_ASSET_STEPS = ("cost_anomalies", "slo_error_budgets")
+SPINE_STEPS = SPINE  # each layer's own step, before they were one
+SPINE_OP = "billing_spine_day"  # the day's assets and their checks in one step (defs/spine_layer.py)
+OTHER_ASSET_STEPS = ("cost_anomalies", "slo_error_budgets")  # their own steps before they joined SPINE_OP
 # The functions whose cumulative time the profile reports, by what they are.
 PROFILED = {
     "DuckDB view refresh": ("lake.py", "refresh_views"),
@@ -235,6 +241,52 @@ def summarize(timings: Sequence[RunTiming]) -> dict[str, float]:
     } | {k: v / count for k, v in sorted(totals.items())}
 
 
+def one_run_backfill(work: Path, home: Path, config_path: Path, first: dt.date, last: dt.date) -> dict[str, Any]:
+    """The days as one run of `dagster asset materialize --partition-range`, a process of its own: its wall
+    and CPU time and peak memory (its own and its children's), and what the instance recorded."""
+    import resource
+    import subprocess
+
+    from dagster import AssetKey, DagsterInstance
+
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("asset", "materialize", "-m", "billing_pipeline.definitions"),
+        *("--select", ",".join(DAY_ASSETS), "--partition-range", f"{first}...{last}"),
+    ]
+    env = os.environ | {"DAGSTER_HOME": str(home), CONFIG_ENV_VAR: str(config_path)}
+    print("  " + " ".join(command[1:]), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with (work / "one_run.log").open("w") as log:
+        completed = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        events = instance.all_logs(runs[0].run_id) if runs else []
+        kinds = defaultdict(int)
+        for entry in events:
+            kinds[entry.dagster_event.event_type_value if entry.dagster_event else "log"] += 1
+        materialized = {(key, day) for key in DAY_ASSETS for day in instance.get_materialized_partitions(AssetKey(key))}
+    days = (last - first).days + 1
+    return {
+        "command": " ".join(command[1:]),
+        "returncode": completed.returncode,
+        "runs": len(runs),
+        "seconds": seconds,
+        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "peak_mib_children": after.ru_maxrss / 1024,
+        "seconds_per_day": seconds / days,
+        "extrapolated_365_days_minutes": seconds / days * 365 / 60,
+        "event_log_entries": len(events),
+        "event_log_entries_per_day": len(events) / days,
+        "event_kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+        "materialized_day_assets": len(materialized),
+        "expected_day_assets": days * len(DAY_ASSETS),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=30)
@@ -242,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-day", type=int, default=DEMO_ROWS_PER_DAY)
     parser.add_argument("--work", type=Path, default=Path("bench_results/backfill"))
     parser.add_argument("--profile", action="store_true", help="re-run the last day under cProfile")
+    parser.add_argument(
+        "--one-run",
+        action="store_true",
+        help="the days as one run (dagster asset materialize --partition-range), not one run per day",
+    )
     parser.add_argument(
         "--no-fsync",
         action="store_true",
@@ -271,6 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DAGSTER_HOME"] = str(home)
 
     days = [(first + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
+    if args.one_run:
+        print(f"Backfill of {first} .. {last} ({len(days)} days) as one run", flush=True)
+        outcome = one_run_backfill(work, home, config_path, first, last)
+        outcome |= {"settings": {"days": args.days, "sources": len(config.sources), "rows": args.rows_per_day}}
+        outcome["load_average_at_end"] = os.getloadavg()
+        (work / "backfill_one_run.json").write_text(json.dumps(outcome, indent=1))
+        print(json.dumps(outcome, indent=1))
+        complete = outcome["materialized_day_assets"] == outcome["expected_day_assets"]
+        return 0 if outcome["returncode"] == 0 and complete else 1
     timings: list[RunTiming] = []
     relaxed = sqlite_commits_without_fsync() if args.no_fsync else contextlib.nullcontext()
     with relaxed, DagsterInstance.get() as instance, billing_daily_launcher(instance, config) as launcher:

@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from billing_pipeline.definitions import JOB_NAME
 from billing_pipeline.platform.lake import slice_url
+from billing_pipeline.platform.names import DAY_ASSETS
 
 from ..conftest import write_config
 from ..dagster_dev import DagsterDev
@@ -67,10 +67,26 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
             "billing_monthly_refresh": "RUNNING",
         }
 
-        backfill_id = dev.launch_backfill(JOB_NAME, [d.isoformat() for d in week])
-        runs = dev.wait_runs_finished({"dagster/backfill": backfill_id}, expected=7, timeout=300)
-        assert sorted(r["tags"]["dagster/partition"] for r in runs) == [d.isoformat() for d in week]
-        assert {r["status"] for r in runs} == {"SUCCESS"}
+        # the week as the asset graph's Materialize launches it: one run for the seven days (the day's
+        # assets backfill in one run), every day recorded on its own
+        backfill_id = dev.launch_asset_backfill(list(DAY_ASSETS), [d.isoformat() for d in week])
+        (run,) = dev.wait_runs_finished({"dagster/backfill": backfill_id}, expected=1, timeout=300)
+        assert run["status"] == "SUCCESS"
+        assert (
+            run["tags"]["dagster/asset_partition_range_start"],
+            run["tags"]["dagster/asset_partition_range_end"],
+        ) == (
+            week[0].isoformat(),
+            week[-1].isoformat(),
+        )
+        evaluations = dev.check_evaluations(run["runId"])
+        days = [d.isoformat() for d in week]
+        assert {e["partition"] for e in evaluations} == set(days)
+        per_day = {
+            d.isoformat(): {e["checkName"] for e in evaluations if e["partition"] == d.isoformat()} for d in week
+        }
+        assert len({frozenset(names) for names in per_day.values()}) == 1  # the same checks every day
+        assert "freshness_cur2" in per_day[week[0].isoformat()]
         deadline = time.monotonic() + 60
         while dev.backfill_status(backfill_id) not in ("COMPLETED", "COMPLETED_SUCCESS"):
             assert time.monotonic() < deadline, dev.backfill_status(backfill_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class StepFailure:
     step: str
     error_class: str
     message: str  # the first user-code error of the chain, e.g. "ValueError: invoice file ... lacks columns [...]"
+    failed_days: tuple[str, ...] = ()  # a backfill run of many days: the days that failed (the others were built)
 
 
 def _metadata_text(user_failure: Any, key: str) -> str:
@@ -43,11 +44,12 @@ def _step_failure(event: Any) -> StepFailure:
     user = [e for e in chain if not str(e.cls_name or "").startswith("Dagster")] or chain
     user_failure = getattr(data, "user_failure_data", None)
     layer = _metadata_text(user_failure, "billing/layer")
+    failed_days = tuple(day for day in _metadata_text(user_failure, "billing/failed_days").split(", ") if day)
     if layer:  # a spine layer failed inside the spine's one step (defs/spine_layer.py): name the layer
         error_class = _metadata_text(user_failure, "billing/error_class") or "Error"
-        return StepFailure(layer, error_class, str(user_failure.description or "").strip())
+        return StepFailure(layer, error_class, str(user_failure.description or "").strip(), failed_days)
     if user_failure is not None and getattr(user_failure, "description", None):
-        return StepFailure(event.step_key or "?", "Failure", str(user_failure.description).strip())
+        return StepFailure(event.step_key or "?", "Failure", str(user_failure.description).strip(), failed_days)
     if not user:
         return StepFailure(event.step_key or "?", "unknown", "no error recorded")
     first = user[0]
@@ -150,6 +152,7 @@ def outcomes_for_run(
     its partition's `cost_anomalies` table, and the run itself (failed: a page with the steps' errors;
     succeeded: clears an open run failure of the partition)."""
     partition = run.tags.get("dagster/partition")
+    days = run_days(run.tags)
     read = _read_events(events, partition, failure_message)
     alerts: list[Alert] = []
     clears: list[Clear] = []
@@ -166,17 +169,33 @@ def outcomes_for_run(
             run.run_id,
         )
         (clears if isinstance(outcome, Clear) else alerts).append(outcome)  # type: ignore[arg-type]
-    if partition:
-        alerts += _anomaly_alerts_of(config, store, partition)
-    run_key = alert_key(RUN_FAILURE, run.job_name, partition)
-    if succeeded:
-        clears.append(Clear(key=run_key, partition=partition, note=f"run {run.run_id[:8]} succeeded"))
-    else:
+    for day in days:
+        alerts += _anomaly_alerts_of(config, store, day)
+    failed_days = sorted({day for failure in read.step_failures for day in failure.failed_days} & set(days))
+    if not succeeded and not failed_days:  # the run failed as a whole (or for its one day)
         message = read.message or "run failed"
         alerts.append(
             run_failure_alert(run.job_name, run.run_id, partition, message, read.step_failures, config, store)
         )
+        return alerts, clears
+    for day in failed_days:  # a backfill run of many days: a failure per day that failed
+        message = read.message or "run failed"
+        alerts.append(run_failure_alert(run.job_name, run.run_id, day, message, read.step_failures, config, store))
+    for day in [d for d in days if d not in failed_days] or ([partition] if succeeded else []):
+        note = f"run {run.run_id[:8]} " + ("succeeded" if succeeded else f"built {day}")
+        clears.append(Clear(key=alert_key(RUN_FAILURE, run.job_name, day), partition=day, note=note))
     return alerts, clears
+
+
+def run_days(tags: Mapping[str, str]) -> list[str]:
+    """The days a run materialized: its partition, or every day of a backfill's range run in one run."""
+    if tags.get("dagster/partition"):
+        return [tags["dagster/partition"]]
+    first, last = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    if not (first and last):
+        return []
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
 def _anomaly_alerts_of(config: BillingConfig, store: Store, partition: str) -> list[Alert]:
