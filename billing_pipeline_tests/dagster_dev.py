@@ -40,6 +40,9 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+  pools:
+    granularity: op
+    default_limit: 1
 """
 
 

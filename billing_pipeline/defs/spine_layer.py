@@ -46,7 +46,7 @@ from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
-from billing_pipeline.platform.names import SPINE_GROUP
+from billing_pipeline.platform.names import LAKE_POOL, SPINE_GROUP
 from billing_pipeline.platform.storage import Store, scratch_dir
 from billing_pipeline.spine.layer_state import record_layer_outcome
 from resources import BillingResource
@@ -298,6 +298,7 @@ def build_spine_asset(
         partitions_def=partitions_def,
         can_subset=True,
         backfill_policy=BackfillPolicy.single_run(),
+        pool=LAKE_POOL,  # limited to 1 in deploy/: a one-run backfill carries no day tag to queue a sensor's run by
     )
     def _materialize(context: AssetExecutionContext, billing: BillingResource) -> Iterator[DayEvent]:
         yield from materialize_days(layers, own_checks, parts, context, billing)

@@ -6,6 +6,7 @@ the pandera schema that validates every partition, and the column schema shown i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -288,8 +289,10 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache
 def focus_dataframe_schema() -> pa.DataFrameSchema:
-    """The pandera (polars) schema every `normalized_line_items` slice must satisfy."""
+    """The pandera (polars) schema every `normalized_line_items` slice must satisfy (built once per process:
+    a slice of a demo day took longer to build it than to be validated by it)."""
     columns: dict[str, pa.Column] = {}
     for column in FOCUS_COLUMNS:
         checks: list[pa.Check] = []

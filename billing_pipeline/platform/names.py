@@ -13,5 +13,6 @@ SLO_BUDGETS = "slo_error_budgets"
 DAY_ASSETS = (*SPINE, COST_ANOMALIES, SLO_BUDGETS)  # what `billing_daily` materializes for a day, in order
 
 JOB = "billing_daily"
+LAKE_POOL = "billing_lake"  # the concurrency pool of the step that writes a day's slices: one at a time
 SPINE_GROUP = "billing_spine"
 SLO_GROUP = "billing_slos"

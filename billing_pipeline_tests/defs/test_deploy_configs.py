@@ -20,12 +20,13 @@ import yaml
 from dagster import DagsterInstance
 from dagster._config import validate_config
 from dagster._core.errors import DagsterInvalidConfigError
-from dagster._core.instance.config import dagster_instance_config
+from dagster._core.instance.config import PoolGranularity, dagster_instance_config
 from dagster._serdes import ConfigurableClass, class_from_code_pointer
 from dagster_postgres import DagsterPostgresStorage
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.platform.names import LAKE_POOL
 from billing_pipeline.tools.demo import DEMO_INSTANCE_YAML, write_instance_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -72,6 +73,7 @@ def test_k8s_config_names_the_k8s_launcher_postgres_and_s3_logs() -> None:
     assert (value["run_launcher"]["module"], value["run_launcher"]["class"]) == ("dagster_k8s", "K8sRunLauncher")
     assert value["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
     assert value["compute_logs"]["class"] == "S3ComputeLogManager"
+    assert value["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}  # one writer of a day
 
 
 def test_local_config_builds_an_instance_with_the_run_queue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,6 +88,16 @@ def test_local_config_builds_an_instance_with_the_run_queue(tmp_path: Path, monk
             {"key": "billing/source", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
         ]
         _assert_monitors_dead_runs(instance)
+        _assert_one_writer_of_the_lake(instance)
+
+
+def _assert_one_writer_of_the_lake(instance: DagsterInstance) -> None:
+    """The pool of the step that writes a day's slices is limited to one, at op granularity (so a run
+    executed by the CLI waits too), and that step is in it."""
+    pools = instance.get_concurrency_config().pool_config
+    assert (pools.pool_granularity, pools.default_pool_limit) == (PoolGranularity.OP, 1)
+    graph = build_definitions(DEPLOY.parent / "billing.yaml").resolve_job_def(JOB_NAME).graph
+    assert {node.definition.pool for node in graph.nodes} == {LAKE_POOL}
 
 
 def _assert_monitors_dead_runs(instance: DagsterInstance) -> None:
