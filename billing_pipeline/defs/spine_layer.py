@@ -17,6 +17,7 @@ check and day is most of what a day of demo size costs (README, "Backfills and p
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -129,9 +130,8 @@ class SpineLayer(Generic[Built]):
 SPINE_OP = "billing_spine_day"  # the step that materializes a day's selected layers and their checks
 
 
-def _blocked(results: Sequence[AssetCheckResult], checks: Sequence[DayCheck]) -> list[str]:
-    """Names of the blocking checks that failed at ERROR: the layers downstream of theirs are not built."""
-    blocking = {check.name for check in checks if check.blocking}
+def _blocked(results: Sequence[AssetCheckResult], blocking: Set[str]) -> list[str]:
+    """Names of the `blocking` checks that failed at ERROR: the assets downstream of theirs are not built."""
     return [
         r.check_name or ""
         for r in results
@@ -144,16 +144,25 @@ ERROR_CLASS_KEY = "billing/error_class"  # and the class of the error it raised
 
 
 def _built_and_reported(layer: SpineLayer, run: LayerDay) -> dict[str, object]:
-    """Build the layer in a scratch directory and report it; an error that escapes names its layer, so the
-    run-failure alert says `step <layer>: <error>` although the layers share one step."""
-    try:
+    """Build the layer in a scratch directory and report it (its materialization's metadata)."""
+
+    def build_and_report() -> dict[str, object]:
         with scratch_dir() as workdir:
             built = layer.build(run, workdir)
         return layer.report(run, built)
+
+    return _naming_the_asset(layer.name, build_and_report)
+
+
+def _naming_the_asset(name: str, build: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """`build()`; an error that escapes names its asset, so the run-failure alert says `step <asset>: <error>`
+    although the day's assets share one step."""
+    try:
+        return build()
     except Exception as error:
         raise Failure(
             description=f"{type(error).__name__}: {error}",
-            metadata={LAYER_KEY: layer.name, ERROR_CLASS_KEY: type(error).__name__},
+            metadata={LAYER_KEY: name, ERROR_CLASS_KEY: type(error).__name__},
         ) from error
 
 
@@ -238,26 +247,22 @@ def _materialize_day(
                 if check.asset == key and check.spec_key in selected_checks
             ]
             yield from (recorder.checked(result, run.day) for result in results)
-            blocked_by += _blocked(results, checks)
+            blocked_by += _blocked(results, {check.name for check in checks if check.blocking})
     finally:  # once per day, also after a layer failed (the layers before it were published)
         run.refresh_views()  # the views are globs: later slices show up in them by themselves
     if CATALOGUE_CHECK in selected_checks and not blocked_by:
         yield recorder.checked(catalogue_result(billing, context.log), run.day)
     for part in parts:
+        name = part.spec.key.to_user_string()
         if blocked_by:
             if part.spec.key in selected:
-                context.log.error(f"{part.spec.key.to_user_string()} not built for {run.day}: blocked by {blocked_by}")
+                context.log.error(f"{name} not built for {run.day}: blocking check(s) failed: {blocked_by}")
             continue
         if part.spec.key in selected:
-            yield recorder.materialized(part.spec.key, run.day, part.build(run))
+            yield recorder.materialized(part.spec.key, run.day, _naming_the_asset(name, partial(part.build, run)))
         results = part.checks(run, selected_checks)
         yield from (recorder.checked(result, run.day) for result in results)
-        blocked_by += [r.check_name or "" for r in results if _blocks(r, part.check_specs)]
-
-
-def _blocks(result: AssetCheckResult, specs: Sequence[AssetCheckSpec]) -> bool:
-    blocking = {spec.name for spec in specs if spec.blocking}
-    return result.check_name in blocking and not result.passed and result.severity == AssetCheckSeverity.ERROR
+        blocked_by += _blocked(results, {spec.name for spec in part.check_specs if spec.blocking})
 
 
 def build_spine_asset(

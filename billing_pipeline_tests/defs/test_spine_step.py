@@ -4,6 +4,7 @@ the layers below it. On a real instance, through the code location's job (nothin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from dagster import AssetKey, instance_for_test, materialize
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.defs.assets import SPINE_LAYERS
-from billing_pipeline.defs.checks import SPINE_KEYS, spine_day_checks
+from billing_pipeline.defs.checks import SPINE_KEYS, anomaly_day_checks, spine_day_checks
+from billing_pipeline.defs.observability_assets import cost_anomalies_part, slo_part
 from billing_pipeline.defs.spine_layer import SPINE_OP, build_spine_asset
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import quarantine_url, slice_url
@@ -177,3 +179,30 @@ def test_the_views_are_created_again_only_when_a_table_appears_or_the_database_c
     with duckdb.connect(config.duckdb_file, read_only=True) as connection:
         views = {name for (name,) in connection.sql("SELECT view_name FROM duckdb_views()").fetchall()}
     assert set(SPINE) | {"quarantine_duplicates"} <= views
+
+
+def test_an_asset_after_the_spine_that_raises_is_named_by_the_failure(tmp_path: Path, instance) -> None:
+    """The cost anomalies and error budgets share the spine's step: a failure of one of them names it (the
+    run-failure alert says `step cost_anomalies: ...`), the spine before it is built, the budgets after it wait."""
+    config_path = _setup(tmp_path, cur2_month_frame(PERIOD, days=[DAY]))
+    config = load_config(config_path)
+    partitions = daily_usage_partitions(config.start_date, config.end_date)
+
+    def unreadable_history(run) -> dict[str, object]:
+        raise OSError(f"history of {run.day} unreadable")
+
+    anomalies = cost_anomalies_part(partitions, anomaly_day_checks(config))
+    parts = (dataclasses.replace(anomalies, build=unreadable_history), slo_part(config, partitions))
+    day = build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions, parts)
+    result = materialize(
+        [day],
+        partition_key=DAY.isoformat(),
+        instance=instance,
+        resources={"billing": BillingResource(config_path=str(config_path))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert _materialized(result) == set(SPINE)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data
+    assert failure.user_failure_data.metadata["billing/layer"].value == COST_ANOMALIES
+    assert "history of 2023-11-03 unreadable" in failure.user_failure_data.description
