@@ -121,6 +121,12 @@ def test_a_backfill_in_one_run_records_each_day_as_one_run_per_day_does(tmp_path
             ).records[0]
             assert evaluation.target_materialization_data.storage_id == latest.storage_id, (asset, check, day)
             assert evaluation.target_materialization_data.run_id == ranged.run_id
+        # the lake catalogue's check reads the whole lake: evaluated once, after the last day, for every day
+        catalogue = {day: e for (_, check, day), e in evaluations.items() if check == "lake_catalogue"}
+        assert set(catalogue) == {d.isoformat() for d in DAYS}
+        assert all(
+            e.passed and f"evaluated once after its last day, {DAYS[-1]}" in e.description for e in catalogue.values()
+        )
 
     # the same lake: every slice of every day holds the same rows (but for where and when they were loaded)
     lakes = (load_config(per_day_config).lake_url, load_config(ranged_config).lake_url)
