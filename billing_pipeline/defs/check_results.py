@@ -9,7 +9,6 @@ from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
@@ -60,27 +59,17 @@ def to_check_result(
     )
 
 
-def without_step_output(
-    context: AssetExecutionContext | AssetCheckExecutionContext, result: AssetCheckResult
-) -> AssetCheckResult | AssetCheckEvaluation:
-    """The evaluation Dagster would record for `result` (its partition, target materialization, severity),
-    yielded without the `STEP_OUTPUT` event a check result also writes: one SQLite commit less per check.
-
-    Only for a non-blocking check of a step that can be subset (its output is optional): a blocking check's
-    output is an input of the steps below its asset, so its result is returned as it is."""
-    evaluation = result.to_asset_check_evaluation(context.get_step_execution_context())
-    return result if evaluation.blocking else evaluation
-
-
 class DayRecorder:
     """How a step of daily assets records what it built and checked for one day.
 
     A run of one day records them as Dagster does by default: a materialization as the step's output, a
-    blocking check's result as its output, a non-blocking check's as its evaluation without an output
-    (`without_step_output`). A ranged run (a backfill of many days in one run: `BackfillPolicy.single_run`)
-    records every day's materializations and evaluations as events of that day's partition and none as an
-    output, so that each day keeps its own metadata and a day that fails is left without a materialization
-    (failed in the backfill) while the days before and after it keep theirs.
+    blocking check's result as its output; a non-blocking check's as the evaluation Dagster would record
+    for it (partition, target materialization, severity) without the `STEP_OUTPUT` event a check result
+    also writes (one SQLite commit less per check; its output is optional in a step that can be subset).
+    A ranged run (a backfill of many days in one run: `BackfillPolicy.single_run`) records every day's
+    materializations and evaluations as events of that day's partition and none as an output, so that each
+    day keeps its own metadata and a day that fails is left without a materialization (failed in the
+    backfill) while the days before and after it keep theirs.
 
     An evaluation names the materialization it judged (its asset's latest of the day), looked up once per
     asset and day rather than once per check: a day of the demo has 32 evaluations over six assets."""

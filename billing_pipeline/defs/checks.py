@@ -6,10 +6,10 @@ and `slo/<name>` for the target; `check_results.to_check_result`), so the UI sho
 the check's history and per partition. No check is blocking: a blocking check stops every source's
 downstream layers, and one source's defect must never stop the others (invariant 6). Contract checks
 fail at ERROR and their description names the failing source(s) and why instead. The checks run inside
-`billing_daily` right after their asset; every check only reads. The checks of the four spine assets are
-check specs of the spine's multi-asset, evaluated in its one step (`spine_layer.materialize_spine`), the
-lake catalogue's at the end of that step; those of `cost_anomalies` in its step: a step per check cost a
-day more in Dagster's own events than the checks themselves.
+`billing_daily` right after their asset; every check only reads. They are check specs of the day's
+multi-asset, evaluated in its one step (`spine_layer.materialize_days`), the lake catalogue's after the
+spine (once per run in a backfill run); a step per check cost a day more in Dagster's own events than the
+checks themselves.
 
 Partitioned checks are a preview feature of Dagster 1.13 (DAGSTER_NOTES.md); they are the way the
 evaluation records its partition, which makes freshness and SLIs partition-aware in the UI. The
