@@ -34,7 +34,7 @@ from billing_pipeline.observability.alerts import Alert, AlertDeliveryError, che
 from billing_pipeline.observability.check_metadata import freshness_check_name
 from billing_pipeline.observability.slis import overdue_days
 from billing_pipeline.platform.config import BillingConfig
-from billing_pipeline.platform.names import RAW
+from billing_pipeline.platform.names import DAY_ASSETS, RAW
 from billing_pipeline.platform.storage import Store
 from resources import BillingResource
 
@@ -118,12 +118,22 @@ def build_freshness_sensor(config: BillingConfig, partitions_def: PartitionsDefi
 # ---- alerts: every finished run of billing_daily, and the outbox -------------------------------------------
 
 
+def materializes_a_day(run: Any, daily_job: str) -> bool:
+    """A run of `billing_daily`, or one materializing the day's assets otherwise: the asset graph's Materialize
+    and its backfills (one run for a range) and `dagster asset materialize` run Dagster's implicit asset job."""
+    if run.job_name == daily_job:
+        return True
+    return any(key.to_user_string() in DAY_ASSETS for key in run.asset_selection or ())
+
+
 def build_alert_sensors(job: JobDefinition | Any) -> list[SensorDefinition]:
     """Run-status sensors: failed checks and anomalies of a finished run, and failed runs, become alerts, and
     passing checks resolve them (`alerts.route_finished_run`); the outbox sensor retries what failed."""
 
     def _route(context: RunStatusSensorContext, billing: BillingResource) -> None:
         run = context.dagster_run
+        if not materializes_a_day(run, job.name):
+            return  # another job's run (the monthly views, retention)
         report = route_finished_run(run, billing.config, instance=context.instance, store=billing.store())
         context.log.info(
             f"run {run.run_id}: {len(report.sent)} alert(s) notified, {len(report.suppressed)} already "
@@ -140,22 +150,20 @@ def build_alert_sensors(job: JobDefinition | Any) -> list[SensorDefinition]:
 
     @run_status_sensor(
         name=ALERTS_ON_SUCCESS,
-        run_status=DagsterRunStatus.SUCCESS,
-        monitored_jobs=[job],
+        run_status=DagsterRunStatus.SUCCESS,  # every job of the location: `_route` keeps the day's runs
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=5,
-        description="Failed checks and cost anomalies of a finished billing_daily run -> alerts; "
-        "passing checks resolve the pages they opened.",
+        description="Failed checks and cost anomalies of a finished run of the day's assets (billing_daily, "
+        "or a backfill of them) -> alerts; passing checks resolve the pages they opened.",
     )
     def _on_success(context: RunStatusSensorContext, billing: BillingResource) -> None:
         _route(context, billing)
 
     @run_failure_sensor(
-        name=ALERTS_ON_FAILURE,
-        monitored_jobs=[job],
+        name=ALERTS_ON_FAILURE,  # every job of the location: `_route` keeps the day's runs
         default_status=DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=5,
-        description="A failed billing_daily run is a pipeline outage for its day -> page naming the "
+        description="A failed run of the day's assets is a pipeline outage for its day(s) -> page naming the "
         "failed steps' errors.",
     )
     def _on_failure(context: RunFailureSensorContext, billing: BillingResource) -> None:

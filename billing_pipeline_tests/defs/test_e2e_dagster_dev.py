@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+from billing_pipeline.observability.alerts.outbox import is_routed
+from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.names import DAY_ASSETS
 
@@ -87,6 +89,11 @@ def test_backfill_then_restatement_through_dagster_dev(tmp_path: Path, receiver:
         }
         assert len({frozenset(names) for names in per_day.values()}) == 1  # the same checks every day
         assert "freshness_cur2" in per_day[week[0].isoformat()]
+        # the alert sensors route that run although it is Dagster's implicit asset job, not billing_daily
+        config, routed_by = load_config(config_path), time.monotonic() + 60
+        while not is_routed(config.store(), config, run["runId"]):
+            assert time.monotonic() < routed_by, "the backfill's run was not routed by the alert sensors"
+            time.sleep(1)
         deadline = time.monotonic() + 60
         while dev.backfill_status(backfill_id) not in ("COMPLETED", "COMPLETED_SUCCESS"):
             assert time.monotonic() < deadline, dev.backfill_status(backfill_id)
