@@ -68,6 +68,7 @@ run_monitoring:
   max_runtime_seconds: 3600
   max_resume_run_attempts: 0   # the local run launcher cannot resume a run
   poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 60   # a dead run's concurrency slot is freed (deploy/dagster.local.yaml)
 """
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from billing_pipeline.platform.names import LAKE_POOL
 from billing_pipeline.platform.storage import SCRATCH_MARK, pid_alive, remove_stale_scratch_dirs, scratch_dir
 from billing_pipeline.tools.demo import write_instance_config
 
@@ -27,7 +28,7 @@ from pathlib import Path
 from dagster import DagsterInstance, job, op
 from billing_pipeline.platform.storage import scratch_dir
 
-@op
+@op(pool="billing_lake")  # the pool of the day's step (deploy/: one at a time)
 def hold() -> None:
     with scratch_dir() as workdir:
         Path(sys.argv[1]).write_text(str(workdir))
@@ -103,6 +104,11 @@ def test_monitoring_daemon_fails_a_run_whose_process_was_killed(tmp_path: Path) 
     document = yaml.safe_load(config_file.read_text())
     assert document["run_monitoring"]["enabled"] is True and document["run_monitoring"]["max_runtime_seconds"] > 60
     document["run_monitoring"].update(max_runtime_seconds=2, poll_interval_seconds=1)
+    # and deploy/dagster.local.yaml's pool, so that the killed run holds the one slot of the day's writer
+    deployed = yaml.safe_load((REPO / "deploy" / "dagster.local.yaml").read_text())
+    document["concurrency"] = {"pools": deployed["concurrency"]["pools"]}
+    assert deployed["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    document["run_monitoring"]["free_slots_after_run_end_seconds"] = 1
     config_file.write_text(yaml.safe_dump(document))
     env = {**os.environ, "DAGSTER_HOME": str(home), "TMPDIR": str(scratch_root), "DAGSTER_DISABLE_TELEMETRY": "1"}
 
@@ -127,6 +133,8 @@ def test_monitoring_daemon_fails_a_run_whose_process_was_killed(tmp_path: Path) 
             run_id = record.dagster_run.run_id
             assert record.dagster_run.status == DagsterRunStatus.STARTED  # and without a daemon it stays so
             assert instance.run_monitoring_enabled
+            storage = instance.event_log_storage
+            assert len(storage.get_concurrency_info(LAKE_POOL).claimed_slots) == 1  # every later day would wait
 
             daemon = subprocess.Popen(
                 [str(Path(sys.executable).with_name("dagster-daemon")), "run", "--empty-workspace"],
@@ -143,6 +151,11 @@ def test_monitoring_daemon_fails_a_run_whose_process_was_killed(tmp_path: Path) 
             )
             messages = [e.message for e in instance.all_logs(run_id)]
             assert any("maximum runtime" in m for m in messages if m)
+            _wait_for(
+                lambda: not storage.get_concurrency_info(LAKE_POOL).claimed_slots,
+                60,
+                "the daemon to free the failed run's slot of the lake pool",
+            )
 
         assert remove_stale_scratch_dirs(scratch_root) == [left]  # the next run's first scratch_dir does this
     finally:
