@@ -46,14 +46,12 @@ from typing import Any
 import yaml
 
 from billing_pipeline.platform.config import CONFIG_ENV_VAR, load_config
-from billing_pipeline.platform.names import DAY_ASSETS, SPINE
+from billing_pipeline.platform.names import DAY_ASSETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 DEMO_ROWS_PER_DAY = 400  # `make demo`'s default (tools/demo.py --rows-per-day)
-SPINE_STEPS = SPINE  # each layer's own step, before they were one
 SPINE_OP = "billing_spine_day"  # the day's assets and their checks in one step (defs/spine_layer.py)
-OTHER_ASSET_STEPS = ("cost_anomalies", "slo_error_budgets")  # their own steps before they joined SPINE_OP
 # The functions whose cumulative time the profile reports, by what they are.
 PROFILED = {
     "DuckDB view refresh": ("lake.py", "refresh_views"),
@@ -96,14 +94,8 @@ class RunTiming:
 
 
 def step_group(step_key: str) -> str:
-    """A step's kind: a spine asset by name, `other assets` (the job's other assets), else `checks`."""
-    if step_key in SPINE_STEPS:
-        return step_key
-    if step_key == SPINE_OP:
-        return "spine layers + their checks"
-    if step_key in OTHER_ASSET_STEPS:
-        return "other assets"
-    return "checks"  # a step of one check (`<asset>_<check>`) or of several checks
+    """A step's kind: the day's one step, else the step by name (none other in `billing_daily` today)."""
+    return "the day's assets + their checks" if step_key == SPINE_OP else step_key
 
 
 def months_of(start: dt.date, days: int) -> list[tuple[str, int]]:

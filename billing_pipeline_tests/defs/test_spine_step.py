@@ -55,6 +55,17 @@ def _run(config_path: Path, instance, selection: list[AssetKey] | None = None):
     )
 
 
+def _materialize_day_asset(asset, config_path: Path, instance):
+    """`DAY` through a day's multi-asset built by the test (a check made blocking, a failing part)."""
+    return materialize(
+        [asset],
+        partition_key=DAY.isoformat(),
+        instance=instance,
+        resources={"billing": BillingResource(config_path=str(config_path))},
+        raise_on_error=False,
+    )
+
+
 def _materialized(result) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
 
@@ -126,13 +137,7 @@ def test_a_failed_blocking_check_stops_the_layers_below_it_in_the_step(tmp_path:
     config = load_config(config_path)
     checks = [c._replace(blocking=True) if c.name == "contract_duplicates" else c for c in spine_day_checks(config)]
     spine = build_spine_asset(SPINE_LAYERS, checks, daily_usage_partitions(config.start_date, config.end_date))
-    result = materialize(
-        [spine],
-        partition_key=DAY.isoformat(),
-        instance=instance,
-        resources={"billing": BillingResource(config_path=str(config_path))},
-        raise_on_error=False,
-    )
+    result = _materialize_day_asset(spine, config_path, instance)
     materialized = _materialized(result)
     assert {RAW, NORMALIZED} <= materialized
     assert not materialized & {ENRICHED, RECONCILED}
@@ -194,13 +199,7 @@ def test_an_asset_after_the_spine_that_raises_is_named_by_the_failure(tmp_path: 
     anomalies = cost_anomalies_part(partitions, anomaly_day_checks(config))
     parts = (dataclasses.replace(anomalies, build=unreadable_history), slo_part(config, partitions))
     day = build_spine_asset(SPINE_LAYERS, spine_day_checks(config), partitions, parts)
-    result = materialize(
-        [day],
-        partition_key=DAY.isoformat(),
-        instance=instance,
-        resources={"billing": BillingResource(config_path=str(config_path))},
-        raise_on_error=False,
-    )
+    result = _materialize_day_asset(day, config_path, instance)
     assert not result.success
     assert _materialized(result) == set(SPINE)
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data

@@ -172,14 +172,13 @@ def outcomes_for_run(
     for day in days:
         alerts += _anomaly_alerts_of(config, store, day)
     failed_days = sorted({day for failure in read.step_failures for day in failure.failed_days} & set(days))
+    message = read.message or "run failed"
     if not succeeded and not failed_days:  # the run failed as a whole (or for its one day)
-        message = read.message or "run failed"
         alerts.append(
             run_failure_alert(run.job_name, run.run_id, partition, message, read.step_failures, config, store)
         )
         return alerts, clears
     for day in failed_days:  # a backfill run of many days: a failure per day that failed
-        message = read.message or "run failed"
         alerts.append(run_failure_alert(run.job_name, run.run_id, day, message, read.step_failures, config, store))
     for day in [d for d in days if d not in failed_days] or ([partition] if succeeded else []):
         note = f"run {run.run_id[:8]} " + ("succeeded" if succeeded else f"built {day}")
