@@ -29,6 +29,7 @@ from billing_pipeline.defs.spine_layer import DayPart, LayerDay, SpineLayer, bui
 from billing_pipeline.lifecycle.audit_log import OperatorRun
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED, SPINE
+from billing_pipeline.platform.parallel import build_each_source
 from billing_pipeline.spine.enrich import EnrichedSlice, build_enriched_slice_if_stale
 from billing_pipeline.spine.guard import DeliveryIncompleteError, PublishGuard
 from billing_pipeline.spine.layer_state import is_reused
@@ -88,15 +89,24 @@ def _build_raw_source(
 
 
 def build_raw(run: LayerDay, workdir: Path) -> RawBuild:
-    """Every source's current complete delivery; an incomplete one holds back that source only (invariant 6)."""
+    """Every source's current complete delivery; an incomplete one holds back that source only (invariant 6).
+    Any other error fails the layer once every source was tried."""
     accepted = accepted_from_tags(run.context.run.tags)
     built = RawBuild()
-    for source in run.config.sources:
-        try:
-            built.slices.append(_build_raw_source(run, source, accepted, workdir))
-        except DeliveryIncompleteError as error:  # this source only: the others go on (invariant 6)
-            run.context.log.error(str(error))
-            built.held_back[source.name] = str(error)
+    outcomes = build_each_source(
+        run.config.sources,
+        lambda source, folder: _build_raw_source(run, source, accepted, folder),
+        workdir,
+        run.config.sources_in_parallel,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome.error, DeliveryIncompleteError):  # this source only: the others go on (invariant 6)
+            run.context.log.error(str(outcome.error))
+            built.held_back[outcome.source.name] = str(outcome.error)
+        elif outcome.error is not None:
+            raise outcome.error
+        else:
+            built.slices.append(outcome.value)
     for result in built.slices:
         for problem in result.problems:
             run.warn(problem.describe(result.source))
@@ -149,9 +159,10 @@ def build_normalized(run: LayerDay, workdir: Path) -> list[NormalizedSlice]:
     """Every source's FOCUS slice, rebuilt only when its raw slice changed."""
     return run.each_source(
         "normalized",
-        lambda s: build_normalized_slice_if_stale(
-            s, run.day, run.store, run.config.lake_url, workdir, Pseudonymizer.of(run.config)
+        lambda s, folder: build_normalized_slice_if_stale(
+            s, run.day, run.store, run.config.lake_url, folder, Pseudonymizer.of(run.config)
         ),
+        workdir,
     )
 
 
@@ -192,9 +203,10 @@ def build_enriched(run: LayerDay, workdir: Path) -> list[EnrichedSlice]:
     """Every source's allocated slice, rebuilt only when its normalized slice or the tag policy changed."""
     return run.each_source(
         "enriched",
-        lambda s: build_enriched_slice_if_stale(
-            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, workdir, Pseudonymizer.of(run.config)
+        lambda s, folder: build_enriched_slice_if_stale(
+            s, run.day, run.store, run.config.lake_url, run.config.tag_policy, folder, Pseudonymizer.of(run.config)
         ),
+        workdir,
     )
 
 
@@ -242,7 +254,10 @@ def build_reconciliation(run: LayerDay, workdir: Path) -> list[pl.DataFrame]:
     invoices_id = invoices_digest(run.store, run.config.invoices_url)
     return run.each_source(
         "reconciliation",
-        lambda s: publish_reconciliation_if_stale(s, run.day, run.store, run.config, invoices, invoices_id, workdir),
+        lambda s, folder: publish_reconciliation_if_stale(
+            s, run.day, run.store, run.config, invoices, invoices_id, folder
+        ),
+        workdir,
     )
 
 

@@ -48,6 +48,7 @@ from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.lake_views import refresh_views_if_tables_changed
 from billing_pipeline.platform.names import LAKE_POOL, SPINE_GROUP
+from billing_pipeline.platform.parallel import build_each_source
 from billing_pipeline.platform.storage import Store, scratch_dir
 from billing_pipeline.spine.layer_state import record_layer_outcome
 from resources import BillingResource
@@ -82,18 +83,18 @@ class LayerDay:
         """A warning in the run's log: what metadata cannot read never fails the step."""
         self.context.log.warning(message)
 
-    def each_source(self, layer: str, build: Callable[[SourceConfig], T]) -> list[T]:
-        """`build` for every source; one source's failure is logged and recorded (the `source_failures`
-        check fails naming it) and never stops the other sources (invariant 6)."""
+    def each_source(self, layer: str, build: Callable[[SourceConfig, Path], T], workdir: Path) -> list[T]:
+        """`build(source, folder)` for every source (`sources_in_parallel` at a time, each in its own folder of
+        `workdir`); one source's failure is logged and recorded (the `source_failures` check fails naming it)
+        and never stops the other sources (invariant 6)."""
         built = []
-        for source in self.config.sources:
-            try:
-                built.append(build(source))
-            except Exception as error:  # noqa: BLE001 - this source only; its previous slices stay
-                self.context.log.error(f"source {source.name!r}, {self.day}, {layer}: {type(error).__name__}: {error}")
-                record_layer_outcome(self.store, self.config.lake_url, source.name, self.day, layer, error)
-                continue
-            record_layer_outcome(self.store, self.config.lake_url, source.name, self.day, layer, None)
+        for outcome in build_each_source(self.config.sources, build, workdir, self.config.sources_in_parallel):
+            name, error = outcome.source.name, outcome.error
+            if error is not None:  # this source only; its previous slices stay
+                self.context.log.error(f"source {name!r}, {self.day}, {layer}: {type(error).__name__}: {error}")
+            else:
+                built.append(outcome.value)
+            record_layer_outcome(self.store, self.config.lake_url, name, self.day, layer, error)
         return built
 
     def slice_urls(self, table: str, sources: Iterable[str]) -> dict[str, str]:

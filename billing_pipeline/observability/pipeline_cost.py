@@ -12,6 +12,7 @@ unit prices of `cost_model:` (ops_config.CostModelConfig), for a usage day D of 
                 PUT  = writes of the day's slices (every rebuild counts)
                 LIST = one listing of the landing zone per raw build
     compute   = compute seconds of the day's slices (last build of each layer) * vcpus * compute_per_vcpu_second
+                (a build's share of the machine: sources built side by side split the time, `platform.parallel`)
     transfer  = bytes read / 2**30 * transfer_per_gb (0 by default: same-region S3 to compute is free)
 
 Storage is the lake as it grows (the slices of every usage day up to d), so it is partition-aware: the

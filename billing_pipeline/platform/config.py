@@ -131,6 +131,9 @@ class BillingConfig(_Strict):
     invoices_url: str
     tag_policy: TagPolicy
     duckdb_path: str | None = None
+    # How many sources of a day a layer builds at once (threads: polars releases the GIL while it reads and
+    # writes). A day's peak memory is then up to this many sources' peaks; 1 builds them one after the other.
+    sources_in_parallel: int = Field(default=2, ge=1, le=32)
     # Storage: `storage_options` feed s3fs / gcsfs for every s3:// and gs:// URL; `storage` maps URL prefixes
     # (`s3://landing-bucket`, `gs://lake-bucket/curated`, or a bare `gs://`) to options of their own, which
     # replace `storage_options` whole for the URLs under them (longest prefix wins: `platform.storage.options_for_url`).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +13,7 @@ import polars as pl
 from billing_pipeline.platform.config import SourceConfig, TagPolicy
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED
+from billing_pipeline.platform.parallel import compute_clock
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, Store
 from billing_pipeline.spine.allocation import allocate_by_distinct_tags
@@ -110,7 +110,7 @@ def build_enriched_slice_if_stale(
 ) -> EnrichedSlice:
     """`build_enriched_slice`, unless its normalized slice, the tag policy and the pseudonymization are
     what it was built from."""
-    started = time.monotonic()
+    started = compute_clock()
     normalized = slice_identity(store, slice_url(lake_url, NORMALIZED, day, source.name))
     built_from = normalized + "|" + policy_digest(policy) + privacy_digest(privacy)
     target = slice_url(lake_url, ENRICHED, day, source.name)

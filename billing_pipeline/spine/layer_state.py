@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from billing_pipeline.platform.parallel import compute_clock
 from billing_pipeline.platform.state import ABSENT, read_state, write_state
 from billing_pipeline.platform.storage import Store
 
@@ -100,7 +100,7 @@ def record_layer_build(
     state[layer] = {
         "built_from": built_from,
         "result": to_jsonable(result),
-        "compute_seconds": time.monotonic() - started,
+        "compute_seconds": compute_clock() - started,
         "bytes_stored": stored_bytes(store, target),
         "built_at": now().isoformat(),
         "writes": int(previous.get("writes") or 0) + 1,

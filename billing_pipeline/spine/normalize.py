@@ -7,7 +7,6 @@ bad-row quarantine (with its reason).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,6 +20,7 @@ from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.focus import LINEAGE_COLUMNS, MONEY, conform, validate_focus_file
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import NORMALIZED, RAW
+from billing_pipeline.platform.parallel import compute_clock
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, Store
 from billing_pipeline.spine.guard import RawSliceMissingError
@@ -243,7 +243,7 @@ def build_normalized_slice_if_stale(
     privacy: Pseudonymizer | None = None,
 ) -> NormalizedSlice:
     """`build_normalized_slice`, unless its raw slice and the pseudonymization are what it was built from."""
-    started = time.monotonic()
+    started = compute_clock()
     raw_url = slice_url(lake_url, RAW, day, source.name)
     raw_identity = slice_identity(store, raw_url)
     target = slice_url(lake_url, NORMALIZED, day, source.name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from billing_pipeline.lifecycle.audit_log import (
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import slice_url
 from billing_pipeline.platform.names import RAW
+from billing_pipeline.platform.parallel import compute_clock
 from billing_pipeline.platform.state import ABSENT, read_state, write_state
 from billing_pipeline.platform.storage import Store, is_access_denied
 from billing_pipeline.spine.calendar import open_periods, period_of
@@ -153,7 +153,7 @@ def _build_from_listing(
     state: dict[str, Any],
     parsed: ParsedFiles,
 ) -> RawSlice:
-    started = time.monotonic()
+    started = compute_clock()
     deliveries = _list_counting_denials(source, day, store, lake_url, state)
     choice = choose_current(deliveries)
     days = None
@@ -178,7 +178,7 @@ def _build_from_listing(
         days,
         ingested_at,
         bytes_stored=stored_bytes(store, slice_url(lake_url, RAW, day, source.name)),
-        compute_seconds=time.monotonic() - started,
+        compute_seconds=compute_clock() - started,
     )
     acceptance = _acceptance(result, previous, day, ingested_at, accepted_via) if result.accepted_by else None
     _record_raw_build(store, lake_url, source.name, day, section, acceptance)

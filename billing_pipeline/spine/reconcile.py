@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
 from decimal import Decimal, localcontext
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from billing_pipeline.platform.config import BillingConfig, ReconciliationConfig
 from billing_pipeline.platform.focus import MONEY
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED
+from billing_pipeline.platform.parallel import compute_clock
 from billing_pipeline.platform.state import ABSENT, read_state
 from billing_pipeline.platform.storage import Store
 from billing_pipeline.spine.calendar import days_of_period, period_closed, period_of
@@ -328,7 +328,7 @@ def publish_reconciliation_if_stale(
     workdir: Path,
 ) -> pl.DataFrame:
     """`publish_reconciliation`, unless its three input slices and the invoices are unchanged."""
-    started = time.monotonic()
+    started = compute_clock()
     lake_url = config.lake_url
     inputs = [
         slice_identity(store, slice_url(lake_url, table, day, source.name)) for table in (RAW, NORMALIZED, ENRICHED)

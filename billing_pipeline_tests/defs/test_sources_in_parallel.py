@@ -1,0 +1,89 @@
+"""A day's sources built side by side (`sources_in_parallel`) give the lake, the metadata and the verdicts of
+the same day built one source after the other: every provider the generator writes, and a source whose
+delivery is truncated (held back: the day goes on for the others), through the code location's job on a real
+instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+from dagster import instance_for_test
+
+from billing_pipeline.definitions import JOB_NAME, build_definitions
+from billing_pipeline.platform.config import load_config
+from billing_pipeline.tools.generator import generate_landing_zone
+
+from ..conftest import write_config
+
+DAYS = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+PROVIDERS = {
+    "aws_cur2": "aws_cur2/cur2-daily",
+    "aws_cur": "aws_cur/cur/legacy-cur",
+    "focus": "focus/focus-export",
+    "gcp": "gcp/billing-export",
+    "azure": "azure/cost-exports/actual-daily",
+}
+BROKEN = "focus_truncated"
+VOLATILE = ("ingestion", "compute", "seconds", "latency", "attainment", "budget", "burn", "finger", "preview")
+
+
+def _landing(root: Path) -> Path:
+    landing = root / "landing"
+    generate_landing_zone(landing, month="2026-10", rows_per_day=30, days=len(DAYS), providers=tuple(PROVIDERS))
+    shutil.copytree(landing / "focus", landing / BROKEN)
+    for data in (landing / BROKEN).rglob("*.csv.gz"):  # every delivery cut short
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    return landing
+
+
+def _build(root: Path, landing: Path, workers: int) -> tuple[Path, dict, dict]:
+    sources = [{"name": name, "provider": name, "url": str(landing / path)} for name, path in PROVIDERS.items()]
+    sources.append({"name": BROKEN, "provider": "focus", "url": str(landing / BROKEN / "focus-export")})
+    root.mkdir()
+    config = write_config(
+        root, sources, invoices_url=str(landing / "invoices"), start_date="2026-10-01", sources_in_parallel=workers
+    )
+    job = build_definitions(config).resolve_job_def(JOB_NAME)
+    metadata, verdicts = {}, {}
+    with instance_for_test() as instance:
+        for day in DAYS:
+            result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+            for event in result.all_events:
+                if event.event_type_value == "ASSET_MATERIALIZATION":
+                    m = event.step_materialization_data.materialization
+                    metadata[(m.asset_key.to_user_string(), day)] = {
+                        k: str(v.value) for k, v in m.metadata.items() if not any(w in k for w in VOLATILE)
+                    }
+                elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+                    e = event.asset_check_evaluation_data
+                    verdicts[(e.asset_key.to_user_string(), e.check_name, day)] = e.passed
+    return Path(load_config(config).lake_url), metadata, verdicts
+
+
+def test_sources_built_side_by_side_give_what_one_after_the_other_gives(tmp_path: Path) -> None:
+    landing = _landing(tmp_path)
+    one_lake, one_metadata, one_verdicts = _build(tmp_path / "one", landing, 1)
+    four_lake, four_metadata, four_verdicts = _build(tmp_path / "four", landing, 4)
+
+    assert four_verdicts == one_verdicts and len(one_verdicts) > 60
+    failed = {check for (_, check, _), passed in one_verdicts.items() if not passed}
+    assert "publish_guard" in failed  # the truncated delivery was held back, in both
+    assert set(four_metadata) == set(one_metadata) and len(one_metadata) == 6 * len(DAYS)
+    for key, values in one_metadata.items():
+        assert {k: v.replace("/one/", "/four/") for k, v in values.items()} == four_metadata[key], key
+
+    slices = sorted(p.relative_to(one_lake) for p in one_lake.rglob("*.parquet"))
+    assert slices == sorted(p.relative_to(four_lake) for p in four_lake.rglob("*.parquet"))
+    published = [s for s in slices if s.parts[0] == "normalized_line_items"]
+    assert {s.parts[2] for s in published} == {f"source={name}" for name in PROVIDERS}  # none of the broken one
+    for relative in slices:
+        one, four = (pl.read_parquet(lake / relative) for lake in (one_lake, four_lake))
+        if "sli" in one.columns:  # the pipeline's own cost (M5) is priced from its compute seconds: a timing
+            one, four = (f.filter(pl.col("sli") != "ingestion_cost") for f in (one, four))
+        if "quarantined_copy" in one.columns:  # where in its own lake the broken file was copied to
+            one = one.with_columns(pl.col("quarantined_copy").str.replace("/one/", "/four/", literal=True))
+        differing = [c for c in one.columns if c in four.columns and not one[c].equals(four[c])]
+        assert one.columns == four.columns and set(differing) <= {"x_IngestedAt", "detected_at"}, (relative, differing)
