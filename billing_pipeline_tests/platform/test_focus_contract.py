@@ -114,3 +114,17 @@ def test_a_broken_last_row_is_named(
     with pytest.raises(FocusContractError, match=reason) as raised:
         validate_focus_file(str(path))
     assert str(path) in str(raised.value)
+
+
+def test_pandera_judges_a_schema_once_and_every_file_s_rows_still(focus_slice: pl.DataFrame, tmp_path: Path) -> None:
+    """Slices of one schema (a source's days in a backfill) ask pandera once; the row rules run on each."""
+    from billing_pipeline.platform import focus
+
+    focus._schema_verdict.cache_clear()
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    focus_slice.write_parquet(good)
+    _at_row(focus_slice, "ChargeCategory", 0, "Refund").write_parquet(bad)
+    assert validate_focus_file(str(good)) == focus_slice.height
+    with pytest.raises(FocusContractError, match="ChargeCategory: values outside"):
+        validate_focus_file(str(bad))
+    assert (focus._schema_verdict.cache_info().misses, focus._schema_verdict.cache_info().hits) == (1, 1)
