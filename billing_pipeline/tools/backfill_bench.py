@@ -20,7 +20,7 @@ refresh, the state and listing reads, the checks. Writes `<work>/backfill.json` 
 as each run ends).
 
 Usage: python -m billing_pipeline.tools.backfill_bench [--days 30] [--start 2025-11-01] [--rows-per-day 400]
-           [--work bench_results/backfill] [--profile] [--one-run]
+           [--work bench_results/backfill] [--profile] [--one-run] [--instance-yaml dagster.yaml]
 """
 
 from __future__ import annotations
@@ -292,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the days as one run (dagster asset materialize --partition-range), not one run per day",
     )
     parser.add_argument(
+        "--instance-yaml",
+        type=Path,
+        help="the instance's dagster.yaml instead of the demo's, e.g. one with Postgres storage as deploy/ "
+        "recommends for production (its database should be empty: the run's events are counted from it)",
+    )
+    parser.add_argument(
         "--no-fsync",
         action="store_true",
         help="diagnostic: the instance's SQLite commits in this process do not wait for the disk (PRAGMA "
@@ -316,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     for fresh in (home, work / "lake"):
         shutil.rmtree(fresh, ignore_errors=True)
     home.mkdir(parents=True)
-    write_instance_config(home)
+    if args.instance_yaml:
+        shutil.copy(args.instance_yaml, home / "dagster.yaml")
+    else:
+        write_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
 
     days = [(first + dt.timedelta(days=i)).isoformat() for i in range(args.days)]

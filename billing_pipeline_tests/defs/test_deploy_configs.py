@@ -175,3 +175,19 @@ def test_s3_billing_config_loads_and_builds_the_code_location() -> None:
     assert config.duckdb_file is None  # no catalogue file for an object-store lake
     defs = build_definitions(DEPLOY / "billing.s3.yaml")
     assert defs.resolve_job_def(JOB_NAME).name == JOB_NAME
+
+
+def test_k8s_postgres_storage_connects_through_psycopg2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dagster-postgres 0.29 writes `NOTIFY run_events, %(id)s`, which only psycopg2 accepts (psycopg 3 sends it
+    as a server-side parameter: a syntax error on the first event), and SQLAlchemy 2.1 made psycopg 3 the
+    driver of a plain `postgresql://` URL. The URL the shipped config builds must name psycopg2."""
+    from dagster._config import process_config
+    from dagster_postgres.utils import pg_url_from_config
+    from sqlalchemy import create_engine
+
+    value = validate_instance_file(DEPLOY, "dagster.k8s.yaml")
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD"):
+        monkeypatch.setenv(name, "x")
+    resolved = process_config(DagsterPostgresStorage.config_type(), value["storage"]["postgres"]).value
+    engine = create_engine(pg_url_from_config(resolved))  # no connection yet: the dialect and its driver
+    assert engine.dialect.driver == "psycopg2"
