@@ -215,3 +215,28 @@ def test_a_real_build_records_what_m5_prices(tmp_path: Path) -> None:
     assert result.extra["sli/ingestion_bytes_read"] > 0 and result.extra["sli/ingestion_bytes_stored"] > 0
     assert result.extra["sli/ingestion_requests_get"] >= 2 and result.extra["sli/ingestion_requests_put"] >= 4
     assert result.extra["sli/ingestion_cost_compute_usd"] > 0 and result.extra["sli/ingestion_cost_storage_usd"] > 0
+
+
+def test_a_later_day_reads_only_the_state_files_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Month to date sums the state of every usage day of the lake; a backfill evaluates it day after day, so
+    each state file is read once in a process, and again only when it changes (a rebuilt day)."""
+    from billing_pipeline.observability import pipeline_cost
+
+    config = _config(tmp_path)
+    reads: list[str] = []
+    read = pipeline_cost._read
+    monkeypatch.setattr(pipeline_cost, "_read", lambda store, url: reads.append(url) or read(store, url))
+    monkeypatch.setattr(pipeline_cost, "_USAGE_BY_FILE", {})
+    first = slis.ingestion_cost(config, Store(), dt.date(2023, 11, 30), NOW)
+    assert len(reads) == len(STATES) and first.value == pytest.approx(float(_expected("2023-11-30")[0]), rel=1e-12)
+
+    reads.clear()
+    again = slis.ingestion_cost(config, Store(), dt.date(2023, 11, 30), NOW)
+    assert reads == [] and again.value == first.value
+
+    rebuilt = {**STATES[("beta", "2023-11-02")]["raw"], "writes": 2, "bytes_stored": 3 * GIB}
+    monkeypatch.setitem(STATES, ("beta", "2023-11-02"), {"raw": rebuilt})
+    write_state(Store(), config.lake_url, "beta", dt.date(2023, 11, 2), STATES[("beta", "2023-11-02")])
+    after = slis.ingestion_cost(config, Store(), dt.date(2023, 11, 30), NOW)
+    assert [url.rsplit("/", 1)[-1] for url in reads] == ["date=2023-11-02.json"]
+    assert after.value == pytest.approx(float(_expected("2023-11-30")[0]), rel=1e-12) != first.value
