@@ -14,25 +14,19 @@ from dagster import instance_for_test
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.tools.conformance import GENERATOR_SOURCES
 from billing_pipeline.tools.generator import generate_landing_zone
 
 from ..conftest import write_config
 
 DAYS = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
-PROVIDERS = {
-    "aws_cur2": "aws_cur2/cur2-daily",
-    "aws_cur": "aws_cur/cur/legacy-cur",
-    "focus": "focus/focus-export",
-    "gcp": "gcp/billing-export",
-    "azure": "azure/cost-exports/actual-daily",
-}
 BROKEN = "focus_truncated"
 VOLATILE = ("ingestion", "compute", "seconds", "latency", "attainment", "budget", "burn", "finger", "preview")
 
 
 def _landing(root: Path) -> Path:
     landing = root / "landing"
-    generate_landing_zone(landing, month="2026-10", rows_per_day=30, days=len(DAYS), providers=tuple(PROVIDERS))
+    generate_landing_zone(landing, month="2026-10", rows_per_day=30, days=len(DAYS), providers=tuple(GENERATOR_SOURCES))
     shutil.copytree(landing / "focus", landing / BROKEN)
     for data in (landing / BROKEN).rglob("*.csv.gz"):  # every delivery cut short
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
@@ -40,7 +34,7 @@ def _landing(root: Path) -> Path:
 
 
 def _build(root: Path, landing: Path, workers: int) -> tuple[Path, dict, dict]:
-    sources = [{"name": name, "provider": name, "url": str(landing / path)} for name, path in PROVIDERS.items()]
+    sources = [{"name": n, "provider": p, "url": str(landing / path)} for n, (p, path) in GENERATOR_SOURCES.items()]
     sources.append({"name": BROKEN, "provider": "focus", "url": str(landing / BROKEN / "focus-export")})
     root.mkdir()
     config = write_config(
@@ -78,7 +72,7 @@ def test_sources_built_side_by_side_give_what_one_after_the_other_gives(tmp_path
     slices = sorted(p.relative_to(one_lake) for p in one_lake.rglob("*.parquet"))
     assert slices == sorted(p.relative_to(four_lake) for p in four_lake.rglob("*.parquet"))
     published = [s for s in slices if s.parts[0] == "normalized_line_items"]
-    assert {s.parts[2] for s in published} == {f"source={name}" for name in PROVIDERS}  # none of the broken one
+    assert {s.parts[2] for s in published} == {f"source={name}" for name in GENERATOR_SOURCES}  # none of the broken one
     for relative in slices:
         one, four = (pl.read_parquet(lake / relative) for lake in (one_lake, four_lake))
         if "sli" in one.columns:  # the pipeline's own cost (M5) is priced from its compute seconds: a timing

@@ -15,18 +15,12 @@ from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import NORMALIZED, RAW
 from billing_pipeline.platform.storage import scratch_dir
 from billing_pipeline.spine import normalize
+from billing_pipeline.tools.conformance import GENERATOR_SOURCES
 from billing_pipeline.tools.generator import generate_landing_zone
 
 from ..conftest import run_spine, write_config
 
 DAY = dt.date(2026, 10, 2)
-PROVIDERS = {
-    "aws_cur2": "aws_cur2/cur2-daily",
-    "aws_cur": "aws_cur/cur/legacy-cur",
-    "focus": "focus/focus-export",
-    "gcp": "gcp/billing-export",
-    "azure": "azure/cost-exports/actual-daily",
-}
 
 
 def _outputs(config, source: str) -> dict[str, pl.DataFrame | None]:
@@ -52,8 +46,8 @@ def test_the_in_memory_and_the_streaming_mapping_give_the_same_slices(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     landing = tmp_path / "landing"
-    generate_landing_zone(landing, month="2026-10", rows_per_day=60, days=3, providers=tuple(PROVIDERS))
-    sources = [{"name": name, "provider": name, "url": str(landing / path)} for name, path in PROVIDERS.items()]
+    generate_landing_zone(landing, month="2026-10", rows_per_day=60, days=3, providers=tuple(GENERATOR_SOURCES))
+    sources = [{"name": n, "provider": p, "url": str(landing / path)} for n, (p, path) in GENERATOR_SOURCES.items()]
     config = load_config(write_config(tmp_path, sources, invoices_url=str(landing / "invoices")))
     run_spine(config, DAY)
     _break_some_rows(config)
