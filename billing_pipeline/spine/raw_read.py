@@ -167,20 +167,32 @@ class _DeliveryReader:
         """
         parts = _DayParts()
         scoped = is_period_scoped(self.adapter, self.delivery)
+        identities = (
+            dict(zip(self.delivery.files, self.delivery.file_identities, strict=True))
+            if self.delivery.file_identities
+            else {}
+        )
         observed = False
         for file_uri in self.delivery.files:
             holds_day = file_uri in holding
             if not holds_day and observed and self.read.schemas.settled:
                 parts.skipped += 1
                 continue
+            identity = identities.get(file_uri)
+            if not holds_day and identity is not None and self.read.schemas.recall(file_uri, identity):
+                observed = True  # the same bytes passed every check below in an earlier delivery
+                parts.skipped += 1
+                continue
             try:
                 frame = self.open_file(file_uri, workdir)
                 schema = frame.collect_schema()
-                self.read.schemas.observe(file_uri, schema, frame)
+                observation = self.read.schemas.observe(file_uri, schema, frame)
                 start = self.adapter.usage_start(schema)
             except Exception as error:  # noqa: BLE001 - reported with source, file and reason
                 self.quarantine_file(file_uri, error)
                 continue
+            if observation is not None and identity is not None:
+                self.read.schemas.remember(identity, observation)
             observed = True
             if not holds_day:
                 parts.skipped += 1
