@@ -23,7 +23,7 @@ from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table, sql_identifier, sql_string
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED
 from billing_pipeline.platform.ops_config import AnomalyConfig
-from billing_pipeline.platform.storage import Store, join, scratch_dir
+from billing_pipeline.platform.storage import FileInfo, Store, join, scratch_dir
 
 TABLE = COST_ANOMALIES
 ROBUST_SIGMA = 1.4826
@@ -57,13 +57,39 @@ def dimension_columns(config: BillingConfig) -> dict[str, str]:
     return {"service": "ServiceName", "account": "SubAccountId", "team": config.tag_policy.owner_dimension}
 
 
+def _enriched_files(store: Store, lake_url: str, day: dt.date) -> list[FileInfo]:
+    return [f for f in store.find(join(lake_url, ENRICHED, f"date={day.isoformat()}")) if f.url.endswith(".parquet")]
+
+
 def read_day(
     store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...] = ()
 ) -> pl.DataFrame | None:
     """The day's allocated rows of every source (only the columns anomaly detection needs)."""
-    files = [f for f in store.find(join(lake_url, ENRICHED, f"date={day.isoformat()}")) if f.url.endswith(".parquet")]
+    files = _enriched_files(store, lake_url, day)
+    return _read_files(store, files, workdir, columns) if files else None
+
+
+# A day's burn rate compares it with the mean of the days before it; in a backfill each of those days was summed
+# by every one of the days after it (28 reads a day). A day's total is kept for the process by the identities of
+# its enriched slices (path, size, ETag or mtime): a rebuilt slice has another identity and is summed again.
+_TOTAL_BY_SLICES: dict[tuple[str, ...], float] = {}
+_MAX_KEPT_TOTALS = 100_000
+
+
+def day_total(store: Store, lake_url: str, day: dt.date, workdir: Path) -> float | None:
+    """The day's allocated spend of every source (None: no slice of the day)."""
+    files = _enriched_files(store, lake_url, day)
     if not files:
         return None
+    key = tuple(f.identity for f in files)
+    if key not in _TOTAL_BY_SLICES:
+        if len(_TOTAL_BY_SLICES) >= _MAX_KEPT_TOTALS:
+            _TOTAL_BY_SLICES.clear()
+        _TOTAL_BY_SLICES[key] = float(_read_files(store, files, workdir)["BilledCost"].sum() or 0.0)
+    return _TOTAL_BY_SLICES[key]
+
+
+def _read_files(store: Store, files: list[FileInfo], workdir: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:
     frames = []
     for info in files:
         frame = pl.scan_parquet(store.stage(info.url, workdir))
@@ -220,10 +246,10 @@ def detect(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
         if len(history) >= rules.min_history_weeks:
             records += _spend_anomalies(config, day, today, history)
         trailing = [
-            read_day(store, config.lake_url, day - dt.timedelta(days=k), workdir)
+            day_total(store, config.lake_url, day - dt.timedelta(days=k), workdir)
             for k in range(1, rules.burn_rate_history_days + 1)
         ]
-        totals = [float(t["BilledCost"].sum() or 0.0) for t in trailing if t is not None]
+        totals = [total for total in trailing if total is not None]
         burn = _burn_rate_anomaly(day, today, totals, rules)
         if burn is not None:
             records.append(burn)

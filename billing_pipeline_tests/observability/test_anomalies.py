@@ -92,3 +92,43 @@ def test_the_burn_rate_fires_above_the_configured_factor_of_the_projected_rate(t
     assert "5.0x the projected daily rate" in burn["message"]
     relaxed = config.model_copy(update={"anomalies": config.anomalies.model_copy(update={"burn_rate_factor": 6.0})})
     assert anomalies.detect(relaxed, Store(), SPIKE_DAY).filter(pl.col("kind") == "burn_rate").height == 0
+
+
+def _summed_here(lake: str, day: dt.date) -> float:
+    """The day's allocated spend, read straight from its slices."""
+    slices = (Path(lake) / "tag_enriched_costs" / f"date={day}").rglob("*.parquet")
+    return sum(float(pl.read_parquet(path)["BilledCost"].cast(pl.Float64).sum()) for path in slices)
+
+
+def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill's day summed the 28 days before it again (each summed by every later day); a day's total is
+    kept by its slices' identities, so the next evaluation reads only its own weeks, and a rebuilt slice is
+    summed again: the baseline is the mean of what the lake holds, summed here on its own."""
+    config = _lake(tmp_path, lambda day, team, service: 100.0 if day == SPIKE_DAY else 20.0)
+    store = Store()
+    monkeypatch.setattr(anomalies, "_TOTAL_BY_SLICES", {})
+    reads: list[int] = []
+    read_files = anomalies._read_files
+
+    def counting(*args: object, **kwargs: object) -> pl.DataFrame:
+        reads.append(1)
+        return read_files(*args, **kwargs)
+
+    monkeypatch.setattr(anomalies, "_read_files", counting)
+    anomalies.detect(config, store, SPIKE_DAY)
+    first = len(reads)
+    reads.clear()
+    anomalies.detect(config, store, SPIKE_DAY)
+    assert (first, len(reads)) == (1 + 4 + 28, 1 + 4)  # the day and its four same weekdays; the 28 days kept
+
+    folder = Path(config.lake_url) / "tag_enriched_costs" / f"date={SPIKE_DAY - dt.timedelta(days=3)}"
+    before = [info.identity for info in store.find(str(folder))]
+    rebuilt = next(folder.rglob("*.parquet"))
+    pl.read_parquet(rebuilt).with_columns(pl.col("BilledCost") * 3).write_parquet(rebuilt)
+    assert [info.identity for info in store.find(str(folder))] != before
+    expected = [_summed_here(config.lake_url, SPIKE_DAY - dt.timedelta(days=k)) for k in range(1, 29)]
+    burn = anomalies.detect(config, store, SPIKE_DAY).filter(pl.col("kind") == "burn_rate").row(0, named=True)
+    assert burn["baseline"] == pytest.approx(sum(expected) / len(expected))
+    assert burn["baseline"] > 180.0  # the rebuilt day now counts three times its cost
