@@ -173,8 +173,9 @@ class FileObservation:
 # between the deliveries of later periods, so a backfill's new period observed each of the rest of the table's
 # files again (a year's table: 683 files, ~15 s on the first day of each month). The same bytes (the file's
 # identity: path, size, ETag or mtime) under the same adapter give the same observation, so it is kept here for
-# the process, keyed by (provider, identity); a rewritten file has another identity and is observed again.
-_OBSERVED: dict[tuple[str, str], FileObservation] = {}
+# the process, keyed by (provider, file format, identity); a rewritten file has another identity and is observed
+# again.
+_OBSERVED: dict[tuple[str, str, str], FileObservation] = {}
 _MAX_OBSERVED_FILES = 100_000
 
 
@@ -233,18 +234,22 @@ class SchemaObserver:
         calls this once the file passed every check of the read, so a recalled file needs none again)."""
         if len(_OBSERVED) >= _MAX_OBSERVED_FILES:
             _OBSERVED.clear()
-        _OBSERVED[(self.provider, identity)] = observation
+        _OBSERVED[self._memo_key(identity)] = observation
 
     def recall(self, file_uri: str, identity: str) -> bool:
         """Record the file as observed from a kept observation of the same bytes, on a delivery's first read
         (the only read that observes files it does not otherwise need); False when there is none to use."""
-        observation = _OBSERVED.get((self.provider, identity)) if self._known is None else None
+        observation = _OBSERVED.get(self._memo_key(identity)) if self._known is None else None
         if observation is None:
             return False
         self.files[file_uri] = observation.columns
         self.broken += [(file_uri, m) for m in observation.unmet]
         self._add_tag_keys(observation.tag_keys)
         return True
+
+    def _memo_key(self, identity: str) -> tuple[str, str, str]:
+        """The same bytes read by the same adapter the same way."""
+        return (self.provider, self.delivery.file_format, identity)
 
     def _add_tag_keys(self, tag_keys: dict[str, frozenset[str]]) -> None:
         for column, keys in tag_keys.items():
