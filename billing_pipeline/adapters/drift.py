@@ -30,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from billing_pipeline.adapters.base import Delivery
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.storage import Store, join
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ class FileObservation:
 # identity: path, size, ETag or mtime) under the same adapter give the same observation, so it is kept here for
 # the process, keyed by (provider, file format, identity); a rewritten file has another identity and is observed
 # again.
-_OBSERVED: dict[tuple[str, str, str], FileObservation] = {}
-_MAX_OBSERVED_FILES = 100_000
+_OBSERVED: KeptByIdentity[tuple[str, str, str], FileObservation] = KeptByIdentity(limit=100_000)
 
 
 @dataclass
@@ -232,9 +232,7 @@ class SchemaObserver:
     def remember(self, identity: str, observation: FileObservation) -> None:
         """Keep a file's first-read observation for the next delivery that holds the same file (the caller
         calls this once the file passed every check of the read, so a recalled file needs none again)."""
-        if len(_OBSERVED) >= _MAX_OBSERVED_FILES:
-            _OBSERVED.clear()
-        _OBSERVED[self._memo_key(identity)] = observation
+        _OBSERVED.keep(self._memo_key(identity), observation)
 
     def recall(self, file_uri: str, identity: str) -> bool:
         """Record the file as observed from a kept observation of the same bytes, on a delivery's first read

@@ -21,6 +21,7 @@ import polars as pl
 
 from billing_pipeline.platform.config import BillingConfig
 from billing_pipeline.platform.escaping import markdown_table, sql_identifier, sql_string
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.names import COST_ANOMALIES, ENRICHED
 from billing_pipeline.platform.ops_config import AnomalyConfig
 from billing_pipeline.platform.storage import FileInfo, Store, join, scratch_dir
@@ -72,8 +73,7 @@ def read_day(
 # A day's burn rate compares it with the mean of the days before it; in a backfill each of those days was summed
 # by every one of the days after it (28 reads a day). A day's total is kept for the process by the identities of
 # its enriched slices (path, size, ETag or mtime): a rebuilt slice has another identity and is summed again.
-_TOTAL_BY_SLICES: dict[tuple[str, ...], float] = {}
-_MAX_KEPT_TOTALS = 100_000
+_TOTAL_BY_SLICES: KeptByIdentity[tuple[str, ...], float] = KeptByIdentity(limit=100_000)
 
 
 def day_total(store: Store, lake_url: str, day: dt.date, workdir: Path) -> float | None:
@@ -82,11 +82,10 @@ def day_total(store: Store, lake_url: str, day: dt.date, workdir: Path) -> float
     if not files:
         return None
     key = tuple(f.identity for f in files)
-    if key not in _TOTAL_BY_SLICES:
-        if len(_TOTAL_BY_SLICES) >= _MAX_KEPT_TOTALS:
-            _TOTAL_BY_SLICES.clear()
-        _TOTAL_BY_SLICES[key] = float(_read_files(store, files, workdir)["BilledCost"].sum() or 0.0)
-    return _TOTAL_BY_SLICES[key]
+    total = _TOTAL_BY_SLICES.get(key)
+    if total is None:
+        total = _TOTAL_BY_SLICES.keep(key, float(_read_files(store, files, workdir)["BilledCost"].sum() or 0.0))
+    return total
 
 
 def _read_files(store: Store, files: list[FileInfo], workdir: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:

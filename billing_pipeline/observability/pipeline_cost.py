@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.ops_config import CostModelConfig
 from billing_pipeline.platform.state import STATE_DIR
 from billing_pipeline.platform.storage import FileInfo, Store, is_remote, join
@@ -125,26 +126,23 @@ def _read(store: Store, url: str) -> dict[str, Any]:
 # state of every usage day of the lake (storage is the lake as it grows), so without it each day of a backfill
 # read all the days before it again (a year's lake: 1,820 files, 0.5 s, twice a day). A changed file has
 # another identity and is read again.
-_USAGE_BY_FILE: dict[str, Usage] = {}
-_MAX_CACHED_FILES = 200_000
+_USAGE_BY_FILE: KeptByIdentity[str, Usage] = KeptByIdentity(limit=200_000)
 
 
 def source_usage(store: Store, lake_url: str, source: str, until: dt.date) -> dict[dt.date, Usage]:
     """Usage of every usage day <= `until` the source's state records (the files not read before in this
     process; read in parallel on object stores)."""
     wanted = {day: info for day, info in _state_files(store, lake_url, source).items() if day <= until}
-    unread = [info for info in wanted.values() if info.identity not in _USAGE_BY_FILE]
-    if len(_USAGE_BY_FILE) + len(unread) > _MAX_CACHED_FILES:
-        _USAGE_BY_FILE.clear()
-        unread = list(wanted.values())
+    usage = {info.identity: _USAGE_BY_FILE.get(info.identity) for info in wanted.values()}
+    unread = [info for info in wanted.values() if usage[info.identity] is None]
     if is_remote(lake_url) and len(unread) > 1:
         with ThreadPoolExecutor(max_workers=8) as pool:
             states = list(pool.map(lambda info: _read(store, info.url), unread))
     else:
         states = [_read(store, info.url) for info in unread]
     for info, state in zip(unread, states, strict=True):
-        _USAGE_BY_FILE[info.identity] = usage_of(state)
-    return {day: _USAGE_BY_FILE[info.identity] for day, info in wanted.items()}
+        usage[info.identity] = _USAGE_BY_FILE.keep(info.identity, usage_of(state))
+    return {day: usage[info.identity] for day, info in wanted.items()}
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 
 from billing_pipeline.observability import anomalies
 from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.lake import refresh_views
 from billing_pipeline.platform.storage import Store
 
@@ -108,7 +109,7 @@ def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     summed again: the baseline is the mean of what the lake holds, summed here on its own."""
     config = _lake(tmp_path, lambda day, team, service: 100.0 if day == SPIKE_DAY else 20.0)
     store = Store()
-    monkeypatch.setattr(anomalies, "_TOTAL_BY_SLICES", {})
+    monkeypatch.setattr(anomalies, "_TOTAL_BY_SLICES", KeptByIdentity(limit=100_000))
     reads: list[int] = []
     read_files = anomalies._read_files
 

@@ -12,6 +12,7 @@ import pytest
 from billing_pipeline.defs.check_results import to_check_result
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.state import write_state
 from billing_pipeline.platform.storage import Store
 
@@ -226,7 +227,7 @@ def test_a_later_day_reads_only_the_state_files_that_changed(tmp_path: Path, mon
     reads: list[str] = []
     read = pipeline_cost._read
     monkeypatch.setattr(pipeline_cost, "_read", lambda store, url: reads.append(url) or read(store, url))
-    monkeypatch.setattr(pipeline_cost, "_USAGE_BY_FILE", {})
+    monkeypatch.setattr(pipeline_cost, "_USAGE_BY_FILE", KeptByIdentity(limit=200_000))
     first = slis.ingestion_cost(config, Store(), dt.date(2023, 11, 30), NOW)
     assert len(reads) == len(STATES) and first.value == pytest.approx(float(_expected("2023-11-30")[0]), rel=1e-12)
 

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.storage import Store, scratch_dir
 from billing_pipeline.spine.guard import DeliveryIncompleteError, SchemaDriftError
@@ -194,7 +195,7 @@ def test_a_later_period_of_an_append_only_export_does_not_observe_its_files_agai
     monkeypatch.setattr(gcp_adapter.GcpAdapter, "read", counting_read)
     documents = {}
     for memo in ("kept", "fresh"):
-        monkeypatch.setattr(drift, "_OBSERVED", {})
+        monkeypatch.setattr(drift, "_OBSERVED", KeptByIdentity(limit=100_000))
         lake = tmp_path / f"lake-{memo}"
         config = load_config(
             write_config(tmp_path, [{"name": "gcp", "provider": "gcp", "url": str(landing)}], lake_url=str(lake))
@@ -204,7 +205,7 @@ def test_a_later_period_of_an_append_only_export_does_not_observe_its_files_agai
                 config.sources[0], days[0], Store(), config.lake_url, workdir
             )  # observes all three
             if memo == "fresh":
-                monkeypatch.setattr(drift, "_OBSERVED", {})
+                monkeypatch.setattr(drift, "_OBSERVED", KeptByIdentity(limit=100_000))
             opened.clear()
             build_raw_slice_if_changed(config.sources[0], days[1], Store(), config.lake_url, workdir)
         if memo == "kept":  # September's delivery holds September's and October's files; October's is not read
