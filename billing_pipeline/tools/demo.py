@@ -49,14 +49,23 @@ WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 INCIDENT_TAG = "billing/incident"
 DEMO_TAG = "billing/demo"
 
-# The instance `make demo` writes to $DAGSTER_HOME/dagster.yaml: Dagster's default SQLite storage under
-# DAGSTER_HOME, plus run monitoring, so that a run whose process died (the demo or `dagster dev` killed
-# with SIGKILL) does not stay STARTED forever. Same settings as deploy/dagster.local.yaml.
+# The instance `make demo` writes to $DAGSTER_HOME/dagster.yaml: Dagster's SQLite storage under DAGSTER_HOME
+# (its event log keeping one SQLAlchemy engine per database, `platform/instance_storage.py`), plus run
+# monitoring, so that a run whose process died (the demo or `dagster dev` killed with SIGKILL) does not stay
+# STARTED forever. Same settings as deploy/dagster.local.yaml.
 DEMO_INSTANCE_MARK = "# Written by billing_pipeline/tools/demo.py"
 LEGACY_DEMO_INSTANCE_MARK = "# Written by billing_pipeline/demo.py"  # before the demo moved to tools/
 DEMO_INSTANCE_YAML = f"""\
 {DEMO_INSTANCE_MARK}: `make demo` rewrites this file while this line is here (delete it to keep edits).
-# Storage: Dagster's default, SQLite files under $DAGSTER_HOME.
+# Storage: Dagster's SQLite files under $DAGSTER_HOME (the default layout), its event log keeping one
+# SQLAlchemy engine per database file instead of one per write (billing_pipeline/platform/instance_storage.py).
+storage:
+  custom:
+    module: billing_pipeline.platform.instance_storage
+    class: SqliteStorageKeptEngines
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 
 # Checked by the monitoring daemon, which `dagster dev` (or `dagster-daemon run`) starts. The local run
 # launcher cannot ask whether a run's process is alive, so a run STARTED longer than max_runtime_seconds

@@ -26,6 +26,7 @@ from dagster_postgres import DagsterPostgresStorage
 
 from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.platform.config import load_config
+from billing_pipeline.platform.instance_storage import SqliteEventLogStorageKeptEngines
 from billing_pipeline.platform.names import LAKE_POOL
 from billing_pipeline.tools.demo import DEMO_INSTANCE_YAML, write_instance_config
 
@@ -116,13 +117,19 @@ def test_demo_instance_config_is_valid_monitors_runs_and_keeps_sqlite(
 ) -> None:
     path = write_instance_config(tmp_path)
     value = validate_instance_file(tmp_path, path.name)
-    assert "storage" not in value  # Dagster's default: SQLite under DAGSTER_HOME
     local = yaml.safe_load((DEPLOY / "dagster.local.yaml").read_text())
     assert value["run_monitoring"] == local["run_monitoring"]
+    assert value["storage"] == local["storage"]  # SQLite under DAGSTER_HOME, engines kept
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         _assert_monitors_dead_runs(instance)
-        assert instance.get_ref().storage_data.class_name == "DagsterSqliteStorage"
+        assert isinstance(instance.event_log_storage, SqliteEventLogStorageKeptEngines)
+    # Dagster's default layout: the run, event-log and schedule databases where `storage: sqlite` puts them
+    assert {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.db")} >= {
+        "history/runs.db",
+        "history/runs/index.db",
+        "schedules/schedules.db",
+    }
 
 
 def test_demo_rewrites_only_its_own_or_an_empty_instance_config(tmp_path: Path) -> None:
