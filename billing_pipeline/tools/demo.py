@@ -57,15 +57,14 @@ DEMO_INSTANCE_MARK = "# Written by billing_pipeline/tools/demo.py"
 LEGACY_DEMO_INSTANCE_MARK = "# Written by billing_pipeline/demo.py"  # before the demo moved to tools/
 DEMO_INSTANCE_YAML = f"""\
 {DEMO_INSTANCE_MARK}: `make demo` rewrites this file while this line is here (delete it to keep edits).
-# Storage: Dagster's SQLite files under $DAGSTER_HOME (the default layout), its event log keeping one
-# SQLAlchemy engine per database file instead of one per write (billing_pipeline/platform/instance_storage.py).
+# Storage: Dagster's SQLite files in this folder (the default layout), its event log keeping one SQLAlchemy
+# engine per database file instead of one per write (billing_pipeline/platform/instance_storage.py).
 storage:
   custom:
     module: billing_pipeline.platform.instance_storage
     class: SqliteStorageKeptEngines
     config:
-      base_dir:
-        env: DAGSTER_HOME
+      base_dir: {{home}}
 
 # Checked by the monitoring daemon, which `dagster dev` (or `dagster-daemon run`) starts. The local run
 # launcher cannot ask whether a run's process is alive, so a run STARTED longer than max_runtime_seconds
@@ -81,12 +80,18 @@ run_monitoring:
 """
 
 
+def demo_instance_yaml(home: Path) -> str:
+    """The demo's `dagster.yaml` for the instance in `home` (the storage's folder written out, so the instance
+    also opens from its folder alone, `DagsterInstance.from_config(home)`, with no DAGSTER_HOME set)."""
+    return DEMO_INSTANCE_YAML.format(home=json.dumps(str(home.resolve())))
+
+
 def write_instance_config(home: Path) -> Path:
     """Write the demo's `dagster.yaml` into `home`, unless a user's own (non-empty, not ours) is there."""
     path = home / "dagster.yaml"
     current = path.read_text() if path.exists() else ""
     if not current.strip() or current.startswith((DEMO_INSTANCE_MARK, LEGACY_DEMO_INSTANCE_MARK)):
-        path.write_text(DEMO_INSTANCE_YAML)
+        path.write_text(demo_instance_yaml(home))
     elif "run_monitoring" not in current:
         print(
             f"note: {path} is yours and has no run_monitoring: runs whose process died stay STARTED "

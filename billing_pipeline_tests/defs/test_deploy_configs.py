@@ -28,7 +28,7 @@ from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.platform.config import load_config
 from billing_pipeline.platform.instance_storage import SqliteEventLogStorageKeptEngines
 from billing_pipeline.platform.names import LAKE_POOL
-from billing_pipeline.tools.demo import DEMO_INSTANCE_YAML, write_instance_config
+from billing_pipeline.tools.demo import demo_instance_yaml, write_instance_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 INSTANCE_CONFIGS = ("dagster.local.yaml", "dagster.k8s.yaml")
@@ -119,8 +119,11 @@ def test_demo_instance_config_is_valid_monitors_runs_and_keeps_sqlite(
     value = validate_instance_file(tmp_path, path.name)
     local = yaml.safe_load((DEPLOY / "dagster.local.yaml").read_text())
     assert value["run_monitoring"] == local["run_monitoring"]
-    assert value["storage"] == local["storage"]  # SQLite under DAGSTER_HOME, engines kept
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    # the storage of deploy/dagster.local.yaml, its folder written out (not read from DAGSTER_HOME)
+    assert value["storage"] == local["storage"] | {
+        "custom": local["storage"]["custom"] | {"config": {"base_dir": str(tmp_path.resolve())}}
+    }
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         _assert_monitors_dead_runs(instance)
         assert isinstance(instance.event_log_storage, SqliteEventLogStorageKeptEngines)
@@ -135,9 +138,9 @@ def test_demo_instance_config_is_valid_monitors_runs_and_keeps_sqlite(
 def test_demo_rewrites_only_its_own_or_an_empty_instance_config(tmp_path: Path) -> None:
     path = tmp_path / "dagster.yaml"
     path.touch()  # what earlier versions of the demo left
-    assert write_instance_config(tmp_path).read_text() == DEMO_INSTANCE_YAML
-    path.write_text(DEMO_INSTANCE_YAML.replace("3600", "7200"))  # edited, but still ours
-    assert write_instance_config(tmp_path).read_text() == DEMO_INSTANCE_YAML
+    assert write_instance_config(tmp_path).read_text() == demo_instance_yaml(tmp_path)
+    path.write_text(demo_instance_yaml(tmp_path).replace("3600", "7200"))  # edited, but still ours
+    assert write_instance_config(tmp_path).read_text() == demo_instance_yaml(tmp_path)
     own = "telemetry:\n  enabled: false\n"
     path.write_text(own)
     assert write_instance_config(tmp_path).read_text() == own
