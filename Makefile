@@ -8,11 +8,14 @@ PYTHON312 ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3
 FV_VENV := .fv-venv
 # uv installs the same pins as pip, several times faster; it is bootstrapped from PyPI into the venv.
 # pip is the fallback when uv cannot be had or fails (NO_UV=1 forces it). uv reads no pip configuration.
+# Both compile the installed modules to bytecode (pip does by default, uv with --compile-bytecode): every
+# Dagster process (webserver, daemon, each run, each test's `dagster dev`) imports a few thousand modules, and
+# without bytecode on disk it compiles them again at each start (where PYTHONDONTWRITEBYTECODE is set, always).
 UV := $(VENV)/bin/uv
 
 # $(call install_into,<venv python>,<requirements>): with uv when it is there, else (or if it fails) with pip
 define install_into
-	if [ -z "$(NO_UV)" ] && [ -x $(UV) ] && $(UV) pip install --quiet --python $(1) $(2); then :; \
+	if [ -z "$(NO_UV)" ] && [ -x $(UV) ] && $(UV) pip install --quiet --compile-bytecode --python $(1) $(2); then :; \
 	else $(1) -m pip install $(PIP_QUIET) $(2) 2>&1 | grep -v "^WARNING: Location" || true; fi
 endef
 
@@ -23,6 +26,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	@test -n "$(NO_UV)" || test -x $(UV) || ($(PY) -m pip install $(PIP_QUIET) uv 2>&1 | grep -v "^WARNING: Location"; test -x $(UV)) \
 		|| echo "uv unavailable: pip installs"
 	$(call install_into,$(PY),-e '.[dev]')
+	$(PY) -m compileall -q billing_pipeline   # the project itself is installed editable: its bytecode too
 	$(PY) -c "import billing_pipeline, dagster, polars, pandera, moto, hypothesis"
 	@touch $@
 

@@ -145,7 +145,17 @@ def converter_venv(venv: Path) -> Path:
     if uv.exists():
         subprocess.run([str(uv), "venv", "--quiet", "--python", python, str(venv)], check=True)
         subprocess.run(
-            [str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *CONVERTER_PIN], check=True
+            [
+                str(uv),
+                "pip",
+                "install",
+                "--quiet",
+                "--compile-bytecode",
+                "--python",
+                str(venv / "bin" / "python"),
+                *CONVERTER_PIN,
+            ],
+            check=True,
         )
     else:
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
