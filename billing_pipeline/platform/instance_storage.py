@@ -37,7 +37,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-# A webserver reads many runs' databases; past this many kept engines the oldest is dropped.
+# A webserver reads many runs' databases; past this many kept engines the oldest run's is dropped (never the
+# index's, which every write of every run uses).
 MAX_KEPT_ENGINES = 64
 
 
@@ -63,7 +64,9 @@ class SqliteEventLogStorageKeptEngines(SqliteEventLogStorage):
             engine = self._engines.get(shard)
             if engine is None:
                 if len(self._engines) >= MAX_KEPT_ENGINES:
-                    self._engines.pop(next(iter(self._engines))).dispose()
+                    oldest_run = next((name for name in self._engines if name != INDEX_SHARD_NAME), None)
+                    if oldest_run is not None:
+                        self._engines.pop(oldest_run).dispose()
                 pool: dict[str, Any] = {"pool_size": 1} if shard == INDEX_SHARD_NAME else {"poolclass": NullPool}
                 engine = create_engine(
                     self.conn_string_for_shard(shard),

@@ -49,16 +49,17 @@ WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 INCIDENT_TAG = "billing/incident"
 DEMO_TAG = "billing/demo"
 
-# The instance `make demo` writes to $DAGSTER_HOME/dagster.yaml: Dagster's SQLite storage under DAGSTER_HOME
-# (its event log keeping one SQLAlchemy engine per database, `platform/instance_storage.py`), plus run
-# monitoring, so that a run whose process died (the demo or `dagster dev` killed with SIGKILL) does not stay
-# STARTED forever. Same settings as deploy/dagster.local.yaml.
+# The instance `make demo` writes to $DAGSTER_HOME/dagster.yaml: Dagster's SQLite storage in that folder (its
+# event log keeping one SQLAlchemy engine per database and the index database's connection open,
+# `platform/instance_storage.py`), plus run monitoring, so that a run whose process died (the demo or
+# `dagster dev` killed with SIGKILL) does not stay STARTED forever. Same settings as deploy/dagster.local.yaml.
 DEMO_INSTANCE_MARK = "# Written by billing_pipeline/tools/demo.py"
 LEGACY_DEMO_INSTANCE_MARK = "# Written by billing_pipeline/demo.py"  # before the demo moved to tools/
 DEMO_INSTANCE_YAML = f"""\
 {DEMO_INSTANCE_MARK}: `make demo` rewrites this file while this line is here (delete it to keep edits).
 # Storage: Dagster's SQLite files in this folder (the default layout), its event log keeping one SQLAlchemy
-# engine per database file instead of one per write (billing_pipeline/platform/instance_storage.py).
+# engine per database file instead of one per write, and the index database's connection open
+# (billing_pipeline/platform/instance_storage.py).
 storage:
   custom:
     module: billing_pipeline.platform.instance_storage

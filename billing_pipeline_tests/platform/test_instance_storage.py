@@ -140,6 +140,19 @@ def test_one_engine_per_database_and_one_connection_to_the_index(
         assert engines_made["connections"][f"{run_id}.db"] >= events > 10
 
 
+def test_the_index_engine_outlives_the_cap_on_kept_engines(
+    demo_home: Path, engines_made: dict[str, Counter[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A webserver reads more runs than it keeps engines for: the runs' engines make room, not the index's."""
+    monkeypatch.setattr(instance_storage, "MAX_KEPT_ENGINES", 2)
+    with DagsterInstance.get() as instance:
+        run_ids = [_run_day(instance, day) for day in ("2026-01-01", "2026-01-02", "2026-01-03")]
+        assert len(instance.event_log_storage._engines) == 2
+    assert engines_made["engines"]["index.db"] == 1
+    assert engines_made["connections"]["index.db"] == 1
+    assert all(engines_made["engines"][f"{run_id}.db"] >= 1 for run_id in run_ids)
+
+
 def test_the_live_run_log_follows_a_run_written_by_another_instance(demo_home: Path) -> None:
     """The webserver follows a run's log by watching the run's `.db` file; the run writes it through another
     instance. Events must reach the watcher while the run goes on (the step waits until its own start has
