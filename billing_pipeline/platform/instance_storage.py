@@ -4,8 +4,8 @@ Dagster's `SqliteEventLogStorage` creates an SQLAlchemy engine for every connect
 it after: every statement of every event is compiled again (SQLAlchemy caches compiled statements per engine)
 and every write opens the database file, reads its schema, commits and closes it, and closing the last
 connection of a WAL database checkpoints it. A day of `billing_daily` writes about 45 events; a check
-evaluation touches the run's database once and the index database twice, a materialization each several
-times. This storage keeps:
+evaluation touches the run's database once and the index database twice, a materialization each once. This
+storage keeps:
 - one engine per database file for the process (the compiled statements with it);
 - one open connection to the index database (`index.db`, shared by every run), used a transaction at a time.
   Run databases are still opened and closed per write, as Dagster does: the webserver's live run log watches
@@ -18,19 +18,15 @@ Used by the demo's instance (`tools/demo.py`) and `deploy/dagster.local.yaml` as
 """
 
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
@@ -48,39 +44,35 @@ class SqliteEventLogStorageKeptEngines(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, Engine] = {}
         self._engines_pid = os.getpid()
-        self._engines_lock = threading.Lock()
         super().__init__(base_dir, inst_data=inst_data)  # creates the index database on first use
 
-    def engine_for_shard(self, shard: str) -> Engine:
-        """The shard's engine, created on first use. The index's keeps one connection open (a pool of one);
-        a run's opens and closes one per use. In a forked child the parent's engines are left alone
-        (`dispose(close=False)`: an SQLite connection must not be used or closed across a fork) and new
-        ones are made."""
-        with self._engines_lock:
-            if self._engines_pid != os.getpid():
-                for inherited in self._engines.values():
-                    inherited.dispose(close=False)
-                self._engines, self._engines_pid = {}, os.getpid()
-            engine = self._engines.get(shard)
-            if engine is None:
-                if len(self._engines) >= MAX_KEPT_ENGINES:
-                    oldest_run = next((name for name in self._engines if name != INDEX_SHARD_NAME), None)
-                    if oldest_run is not None:
-                        self._engines.pop(oldest_run).dispose()
-                pool: dict[str, Any] = {"pool_size": 1} if shard == INDEX_SHARD_NAME else {"poolclass": NullPool}
-                engine = create_engine(
-                    self.conn_string_for_shard(shard),
-                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-                    **pool,
-                )
-                self._engines[shard] = engine
-            return engine
+    def _engine_for_shard(self, shard: str) -> Engine:
+        """The shard's engine, created on first use (called under Dagster's `_db_lock`, as every use of it is).
+        The index's keeps one connection open (a pool of one); a run's opens and closes one per use. In a
+        forked child the parent's engines are left alone (`dispose(close=False)`: an SQLite connection must not
+        be used or closed across a fork) and new ones are made."""
+        if self._engines_pid != os.getpid():
+            for inherited in self._engines.values():
+                inherited.dispose(close=False)
+            self._engines, self._engines_pid = {}, os.getpid()
+        engine = self._engines.get(shard)
+        if engine is None:
+            if len(self._engines) >= MAX_KEPT_ENGINES:
+                oldest_run = next((name for name in self._engines if name != INDEX_SHARD_NAME), None)
+                if oldest_run is not None:
+                    self._engines.pop(oldest_run).dispose()
+            pool: dict[str, Any] = {"pool_size": 1} if shard == INDEX_SHARD_NAME else {"poolclass": NullPool}
+            engine = create_engine(
+                self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool
+            )
+            self._engines[shard] = engine
+        return engine
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         # Dagster's own `_connect`, but for where the engine comes from.
         with self._db_lock:
-            engine = self.engine_for_shard(shard)
+            engine = self._engine_for_shard(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
@@ -89,7 +81,7 @@ class SqliteEventLogStorageKeptEngines(SqliteEventLogStorage):
 
     def dispose(self) -> None:
         super().dispose()
-        with self._engines_lock:
+        with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
@@ -100,12 +92,9 @@ class SqliteStorageKeptEngines(DagsterSqliteStorage):
     above; runs and schedules are Dagster's own."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(os.path.join(base_dir, "history", ""))
-        self._event_log_storage = SqliteEventLogStorageKeptEngines(os.path.join(base_dir, "history", "runs", ""))
-        self._schedule_storage = SqliteScheduleStorage.from_local(os.path.join(base_dir, "schedules"))
-        self._inst_data = inst_data
-        DagsterStorage.__init__(self)
+        super().__init__(base_dir, inst_data=inst_data)
+        # the same folder Dagster's layout gave its own event log (whose object holds no connection)
+        self._event_log_storage = SqliteEventLogStorageKeptEngines(self._event_log_storage._base_dir)
 
     @classmethod
     def from_config_value(  # type: ignore[override]
