@@ -7,7 +7,9 @@ connection of a WAL database checkpoints it. A day of `billing_daily` writes abo
 evaluation touches the run's database once and the index database twice, a materialization each once. This
 storage keeps:
 - one engine per database file for the process (the compiled statements with it);
-- one open connection to the index database (`index.db`, shared by every run), used a transaction at a time.
+- one open connection to the index database (`index.db`, shared by every run), used a transaction at a time;
+- which tables the index has (Dagster asks before every check evaluation, through an engine of its own each
+  time; a table, once there, stays: migrations add tables, `wipe` empties them).
   Run databases are still opened and closed per write, as Dagster does: the webserver's live run log watches
   each run's `.db` file for changes, which the checkpoint on close makes. Nothing watches the index's file.
 The files, their layout under `$DAGSTER_HOME` and their schema are Dagster's (`storage: sqlite`): an instance
@@ -44,6 +46,7 @@ class SqliteEventLogStorageKeptEngines(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, Engine] = {}
         self._engines_pid = os.getpid()
+        self._index_tables: set[str] = set()
         super().__init__(base_dir, inst_data=inst_data)  # creates the index database on first use
 
     def _engine_for_shard(self, shard: str) -> Engine:
@@ -78,6 +81,13 @@ class SqliteEventLogStorageKeptEngines(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        # Dagster's (an engine of its own, no lock: it is also asked with `_db_lock` held); a table found is
+        # remembered, a missing one asked again
+        if table_name not in self._index_tables and super().has_table(table_name):
+            self._index_tables.add(table_name)
+        return table_name in self._index_tables
 
     def dispose(self) -> None:
         super().dispose()

@@ -20,6 +20,7 @@ from dagster import (
     asset,
     asset_check,
 )
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 import billing_pipeline.platform.instance_storage as instance_storage
 from billing_pipeline.platform.instance_storage import SqliteEventLogStorageKeptEngines
@@ -138,6 +139,35 @@ def test_one_engine_per_database_and_one_connection_to_the_index(
     # connection per event at least (the runs' events above were written through them).
     for run_id, events in zip(run_ids, events_per_run, strict=True):
         assert engines_made["connections"][f"{run_id}.db"] >= events > 10
+
+
+def test_checks_do_not_open_the_index_again_to_ask_for_its_tables(
+    demo_home: Path, engines_made: dict[str, Counter[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's event log asks whether the index has the check executions table before every check
+    evaluation, through an engine of its own each time; here a table found is remembered, a missing one is not."""
+    asked: Counter[str] = Counter()
+    dagsters_has_table = SqliteEventLogStorage.has_table
+
+    def counting_has_table(storage: SqliteEventLogStorage, table_name: str) -> bool:
+        asked[table_name] += 1
+        return dagsters_has_table(storage, table_name)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", counting_has_table)
+    with DagsterInstance.get() as instance:
+        for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
+            _run_day(instance, day)
+        storage = instance.event_log_storage
+        verdicts = storage.get_asset_check_execution_history(day_total_is_positive.check_key, limit=10)
+        assert [v.status.value for v in verdicts if v.status.value != "PLANNED"] == ["SUCCEEDED"] * 3
+        assert asked["asset_check_executions"] == 1  # 3 runs, each with a planned check and its evaluation
+        assert max(asked.values()) == 1
+        assert storage.supports_asset_checks
+        assert not storage.has_table("no_such_table")
+        assert not storage.has_table("no_such_table")
+    assert asked["asset_check_executions"] == 1
+    assert asked["no_such_table"] == 2  # a missing table is asked every time
+    assert engines_made["connections"]["index.db"] == 1
 
 
 def test_the_index_engine_outlives_the_cap_on_kept_engines(
