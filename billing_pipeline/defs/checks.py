@@ -206,9 +206,19 @@ class DayCheck(NamedTuple):
                 partitions_def=partitions_def,
             )
 
-    def evaluate(self, billing: BillingResource, day: dt.date, log: DagsterLogManager) -> AssetCheckResult:
-        """The check's verdict for `day`, read from the state and the lake (every check only reads)."""
+    def evaluate(
+        self,
+        billing: BillingResource,
+        day: dt.date,
+        log: DagsterLogManager,
+        evaluated: dict[str, slis.SliResult] | None = None,
+    ) -> AssetCheckResult:
+        """The check's verdict for `day`, read from the state and the lake (every check only reads). The SLI of a
+        budgeted SLO is also kept in `evaluated` by SLO name: the day's error budgets count that verdict
+        rather than evaluate the SLI again."""
         result = self.compute(billing.config, billing.store(), day, dt.datetime.now(dt.UTC))
+        if evaluated is not None and self.slo_name in BUDGETED_SLIS:
+            evaluated[self.slo_name] = result
         if not result.passed:  # a passing verdict's summary is in its evaluation; a log line is one more event
             log.warning(f"{self.name} {day}: {result.summary}")
         return to_check_result(result, self.slo_name, asset_key=self.asset, check_name=self.name)

@@ -100,7 +100,11 @@ def cost_anomalies_part(partitions_def: PartitionsDefinition, checks: Sequence[D
     )
 
     def evaluate(run: LayerDay, selected: Set[AssetCheckKey]) -> list[AssetCheckResult]:
-        return [check.evaluate(run.billing, run.day, run.context.log) for check in checks if check.spec_key in selected]
+        return [
+            check.evaluate(run.billing, run.day, run.context.log, run.evaluated_slis)
+            for check in checks
+            if check.spec_key in selected
+        ]
 
     return DayPart(spec, tuple(check.spec(partitions_def) for check in checks), _publish_anomalies, evaluate)
 
@@ -249,7 +253,8 @@ def slo_part(config: BillingConfig, partitions_def: PartitionsDefinition) -> Day
     )
 
     def build(run: LayerDay) -> dict[str, object]:
-        return _budget_metadata(error_budgets.evaluate(run.config, run.store, run.day, dt.datetime.now(dt.UTC)))
+        now = dt.datetime.now(dt.UTC)
+        return _budget_metadata(error_budgets.evaluate(run.config, run.store, run.day, now, run.evaluated_slis))
 
     def evaluate(run: LayerDay, selected: Set[AssetCheckKey]) -> list[AssetCheckResult]:
         checked = [sli for sli in BUDGETED_SLIS if AssetCheckKey(spec.key, budget_check_name(sli)) in selected]

@@ -16,7 +16,7 @@ check and day is most of what a day of demo size costs (README, "Backfills and p
 
 import datetime as dt
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -43,6 +43,7 @@ from dagster import (
 from billing_pipeline.defs.asset_metadata import slice_schemas
 from billing_pipeline.defs.check_results import DayRecorder
 from billing_pipeline.defs.checks import CATALOGUE_CHECK, DayCheck, catalogue_check_spec, catalogue_result
+from billing_pipeline.observability.slis import SliResult
 from billing_pipeline.platform.config import BillingConfig, SourceConfig
 from billing_pipeline.platform.escaping import markdown_table
 from billing_pipeline.platform.lake import slice_url
@@ -74,6 +75,8 @@ class LayerDay:
     config: BillingConfig
     store: Store
     day: dt.date
+    # The day's SLIs of budgeted SLOs as its checks evaluated them, by SLO name (`DayCheck.evaluate`)
+    evaluated_slis: dict[str, SliResult] = field(default_factory=dict)
 
     @classmethod
     def of(cls, context: AssetExecutionContext, billing: BillingResource, day: dt.date) -> "LayerDay":
@@ -249,7 +252,7 @@ def _materialize_day(
             if key in selected:
                 yield recorder.materialized(key, run.day, _built_and_reported(layer, run))
             results = [
-                check.evaluate(billing, run.day, context.log)
+                check.evaluate(billing, run.day, context.log, run.evaluated_slis)
                 for check in checks
                 if check.asset == key and check.spec_key in selected_checks
             ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -64,11 +65,19 @@ def budget_url(lake_url: str, day: dt.date) -> str:
     return join(lake_url, TABLE, f"date={day.isoformat()}", "part-0.parquet")
 
 
-def day_events(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> pl.DataFrame:
-    """Every budgeted SLI's verdict per judged source for one day, as evaluated now."""
+def day_events(
+    config: BillingConfig,
+    store: Store,
+    day: dt.date,
+    now: dt.datetime,
+    evaluated: Mapping[str, slis.SliResult] | None = None,
+) -> pl.DataFrame:
+    """Every budgeted SLI's verdict per judged source for one day: as `evaluated` holds it (the day's checks
+    evaluated it in the same step, by SLO name), else evaluated now."""
     rows = []
     for name, compute in SLI_FUNCTIONS.items():
-        result = compute(config, store, day, now)
+        known = (evaluated or {}).get(name)
+        result = known if known is not None else compute(config, store, day, now)
         target = config.slo.resolve(name).target
         for source, good in sorted(result.source_verdicts().items()):
             own = result.extra.get(f"slo/{name}/{source}")  # a per-source target (M2's daily-window providers)
@@ -165,10 +174,17 @@ def budgets(config: BillingConfig, day: dt.date, events: pl.DataFrame) -> pl.Dat
     ).sort("sli", "source")
 
 
-def evaluate(config: BillingConfig, store: Store, day: dt.date, now: dt.datetime) -> pl.DataFrame:
-    """Evaluate the day's SLIs, count them with the window's recorded events, store and return the table:
-    the day's events joined to the budgets of every (SLI, source) with events in the window."""
-    today = day_events(config, store, day, now)
+def evaluate(
+    config: BillingConfig,
+    store: Store,
+    day: dt.date,
+    now: dt.datetime,
+    evaluated: Mapping[str, slis.SliResult] | None = None,
+) -> pl.DataFrame:
+    """Evaluate the day's SLIs (those not in `evaluated`, see `day_events`), count them with the window's
+    recorded events, store and return the table: the day's events joined to the budgets of every (SLI,
+    source) with events in the window."""
+    today = day_events(config, store, day, now, evaluated)
     earlier = [day - dt.timedelta(days=k) for k in range(config.error_budget.window_days - 1, 0, -1)]
     events = pl.concat([recorded_events(store, config.lake_url, earlier), today])
     table = (

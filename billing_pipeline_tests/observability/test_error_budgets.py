@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetCheckSeverity, instance_for_test
+from dagster import AssetCheckSeverity, AssetKey, instance_for_test
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +17,7 @@ from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.observability import error_budgets, slis
 from billing_pipeline.observability.alerts import check_outcome
 from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.names import SLO_BUDGETS
 from billing_pipeline.platform.storage import Store
 
 from ..conftest import write_config, write_data_export
@@ -230,6 +231,45 @@ def test_billing_daily_pages_on_the_schema_budget_and_resolves_when_it_stops_bur
     assert stored.filter(pl.col("sli") == "schema_failures").select("source", "good", "events").rows() == [
         ("alpha", False, 2)
     ]
+
+
+def test_a_days_budgets_count_the_verdicts_its_checks_gave_without_evaluating_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the day's step the checks evaluate every budgeted SLI before the error budgets are built; the budgets
+    count those verdicts. Built on their own (no check selected), they evaluate each SLI themselves, once."""
+    calls: dict[str, int] = {name: 0 for name in error_budgets.SLI_FUNCTIONS}
+
+    def counted(name: str, compute: slis.SliFunction) -> slis.SliFunction:
+        def count(*args, **kwargs) -> slis.SliResult:
+            calls[name] += 1
+            return compute(*args, **kwargs)
+
+        return count
+
+    for name, compute in list(error_budgets.SLI_FUNCTIONS.items()):
+        monkeypatch.setitem(error_budgets.SLI_FUNCTIONS, name, counted(name, compute))
+    day = dt.date(2023, 11, 1)
+    with instance_for_test() as instance:
+        outcomes, config_path = _run_days(tmp_path, [day], drifted=set(), instance=instance)
+        config = load_config(config_path)
+        with_checks = error_budgets.read_budgets(Store(), config.lake_url, day)
+        assert calls == {name: 0 for name in calls}
+        assert outcomes[day]["slo_budget_schema_failures"].passed
+        assert with_checks is not None and "schema_failures" in set(with_checks["sli"])
+
+        job = build_definitions(config_path).resolve_job_def(JOB_NAME)
+        alone = job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, asset_selection=[AssetKey(SLO_BUDGETS)]
+        )
+        assert alone.success
+        assert calls == {name: 1 for name in calls}
+    on_their_own = error_budgets.read_budgets(Store(), config.lake_url, day)
+    assert on_their_own is not None
+    verdicts = ["sli", "source", "value", "target", "good", "events", "failed"]
+    assert (
+        on_their_own.select(verdicts).sort("sli", "source").equals(with_checks.select(verdicts).sort("sli", "source"))
+    )
 
 
 @pytest.mark.parametrize(
