@@ -25,6 +25,11 @@ def _select(frame: pl.LazyFrame, columns: dict[str, pl.Expr]) -> dict[str, list]
     return frame.select(*[expr.alias(name) for name, expr in columns.items()]).collect().to_dict(as_series=False)
 
 
+def _select_cur(cur: CurFrame, columns: dict[str, pl.Expr]) -> dict[str, list]:
+    """The columns from the CUR frame as it is once they are built (with the values they keep)."""
+    return _select(cur.frame, columns)
+
+
 def test_an_unused_reservation_fee_is_usage_with_its_unused_hours_as_commitment_quantity() -> None:
     cur = _cur(
         line_item_line_item_type=["RIFee"],
@@ -37,11 +42,11 @@ def test_an_unused_reservation_fee_is_usage_with_its_unused_hours_as_commitment_
     )
     item = classify_line_items(cur)
     quantities = keep_quantities(cur, item)
-    out = _select(cur.frame, {"category": item.category, **commitment_columns(cur, item, quantities)})
+    out = _select_cur(cur, {"category": item.category, **commitment_columns(cur, item, quantities)})
     assert out["category"] == ["Usage"]  # a Purchase would have to have EffectiveCost 0
     assert out["CommitmentDiscountStatus"] == ["Unused"]
     assert out["CommitmentDiscountQuantity"] == [Decimal(7)] and out["CommitmentDiscountUnit"] == ["Hours"]
-    assert _select(cur.frame, {"effective": item.effective})["effective"] == [Decimal(5)]  # unused upfront + recurring
+    assert _select_cur(cur, {"effective": item.effective})["effective"] == [Decimal(5)]  # unused upfront + recurring
 
 
 def test_a_savings_plan_negation_costs_nothing_before_commitment_discounts() -> None:
@@ -52,7 +57,7 @@ def test_a_savings_plan_negation_costs_nothing_before_commitment_discounts() -> 
         savings_plan_savings_plan_a_r_n=["arn:sp"],
     )
     item = classify_line_items(cur)
-    out = _select(cur.frame, cost_columns(cur, item))
+    out = _select_cur(cur, cost_columns(cur, item))
     assert out["BilledCost"] == [Decimal(-4)]
     assert out["ListCost"] == [Decimal(0)] and out["ContractedCost"] == [Decimal(0)] and out["EffectiveCost"] == [0]
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import polars as pl
 
 from billing_pipeline.adapters.cells import MONEY_LIMIT, parse_datetime, parse_money, text
+from billing_pipeline.adapters.shared_columns import SharedColumns
 from billing_pipeline.adapters.tags import tags_from_columns, tags_from_map
 from billing_pipeline.platform.focus import MONEY
 from billing_pipeline.platform.lookup import gather, key_index
@@ -104,38 +105,47 @@ class CurFrame:
     """A CUR delivery being mapped: typed reads of its columns, and values kept once per row.
 
     `schema` is the delivered schema (after renaming): a column is read only when the delivery
-    has it. `frame` grows by one temporary `_<name>` column per `keep`; the FOCUS columns are
-    selected from it at the end.
+    has it. Each typed read and each `keep` is a shared column (`SharedColumns`), computed once per
+    row; `frame` is the delivery with them, and the FOCUS columns are selected from it at the end.
     """
 
     def __init__(self, raw: pl.LazyFrame) -> None:
-        self.frame = with_product_fields(to_snake_frame(raw))
-        self.schema = self.frame.collect_schema()
+        self._delivered = with_product_fields(to_snake_frame(raw))
+        self.schema = self._delivered.collect_schema()
+        self._shared = SharedColumns()
+
+    @property
+    def frame(self) -> pl.LazyFrame:
+        """The delivery with every value kept so far."""
+        return self._shared.apply(self._delivered)
 
     def money(self, name: str) -> pl.Expr:
         """A money or quantity column as Decimal (null when absent or unusable)."""
         if name not in self.schema:
             return pl.lit(None, dtype=MONEY)
-        return parse_money(pl.col(name), self.schema[name], money_limit(name))
+        return self._shared.share(
+            f"money_{name}", lambda: parse_money(pl.col(name), self.schema[name], money_limit(name))
+        )
 
     def string(self, name: str) -> pl.Expr:
         """A text column with placeholders as nulls (null when absent)."""
-        return text(name) if name in self.schema else pl.lit(None, dtype=pl.String)
+        if name not in self.schema:
+            return pl.lit(None, dtype=pl.String)
+        return self._shared.share(f"text_{name}", lambda: text(name))
 
     def when_time(self, name: str) -> pl.Expr:
         """A timestamp column in UTC (null when absent)."""
         if name not in self.schema:
             return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
-        return parse_datetime(pl.col(name), self.schema[name])
+        return self._shared.share(f"datetime_{name}", lambda: parse_datetime(pl.col(name), self.schema[name]))
 
     def keep(self, name: str, expr: pl.Expr) -> pl.Expr:
-        """Evaluate `expr` once per row as a temporary column; later expressions read the column.
+        """Evaluate `expr` once per row as a shared column; later expressions read the column.
 
-        The FOCUS columns reuse the same intermediate values many times over; polars does not
-        always share them across when/then branches, and re-evaluating them dominated runtime.
+        The FOCUS columns reuse the same intermediate values many times over; inlined, each copy is
+        planned and evaluated again (see `SharedColumns`).
         """
-        self.frame = self.frame.with_columns(expr.alias(f"_{name}"))
-        return pl.col(f"_{name}")
+        return self._shared.share(f"keep_{name}", lambda: expr)
 
     def per_distinct(self, name: str, inputs: list[pl.Expr], transform: Callable[..., pl.Expr]) -> pl.Expr:
         """`transform(*inputs)` computed once per distinct input tuple, then looked up per row: the

@@ -35,6 +35,7 @@ from billing_pipeline.adapters.base import in_column_order, read_export_file
 from billing_pipeline.adapters.cells import parse_datetime
 from billing_pipeline.adapters.deliveries import Delivery
 from billing_pipeline.adapters.focus_native import FocusAdapter
+from billing_pipeline.adapters.shared_columns import SharedColumns
 from billing_pipeline.platform.storage import Store
 
 # The Azure adapter's output columns, in order (delivered `x_` columns, `_bad_reason` and the row identity follow).
@@ -152,7 +153,7 @@ class AzureAdapter:
         schema = raw.collect_schema()
         if is_focus_export(schema):
             return self._focus.to_focus(raw)
-        get = AzureFields(schema)
+        get = AzureFields(schema, SharedColumns())
         lookups = Lookups.of(raw, get)
         charge = classify_charge(get, lookups)
         columns = {
@@ -167,9 +168,10 @@ class AzureAdapter:
             **provider_extras(get, charge),
         }
         frame, identity = with_row_identity(raw, get)
-        return frame.select(
+        problems = row_problems(get, charge)
+        return get.shared.apply(frame).select(
             *in_column_order(columns, COLUMN_ORDER),
             *[pl.col(c) for c in schema if c.startswith("x_")],
-            row_problems(get, charge).alias("_bad_reason"),
+            problems.alias("_bad_reason"),
             *identity,
         )

@@ -7,6 +7,7 @@ BilledCost and ContractedCost (the package doc, "Cost views").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -21,7 +22,8 @@ from billing_pipeline.adapters.azure.headers import (
     dataset_of,
     export_version,
 )
-from billing_pipeline.adapters.cells import MONEY_LIMIT, money_is_missing, parse_datetime
+from billing_pipeline.adapters.cells import MONEY_LIMIT, money_is_missing
+from billing_pipeline.adapters.shared_columns import shared
 from billing_pipeline.platform.focus import MONEY
 from billing_pipeline.platform.lookup import lookup
 
@@ -39,7 +41,8 @@ class Lookups:
     @classmethod
     def of(cls, raw: pl.LazyFrame, get: AzureFields) -> Lookups:
         # one narrow streaming pass over their combinations (`unique().implode()` ran in memory: the
-        # three columns of the whole day)
+        # three columns of the whole day), on the delivered columns (not the mapping's shared ones)
+        get = AzureFields(get.schema)
         combinations = (
             raw.select(
                 get.text("meter_category").alias("service"),
@@ -103,14 +106,18 @@ def charge_category(charge_type: pl.Expr) -> pl.Expr:
 
 def classify_charge(get: AzureFields, lookups: Lookups) -> AzureCharge:
     """A commitment purchase has EffectiveCost 0 (FOCUS amortizes it onto the usage it covers)."""
+
+    def keep(key: str, build: Callable[[], pl.Expr]) -> pl.Expr:
+        return shared(get.shared, key, build)
+
     cost = get.money("cost")
     charge_type = get.text("charge_type")
     model = get.text("pricing_model")
-    commitment_id = pl.coalesce(get.text("benefit_id"), get.text("reservation_id"))
-    committed = model.is_in(COMMITTED_MODELS).fill_null(False) & commitment_id.is_not_null()
-    category = charge_category(charge_type)
+    commitment_id = keep("commitment_id", lambda: pl.coalesce(get.text("benefit_id"), get.text("reservation_id")))
+    committed = keep("committed", lambda: model.is_in(COMMITTED_MODELS).fill_null(False) & commitment_id.is_not_null())
+    category = keep("category", lambda: charge_category(charge_type))
     commitment_purchase = (category == "Purchase") & committed
-    unit = lookup(get.text("unit"), lookups.units)
+    unit = keep("unit", lambda: lookup(get.text("unit"), lookups.units))
     priced = category.is_in(["Usage", "Purchase"])
     return AzureCharge(
         cost=cost,
@@ -118,12 +125,14 @@ def classify_charge(get: AzureFields, lookups: Lookups) -> AzureCharge:
         model=model,
         commitment_id=commitment_id,
         committed=committed,
-        unused=charge_type.is_in(AMORTIZED_CHARGE_TYPES).fill_null(False),
+        unused=keep("unused", lambda: charge_type.is_in(AMORTIZED_CHARGE_TYPES).fill_null(False)),
         category=category,
-        billed=billed_cost(get),
-        effective=pl.when(commitment_purchase).then(pl.lit(0, dtype=MONEY)).otherwise(cost),
+        billed=keep("billed", lambda: billed_cost(get)),
+        effective=keep("effective", lambda: pl.when(commitment_purchase).then(pl.lit(0, dtype=MONEY)).otherwise(cost)),
         unit=unit,
-        pricing_quantity=pl.when(priced & unit.is_not_null()).then(get.money("quantity")),
+        pricing_quantity=keep(
+            "pricing_quantity", lambda: pl.when(priced & unit.is_not_null()).then(get.money("quantity"))
+        ),
     )
 
 
@@ -167,12 +176,10 @@ def identity_columns(get: AzureFields) -> dict[str, pl.Expr]:
 
 def charge_columns(get: AzureFields, charge: AzureCharge) -> dict[str, pl.Expr]:
     """Category, frequency, description; a row is one day, the billing period the export's (else the month)."""
-    start = parse_datetime(get.col("date"), get.dtype("date"))
-    period_start = pl.coalesce(
-        parse_datetime(get.col("billing_period_start"), get.dtype("billing_period_start")), start.dt.month_start()
-    )
+    start = get.datetime("date")
+    period_start = pl.coalesce(get.datetime("billing_period_start"), start.dt.month_start())
     period_end = pl.coalesce(
-        parse_datetime(get.col("billing_period_end"), get.dtype("billing_period_end")).dt.offset_by("1d"),
+        get.datetime("billing_period_end").dt.offset_by("1d"),
         period_start.dt.offset_by("1mo"),
     )
     frequency = lookup(

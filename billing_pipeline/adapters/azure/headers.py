@@ -8,7 +8,8 @@ import re
 
 import polars as pl
 
-from billing_pipeline.adapters.cells import MONEY_LIMIT, parse_money
+from billing_pipeline.adapters.cells import MONEY_LIMIT, parse_datetime, parse_money
+from billing_pipeline.adapters.shared_columns import SharedColumns, shared
 from billing_pipeline.platform.focus import MONEY
 
 DATASETS = ("ActualCost", "AmortizedCost", "FocusCost")
@@ -104,9 +105,10 @@ def export_version(schema: pl.Schema) -> pl.Expr:
 class AzureFields:
     """Typed access to Azure fields whatever the header spelling (`header_map`)."""
 
-    def __init__(self, schema: pl.Schema) -> None:
+    def __init__(self, schema: pl.Schema, shared: SharedColumns | None = None) -> None:
         self.schema = schema
         self.columns = header_map(schema)
+        self.shared = shared
 
     def has(self, field: str) -> bool:
         return field in self.columns
@@ -121,17 +123,29 @@ class AzureFields:
         return pl.col(self.columns[field]) if field in self.columns else pl.lit(None, dtype=pl.String)
 
     def text(self, field: str) -> pl.Expr:
-        value = self.col(field).cast(pl.String).str.strip_chars()
-        return pl.when(~value.is_in(["", "None", "NULL", "null"])).then(value)
+        if field not in self.columns:
+            return pl.lit(None, dtype=pl.String)
+        return shared(self.shared, f"text_{field}", lambda: _text(self.col(field)))
 
     def money(self, field: str) -> pl.Expr:
         if field not in self.columns:
             return pl.lit(None, MONEY)
-        return parse_money(self.col(field), self.dtype(field), self.limit(field))
+        return shared(
+            self.shared, f"money_{field}", lambda: parse_money(self.col(field), self.dtype(field), self.limit(field))
+        )
+
+    def datetime(self, field: str) -> pl.Expr:
+        """The field as a UTC datetime (null where unparseable)."""
+        return shared(self.shared, f"datetime_{field}", lambda: parse_datetime(self.col(field), self.dtype(field)))
 
     def limit(self, field: str) -> int | None:
         """MONEY_LIMIT for money fields; none for the quantity."""
         return None if field == "quantity" else MONEY_LIMIT
+
+
+def _text(column: pl.Expr) -> pl.Expr:
+    value = column.cast(pl.String).str.strip_chars()
+    return pl.when(~value.is_in(["", "None", "NULL", "null"])).then(value)
 
 
 def billing_account(get: AzureFields) -> pl.Expr:
