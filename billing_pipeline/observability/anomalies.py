@@ -76,6 +76,28 @@ def read_day(
 _TOTAL_BY_SLICES: KeptByIdentity[tuple[str, ...], float] = KeptByIdentity(limit=100_000)
 
 
+# Each day is also the history of the four same weekdays after it: its spend per key of each dimension is kept
+# the same way (a few keys per dimension, whatever the rows), so a later day does not read its slices again.
+_KEY_SUMS_BY_SLICES: KeptByIdentity[tuple[tuple[str, ...], tuple[str, ...]], dict[str, dict[str, float]]] = (
+    KeptByIdentity(limit=10_000)
+)
+
+
+def day_key_sums(
+    store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...]
+) -> dict[str, dict[str, float]] | None:
+    """The day's allocated spend per key of each of `columns` its slices have (None: no slice of the day)."""
+    files = _enriched_files(store, lake_url, day)
+    if not files:
+        return None
+    key = (tuple(f.identity for f in files), columns)
+    sums = _KEY_SUMS_BY_SLICES.get(key)
+    if sums is None:
+        frame = _read_files(store, files, workdir, columns)
+        sums = _KEY_SUMS_BY_SLICES.keep(key, {c: _by_key(frame, c) for c in columns if c in frame.columns})
+    return sums
+
+
 def day_total(store: Store, lake_url: str, day: dt.date, workdir: Path) -> float | None:
     """The day's allocated spend of every source (None: no slice of the day)."""
     files = _enriched_files(store, lake_url, day)
@@ -172,16 +194,17 @@ def _spend_record(
 
 
 def _spend_anomalies(
-    config: BillingConfig, day: dt.date, today: pl.DataFrame, history: list[pl.DataFrame]
+    config: BillingConfig, day: dt.date, today: pl.DataFrame, history: list[dict[str, dict[str, float]]]
 ) -> list[dict]:
-    """Spend per key of each configured dimension against the same weekday of the previous weeks."""
+    """Spend per key of each configured dimension against the same weekday of the previous weeks (`history`:
+    each week's spend per key, by column: `day_key_sums`)."""
     records = []
     for dimension in config.anomalies.dimensions:
         column = dimension_columns(config)[dimension]
         if column not in today.columns:
             continue
         current = _by_key(today, column)
-        past = [_by_key(w, column) if column in w.columns else {} for w in history]
+        past = [week.get(column, {}) for week in history]
         for key in sorted(set(current) | {k for p in past for k in p}):
             record = _spend_record(
                 day,
@@ -237,8 +260,9 @@ def detect(config: BillingConfig, store: Store, day: dt.date) -> pl.DataFrame:
         today = read_day(store, config.lake_url, day, workdir, owner)
         if today is None:
             return pl.DataFrame(schema=ANOMALY_SCHEMA)
+        columns = tuple(dimension_columns(config)[dimension] for dimension in rules.dimensions)
         weeks = [
-            read_day(store, config.lake_url, day - dt.timedelta(days=7 * k), workdir, owner)
+            day_key_sums(store, config.lake_url, day - dt.timedelta(days=7 * k), workdir, columns)
             for k in range(1, rules.weeks + 1)
         ]
         history = [w for w in weeks if w is not None]

@@ -104,12 +104,14 @@ def _summed_here(lake: str, day: dt.date) -> float:
 def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A backfill's day summed the 28 days before it again (each summed by every later day); a day's total is
-    kept by its slices' identities, so the next evaluation reads only its own weeks, and a rebuilt slice is
-    summed again: the baseline is the mean of what the lake holds, summed here on its own."""
+    """A backfill's day summed the 28 days before it again (each summed by every later day), and its four same
+    weekdays; a day's total and spend per key are kept by its slices' identities, so the next evaluation reads
+    only its own day, and a rebuilt slice is summed again: the baseline is the mean of what the lake holds,
+    summed here on its own."""
     config = _lake(tmp_path, lambda day, team, service: 100.0 if day == SPIKE_DAY else 20.0)
     store = Store()
     monkeypatch.setattr(anomalies, "_TOTAL_BY_SLICES", KeptByIdentity(limit=100_000))
+    monkeypatch.setattr(anomalies, "_KEY_SUMS_BY_SLICES", KeptByIdentity(limit=10_000))
     reads: list[int] = []
     read_files = anomalies._read_files
 
@@ -122,7 +124,8 @@ def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     first = len(reads)
     reads.clear()
     anomalies.detect(config, store, SPIKE_DAY)
-    assert (first, len(reads)) == (1 + 4 + 28, 1 + 4)  # the day and its four same weekdays; the 28 days kept
+    # the day; its four same weekdays' sums per key and the 28 days' totals are kept
+    assert (first, len(reads)) == (1 + 4 + 28, 1)
 
     folder = Path(config.lake_url) / "tag_enriched_costs" / f"date={SPIKE_DAY - dt.timedelta(days=3)}"
     before = [info.identity for info in store.find(str(folder))]
@@ -133,3 +136,43 @@ def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     burn = anomalies.detect(config, store, SPIKE_DAY).filter(pl.col("kind") == "burn_rate").row(0, named=True)
     assert burn["baseline"] == pytest.approx(sum(expected) / len(expected))
     assert burn["baseline"] > 180.0  # the rebuilt day now counts three times its cost
+
+
+def test_a_same_weekday_is_read_once_for_the_days_after_it_and_again_when_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The four same weekdays' spend per key is kept by their slices' identities; two weeks rebuilt at three
+    times their cost are read again, and the baseline is the median of the four weeks summed here on their own."""
+    config = _lake(tmp_path, lambda day, team, service: 1000.0 if day == SPIKE_DAY else 20.0)
+    store = Store()
+    monkeypatch.setattr(anomalies, "_KEY_SUMS_BY_SLICES", KeptByIdentity(limit=10_000))
+    anomalies.detect(config, store, SPIKE_DAY)
+    for weeks in (1, 2):
+        rebuilt = next(
+            (Path(config.lake_url) / "tag_enriched_costs" / f"date={SPIKE_DAY - dt.timedelta(weeks=weeks)}").rglob(
+                "*.parquet"
+            )
+        )
+        pl.read_parquet(rebuilt).with_columns(pl.col("BilledCost") * 3).write_parquet(rebuilt)
+    reads: list[int] = []
+    read_files = anomalies._read_files
+
+    def counting(*args: object, **kwargs: object) -> pl.DataFrame:
+        reads.append(1)
+        return read_files(*args, **kwargs)
+
+    monkeypatch.setattr(anomalies, "_read_files", counting)
+    table = anomalies.detect(config, store, SPIKE_DAY)
+    assert len(reads) == 1 + 2 + 2  # the day, the two rebuilt weeks' sums, and their totals for the burn rate
+
+    def team_spend(day: dt.date, team: str) -> float:
+        slices = (Path(config.lake_url) / "tag_enriched_costs" / f"date={day}").rglob("*.parquet")
+        frames = [pl.read_parquet(path) for path in slices]
+        return sum(float(f.filter(pl.col("team") == team)["BilledCost"].cast(pl.Float64).sum()) for f in frames)
+
+    teams = table.filter(pl.col("dimension") == "team")
+    assert teams.height == len(TEAMS)
+    for row in teams.iter_rows(named=True):
+        weeks = sorted(team_spend(SPIKE_DAY - dt.timedelta(weeks=k), row["key"]) for k in range(1, 5))
+        assert row["baseline"] == pytest.approx((weeks[1] + weeks[2]) / 2)
+        assert weeks[3] == pytest.approx(3 * weeks[0])  # the rebuilt weeks count at three times their cost
