@@ -27,6 +27,7 @@ import polars as pl
 
 from billing_pipeline.observability import slis
 from billing_pipeline.platform.config import BillingConfig
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.names import SLO_BUDGETS
 from billing_pipeline.platform.ops_config import BUDGETED_SLIS, BurnRateAlert
 from billing_pipeline.platform.storage import Store, join, scratch_dir
@@ -94,14 +95,27 @@ def day_events(
     return pl.DataFrame(rows, schema=EVENT_SCHEMA)
 
 
+# Each day's budgets read the events stored with the window's earlier days (27 files by default): in a backfill
+# each file was read again by every later day of its window. A file's events are kept for the process by its
+# identity (path, size, ETag or mtime); a day evaluated again writes a file with another identity.
+_EVENTS_BY_FILE: KeptByIdentity[str, pl.DataFrame] = KeptByIdentity(limit=10_000)
+
+
 def recorded_events(store: Store, lake_url: str, days: list[dt.date]) -> pl.DataFrame:
     """The events stored with the budgets of each of `days` (days never evaluated give none)."""
     frames = []
     for day in days:
         url = budget_url(lake_url, day)
-        if store.exists(url):
+        try:
+            identity = store.info(url).identity
+        except FileNotFoundError:
+            continue
+        events = _EVENTS_BY_FILE.get(identity)
+        if events is None:
             table = pl.read_parquet(store.read_bytes(url), columns=list(EVENT_SCHEMA))
-            frames.append(table.filter(pl.col("good").is_not_null()))  # budget rows without an event that day
+            # budget rows without an event that day
+            events = _EVENTS_BY_FILE.keep(identity, table.filter(pl.col("good").is_not_null()))
+        frames.append(events)
     return pl.concat(frames) if frames else pl.DataFrame(schema=EVENT_SCHEMA)
 
 

@@ -17,6 +17,7 @@ from billing_pipeline.definitions import JOB_NAME, build_definitions
 from billing_pipeline.observability import error_budgets, slis
 from billing_pipeline.observability.alerts import check_outcome
 from billing_pipeline.platform.config import BillingConfig, load_config
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.names import SLO_BUDGETS
 from billing_pipeline.platform.storage import Store
 
@@ -140,6 +141,45 @@ def test_budgets_of_a_day_count_only_the_days_recorded_before_it(tmp_path: Path)
         table.write_parquet(path)
     recorded = error_budgets.recorded_events(store, config.lake_url, [DAY - dt.timedelta(days=k) for k in (3, 2, 1)])
     assert recorded.sort("date")["good"].to_list() == [True, False]
+
+
+def test_an_earlier_days_events_are_read_once_and_again_when_that_day_is_evaluated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a backfill each day's stored events were read again by every later day of its window; they are kept
+    by the file's identity, and a day evaluated again (a new file) is read anew."""
+    config = _config(tmp_path)
+    store = Store()
+    monkeypatch.setattr(error_budgets, "_EVENTS_BY_FILE", KeptByIdentity(limit=10_000))
+    reads: list[str] = []
+    read_bytes = Store.read_bytes
+
+    def counting(self: Store, url: str) -> bytes:
+        reads.append(url)
+        return read_bytes(self, url)
+
+    monkeypatch.setattr(Store, "read_bytes", counting)
+    days = [DAY - dt.timedelta(days=k) for k in (3, 2, 1)]
+
+    def store_day(day: dt.date, good: bool) -> None:
+        path = Path(error_budgets.budget_url(config.lake_url, day))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _events({0: good}, day=day).with_columns(attainment=pl.lit(1.0)).write_parquet(path)
+
+    store_day(days[0], True)
+    store_day(days[1], True)
+    assert error_budgets.recorded_events(store, config.lake_url, days)["good"].to_list() == [True, True]
+    assert error_budgets.recorded_events(store, config.lake_url, days)["good"].to_list() == [True, True]
+    assert len(reads) == 2  # each stored day once; the day without a file (days[2]) is not read at all
+
+    store_day(days[1], False)  # evaluated again: another file
+    store_day(days[2], False)
+    assert error_budgets.recorded_events(store, config.lake_url, days).sort("date")["good"].to_list() == [
+        True,
+        False,
+        False,
+    ]
+    assert len(reads) == 4
 
 
 def test_sources_not_judged_on_a_day_give_no_event(tmp_path: Path) -> None:
