@@ -8,6 +8,7 @@ and say why a cell cannot be used (`money_problem`), so a bad cell is quarantine
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import polars as pl
 
@@ -21,7 +22,7 @@ MONEY_LIMIT = 10**15
 # with a zone: `T`, `t` or space between date and time, 0-9 decimals, `Z`, `z`, ` UTC`, `+hh:mm`,
 # `+hhmm` (any offset, converted to UTC); it reads nearly every cell of real exports. A space around
 # the other formats accepts surrounding whitespace. Each format other than `%+` is tried only on the
-# cells of its shape (`_datetime_shape`: byte tests, far cheaper than a parse), so a day written in
+# cells of its shape (`_datetime_shapes`: byte tests, far cheaper than a parse), so a day written in
 # one spelling is parsed about once per cell, not once per format. Cells without a zone are UTC.
 DATETIME_FORMATS: tuple[tuple[str, bool, str], ...] = (
     ("%+", True, "any"),
@@ -38,14 +39,30 @@ DATETIME_FORMATS: tuple[tuple[str, bool, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def text(name: str) -> pl.Expr:
-    """A text column with the placeholder literals of real exports turned into nulls."""
+    """A text column with the placeholder literals of real exports turned into nulls (built once per name:
+    expressions are immutable, and a day's plans ask for the same columns again)."""
     value = pl.col(name).cast(pl.String).str.strip_chars()
     return pl.when(value.is_in(NULL_LITERALS)).then(None).otherwise(value)
 
 
 def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """UTC datetime from a text or temporal column; unparseable text becomes null (and is quarantined)."""
+    """UTC datetime from a text or temporal column; unparseable text becomes null (and is quarantined).
+
+    The expression of a plain column is built once per (name, type): building it takes about 2 ms of
+    Python (a dozen formats), and every file of every delivery asks for its timestamp columns again."""
+    if expr.meta.is_column():
+        return _parse_datetime_column(expr.meta.output_name(), dtype)
+    return _parse_datetime(expr, dtype)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_datetime_column(name: str, dtype: pl.DataType) -> pl.Expr:
+    return _parse_datetime(pl.col(name), dtype)
+
+
+def _parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
             return expr.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
@@ -53,10 +70,12 @@ def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Date):
         return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     value = expr.cast(pl.String)
+    shapes = _datetime_shapes(value)
     zoned: list[pl.Expr] = []
     unzoned: list[pl.Expr] = []
     for fmt, has_zone, shape in DATETIME_FORMATS:
-        cells = _datetime_shape(value, shape)
+        might = shapes[shape]
+        cells = value if might is None else pl.when(might).then(value)
         parsed = cells.str.to_datetime(fmt, strict=False, time_unit="us")
         (zoned if has_zone else unzoned).append(parsed)
     # `%+` takes no surrounding whitespace: padded cells are stripped first (only those: stripping
@@ -66,12 +85,13 @@ def parse_datetime(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce([*zoned, pl.coalesce(unzoned).dt.replace_time_zone("UTC")])
 
 
-def _datetime_shape(value: pl.Expr, shape: str) -> pl.Expr:
-    """The cells of `value` a format of this shape might read, others null (a superset, by byte tests)."""
+def _datetime_shapes(value: pl.Expr) -> dict[str, pl.Expr | None]:
+    """Per shape, which cells of `value` a format of that shape might read (a superset, by byte tests); None:
+    every cell."""
     colons = value.str.count_matches(":", literal=True)
     zulu = value.str.ends_with("Z")
     has_colon = value.str.contains(":", literal=True)
-    might = {
+    return {
         "any": None,
         "unzoned": ~zulu,  # an offset is only told apart by the parse
         "minutes": (colons == 1) | ((colons == 2) & ~zulu),  # hh:mm, plus an offset's colon
@@ -79,8 +99,7 @@ def _datetime_shape(value: pl.Expr, shape: str) -> pl.Expr:
         "compact": value.str.slice(4, 1) != "-",
         "slashed": value.str.contains("/", literal=True),
         "dotted": value.str.contains(".", literal=True) & ~has_colon,
-    }[shape]
-    return value if might is None else pl.when(might).then(value)
+    }
 
 
 def parse_money(expr: pl.Expr, dtype: pl.DataType, limit: int | None = None) -> pl.Expr:

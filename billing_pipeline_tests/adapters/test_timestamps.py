@@ -122,6 +122,23 @@ def test_every_spelling_parses_to_its_utc_instant(cells: list[tuple[str, dt.date
     assert _parse(texts) == [expected for _, expected in cells]  # one column may mix spellings
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(spelled(), min_size=1, max_size=20))
+def test_a_columns_parse_is_built_once_and_reads_what_an_expression_of_it_reads(
+    cells: list[tuple[str, dt.datetime]],
+) -> None:
+    """A plain column's parse is built once per (name, type) and reused; the same parse of any other expression
+    (here the column cast to text, which is not a plain column) gives the same instants."""
+    assert parse_datetime(pl.col("t"), pl.String) is parse_datetime(pl.col("t"), pl.String())
+    assert parse_datetime(pl.col("t"), pl.String) is not parse_datetime(pl.col("u"), pl.String)
+    frame = pl.DataFrame({"t": [text for text, _ in cells]}, schema={"t": pl.String})
+    out = frame.select(
+        parse_datetime(pl.col("t"), pl.String).alias("column"),
+        parse_datetime(pl.col("t").cast(pl.String), pl.String).alias("expression"),
+    )
+    assert out["column"].to_list() == out["expression"].to_list() == [expected for _, expected in cells]
+
+
 @settings(max_examples=300, deadline=None)
 @given(spelled())
 def test_manifest_times_read_the_same_spellings(cell: tuple[str, dt.datetime]) -> None:
