@@ -56,6 +56,9 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
             build_monthly_schedule(config, billing_monthly, monthly_partitions),
         ],
         resources={"billing": BillingResource(config_path=str(path))},
+        # Asset jobs too (a backfill of the spine's assets from the UI, `dagster asset materialize`): a day is one
+        # step, and the multiprocess default would start a second process for it and send it every event
+        executor=in_process_executor,
     )
 
 

@@ -63,6 +63,8 @@ def code_location_snapshot(defs: Definitions) -> dict[str, Any]:
     job = defs.resolve_job_def(JOB)
     return {
         "assets": assets_snapshot(defs),
+        # what a backfill of the assets from the UI (or `dagster asset materialize`) runs on
+        "asset_job_executor": defs.resolve_implicit_global_asset_job_def().executor_def.name,
         "jobs": {
             job.name: {
                 "selection": sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys),
