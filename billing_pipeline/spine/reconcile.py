@@ -22,6 +22,7 @@ from billing_pipeline.adapters import adapter_for
 from billing_pipeline.adapters.base import listing_fingerprint
 from billing_pipeline.platform.config import BillingConfig, ReconciliationConfig, SourceConfig
 from billing_pipeline.platform.focus import MONEY
+from billing_pipeline.platform.kept import KeptByIdentity
 from billing_pipeline.platform.lake import quarantine_url, slice_url
 from billing_pipeline.platform.names import ENRICHED, NORMALIZED, RAW, RECONCILED
 from billing_pipeline.platform.parallel import compute_clock
@@ -79,25 +80,42 @@ def latest_reconciled_day(store: Store, lake_url: str, source: str, period: str,
     return None
 
 
+# A day's month to date reads every normalized slice of the month before it (of two months for GCP); in a backfill
+# each slice was read again by every later day of its month. A slice's sums per billing account and currency are
+# kept for the process by the slice's identity (path, size, ETag or mtime): a rebuilt slice is read again.
+_SLICE_SUMS: KeptByIdentity[tuple[str, str], pl.DataFrame] = KeptByIdentity(limit=100_000)
+
+
 def month_to_date(
     store: Store, lake_url: str, source: str, day: dt.date, workdir: Path, by_invoice_month: bool = False
 ) -> pl.LazyFrame | None:
-    """Normalized BilledCost of the month up to and including `day`, from the lake's slices.
+    """Normalized BilledCost of the month up to and including `day`, from the lake's slices (exact: Decimal sums
+    of each slice's sums).
 
     `by_invoice_month` (GCP): the rows invoiced in `day`'s month (BillingPeriodStart), whose usage
     may reach back into the previous month (late rows land on the next invoice).
     """
     first = day.replace(day=1)
-    frames = []
+    sums = []
     for current in month_to_date_days(day, by_invoice_month):
-        frame = _scan(store, slice_url(lake_url, NORMALIZED, current, source), workdir)
-        if frame is not None and by_invoice_month:
-            frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
-        if frame is not None:
-            frames.append(frame.select(*KEYS, pl.col("BilledCost").cast(MONEY)))
-    if not frames:
+        url = slice_url(lake_url, NORMALIZED, current, source)
+        try:
+            identity = store.info(url).identity
+        except FileNotFoundError:
+            continue
+        key = (identity, first.isoformat() if by_invoice_month else "")
+        kept = _SLICE_SUMS.get(key)
+        if kept is None:
+            frame = pl.scan_parquet(store.stage(url, workdir))
+            if by_invoice_month:
+                frame = frame.filter(pl.col("BillingPeriodStart").dt.date() == first)
+            kept = _SLICE_SUMS.keep(
+                key, frame.group_by(KEYS).agg(pl.col("BilledCost").cast(MONEY).sum()).collect(engine="streaming")
+            )
+        sums.append(kept)
+    if not sums:
         return None
-    return pl.concat(frames).group_by(KEYS).agg(pl.col("BilledCost").sum().alias("month_to_date_total"))
+    return pl.concat(sums).lazy().group_by(KEYS).agg(pl.col("BilledCost").sum().alias("month_to_date_total"))
 
 
 def within_tolerance(delta: Decimal | None, invoice: Decimal | None, tolerances: ReconciliationConfig) -> bool:
