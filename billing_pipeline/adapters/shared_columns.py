@@ -3,7 +3,7 @@
 A mapping written as Python expressions shares sub-expressions freely (the cleaned `ChargeType` feeds a
 dozen FOCUS columns), but polars receives each output column as a tree with every shared part copied
 in: a CSV delivery's mapping came to 230-600 KB of plan, and converting and running that plan cost
-20-70 ms per slice whatever its rows (a demo day's slices are 400 rows). `SharedColumns.share` names
+20-80 ms per slice whatever its rows (a demo day's slices are 400 rows). `SharedColumns.share` names
 such a value: its expression is computed once, as a column added before the mapping's select, and the
 output columns read it by name. The values are the same either way; the plan is smaller.
 """
@@ -23,8 +23,12 @@ class SharedColumns:
     def __init__(self) -> None:
         self._levels: dict[str, tuple[int, pl.Expr]] = {}
 
+    def __contains__(self, key: str) -> bool:
+        return PREFIX + key in self._levels
+
     def share(self, key: str, build: Callable[[], pl.Expr]) -> pl.Expr:
-        """A reference to the column holding `build()`, computed once per key."""
+        """A reference to the column holding `build()`, built for the first ask of `key` (a later ask of the
+        same key gets that column: a key must name one value)."""
         name = PREFIX + key
         if name not in self._levels:
             expr = build()

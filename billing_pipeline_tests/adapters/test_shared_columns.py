@@ -3,6 +3,7 @@ the very frame the inlined expressions give, and a smaller plan."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from billing_pipeline.adapters import adapter_for
+from billing_pipeline.adapters.aws.frame import CurFrame
 from billing_pipeline.adapters.shared_columns import PREFIX, SharedColumns
 
 SAMPLES = Path(__file__).parent.parent / "fixtures" / "samples"
@@ -81,3 +83,12 @@ def test_a_shared_value_is_built_once_and_after_the_values_it_reads() -> None:
     assert out.to_dict(as_series=False) == {"out": [2, 4, None], "sum": [3, 6, None]}
     # three levels of dependency: three `with_columns`, one per level
     assert frame.explain(optimized=False).count("WITH_COLUMNS") == 3
+
+
+def test_a_cur_frame_keeps_one_value_per_name() -> None:
+    """`CurFrame.keep` names a value; a second value under the same name is refused, never silently dropped."""
+    cur = CurFrame(pl.LazyFrame({"line_item_unblended_cost": ["1.5"]}, schema={"line_item_unblended_cost": pl.String}))
+    kept = cur.keep("billed", cur.money("line_item_unblended_cost"))
+    with pytest.raises(ValueError, match="'billed' is already kept"):
+        cur.keep("billed", pl.lit(0))
+    assert cur.frame.select(kept).collect().item() == Decimal("1.5")

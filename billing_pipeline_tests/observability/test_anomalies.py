@@ -101,6 +101,19 @@ def _summed_here(lake: str, day: dt.date) -> float:
     return sum(float(pl.read_parquet(path)["BilledCost"].cast(pl.Float64).sum()) for path in slices)
 
 
+def _counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per read of a day's enriched slices (`anomalies._read_files`) from now on."""
+    reads: list[int] = []
+    read_files = anomalies._read_files
+
+    def counting(*args: object, **kwargs: object) -> pl.DataFrame:
+        reads.append(1)
+        return read_files(*args, **kwargs)
+
+    monkeypatch.setattr(anomalies, "_read_files", counting)
+    return reads
+
+
 def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,14 +125,7 @@ def test_a_trailing_day_is_summed_once_and_again_when_its_slice_is_rebuilt(
     store = Store()
     monkeypatch.setattr(anomalies, "_TOTAL_BY_SLICES", KeptByIdentity(limit=100_000))
     monkeypatch.setattr(anomalies, "_KEY_SUMS_BY_SLICES", KeptByIdentity(limit=10_000))
-    reads: list[int] = []
-    read_files = anomalies._read_files
-
-    def counting(*args: object, **kwargs: object) -> pl.DataFrame:
-        reads.append(1)
-        return read_files(*args, **kwargs)
-
-    monkeypatch.setattr(anomalies, "_read_files", counting)
+    reads = _counted_reads(monkeypatch)
     anomalies.detect(config, store, SPIKE_DAY)
     first = len(reads)
     reads.clear()
@@ -154,14 +160,7 @@ def test_a_same_weekday_is_read_once_for_the_days_after_it_and_again_when_rebuil
             )
         )
         pl.read_parquet(rebuilt).with_columns(pl.col("BilledCost") * 3).write_parquet(rebuilt)
-    reads: list[int] = []
-    read_files = anomalies._read_files
-
-    def counting(*args: object, **kwargs: object) -> pl.DataFrame:
-        reads.append(1)
-        return read_files(*args, **kwargs)
-
-    monkeypatch.setattr(anomalies, "_read_files", counting)
+    reads = _counted_reads(monkeypatch)
     table = anomalies.detect(config, store, SPIKE_DAY)
     assert len(reads) == 1 + 2 + 2  # the day, the two rebuilt weeks' sums, and their totals for the burn rate
 

@@ -143,9 +143,12 @@ class CurFrame:
         """Evaluate `expr` once per row as a shared column; later expressions read the column.
 
         The FOCUS columns reuse the same intermediate values many times over; inlined, each copy is
-        planned and evaluated again (see `SharedColumns`).
+        planned and evaluated again (see `SharedColumns`). A name keeps one value.
         """
-        return self._shared.share(f"keep_{name}", lambda: expr)
+        key = f"keep_{name}"
+        if key in self._shared:
+            raise ValueError(f"{name!r} is already kept on this CUR frame")
+        return self._shared.share(key, lambda: expr)
 
     def per_distinct(self, name: str, inputs: list[pl.Expr], transform: Callable[..., pl.Expr]) -> pl.Expr:
         """`transform(*inputs)` computed once per distinct input tuple, then looked up per row: the
