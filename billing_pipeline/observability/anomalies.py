@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -27,6 +29,7 @@ from billing_pipeline.platform.ops_config import AnomalyConfig
 from billing_pipeline.platform.storage import FileInfo, Store, join, scratch_dir
 
 TABLE = COST_ANOMALIES
+V = TypeVar("V")
 ROBUST_SIGMA = 1.4826
 
 ANOMALY_SCHEMA: dict[str, pl.DataType] = {
@@ -73,7 +76,7 @@ def read_day(
 # A day's burn rate compares it with the mean of the days before it; in a backfill each of those days was summed
 # by every one of the days after it (28 reads a day). A day's total is kept for the process by the identities of
 # its enriched slices (path, size, ETag or mtime): a rebuilt slice has another identity and is summed again.
-_TOTAL_BY_SLICES: KeptByIdentity[tuple[str, ...], float] = KeptByIdentity(limit=100_000)
+_TOTAL_BY_SLICES: KeptByIdentity[tuple[tuple[str, ...], tuple[str, ...]], float] = KeptByIdentity(limit=100_000)
 
 
 # Each day is also the history of the four same weekdays after it: its spend per key of each dimension is kept
@@ -83,31 +86,42 @@ _KEY_SUMS_BY_SLICES: KeptByIdentity[tuple[tuple[str, ...], tuple[str, ...]], dic
 )
 
 
-def day_key_sums(
-    store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...]
-) -> dict[str, dict[str, float]] | None:
-    """The day's allocated spend per key of each of `columns` its slices have (None: no slice of the day)."""
+def _kept_for_day(
+    kept: KeptByIdentity[tuple[tuple[str, ...], tuple[str, ...]], V],
+    store: Store,
+    lake_url: str,
+    day: dt.date,
+    columns: tuple[str, ...],
+    derive: Callable[[list[FileInfo]], V],
+) -> V | None:
+    """`derive(files)` of the day's enriched slices, kept by their identities and `columns` (None: no slice)."""
     files = _enriched_files(store, lake_url, day)
     if not files:
         return None
     key = (tuple(f.identity for f in files), columns)
-    sums = _KEY_SUMS_BY_SLICES.get(key)
-    if sums is None:
+    value = kept.get(key)
+    return value if value is not None else kept.keep(key, derive(files))
+
+
+def day_key_sums(
+    store: Store, lake_url: str, day: dt.date, workdir: Path, columns: tuple[str, ...]
+) -> dict[str, dict[str, float]] | None:
+    """The day's allocated spend per key of each of `columns` its slices have (None: no slice of the day)."""
+
+    def sums(files: list[FileInfo]) -> dict[str, dict[str, float]]:
         frame = _read_files(store, files, workdir, columns)
-        sums = _KEY_SUMS_BY_SLICES.keep(key, {c: _by_key(frame, c) for c in columns if c in frame.columns})
-    return sums
+        return {c: _by_key(frame, c) for c in columns if c in frame.columns}
+
+    return _kept_for_day(_KEY_SUMS_BY_SLICES, store, lake_url, day, columns, sums)
 
 
 def day_total(store: Store, lake_url: str, day: dt.date, workdir: Path) -> float | None:
     """The day's allocated spend of every source (None: no slice of the day)."""
-    files = _enriched_files(store, lake_url, day)
-    if not files:
-        return None
-    key = tuple(f.identity for f in files)
-    total = _TOTAL_BY_SLICES.get(key)
-    if total is None:
-        total = _TOTAL_BY_SLICES.keep(key, float(_read_files(store, files, workdir)["BilledCost"].sum() or 0.0))
-    return total
+
+    def total(files: list[FileInfo]) -> float:
+        return float(_read_files(store, files, workdir)["BilledCost"].sum() or 0.0)
+
+    return _kept_for_day(_TOTAL_BY_SLICES, store, lake_url, day, (), total)
 
 
 def _read_files(store: Store, files: list[FileInfo], workdir: Path, columns: tuple[str, ...] = ()) -> pl.DataFrame:

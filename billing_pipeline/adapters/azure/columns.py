@@ -42,12 +42,12 @@ class Lookups:
     def of(cls, raw: pl.LazyFrame, get: AzureFields) -> Lookups:
         # one narrow streaming pass over their combinations (`unique().implode()` ran in memory: the
         # three columns of the whole day), on the delivered columns (not the mapping's shared ones)
-        get = AzureFields(get.schema)
+        delivered = AzureFields(get.schema)
         combinations = (
             raw.select(
-                get.text("meter_category").alias("service"),
-                get.text("unit").alias("unit"),
-                get.text("location").alias("location"),
+                delivered.text("meter_category").alias("service"),
+                delivered.text("unit").alias("unit"),
+                delivered.text("location").alias("location"),
             )
             .unique()
             .collect(engine="streaming")
