@@ -43,7 +43,7 @@ from billing_pipeline.platform.focus import (
     SERVICE_CATEGORIES,
     TIMESTAMP,
 )
-from billing_pipeline.platform.lookup import lookup
+from billing_pipeline.platform.lookup import lookup, per_distinct_value
 from billing_pipeline.platform.storage import Store, join
 
 ENUMERATIONS: dict[str, tuple[str, ...]] = {
@@ -202,7 +202,11 @@ class FocusAdapter:
                 exprs.append(canonical_enumeration(column.name, ENUMERATIONS[column.name]).alias(column.name))
             else:
                 exprs.append(text(column.name).alias(column.name))
-        tag_list = tags_from_json(text("Tags")) if "Tags" in present else pl.lit([], dtype=TAG_LIST)
+        tag_list = (
+            per_distinct_value(raw, text("Tags"), {"tags": tags_from_json})["tags"]
+            if "Tags" in present
+            else pl.lit([], dtype=TAG_LIST)
+        )
         extras = [
             pl.col(c).alias(c if c.startswith("x_") else f"x_{c}")
             for c in schema

@@ -164,7 +164,7 @@ class AzureAdapter:
             **commitment_columns(get, charge),
             **service_columns(get, charge, lookups),
             **location_columns(get, lookups),
-            **tag_columns(get),
+            **tag_columns(get, raw),
             **provider_extras(get, charge),
         }
         frame, identity = with_row_identity(raw, get)

@@ -21,8 +21,8 @@ from billing_pipeline.adapters.azure.headers import (
 )
 from billing_pipeline.adapters.cells import money_is_missing, money_problem
 from billing_pipeline.adapters.focus_native import tags_from_json, with_file_identity
-from billing_pipeline.adapters.tags import tags_json
-from billing_pipeline.platform.lookup import lookup
+from billing_pipeline.adapters.tags import TAG_LIST, tags_json
+from billing_pipeline.platform.lookup import lookup, per_distinct_value
 
 
 def service_columns(get: AzureFields, charge: AzureCharge, lookups: Lookups) -> dict[str, pl.Expr]:
@@ -63,10 +63,16 @@ def location_columns(get: AzureFields, lookups: Lookups) -> dict[str, pl.Expr]:
     }
 
 
-def tag_columns(get: AzureFields) -> dict[str, pl.Expr]:
-    """FOCUS `Tags` (JSON text) and the same tags as a list for the tag policy (`x_TagList`)."""
-    tags = tags_from_json(get.text("tags"))
-    return {"Tags": tags_json(tags), "x_TagList": tags}
+def tag_columns(get: AzureFields, raw: pl.LazyFrame) -> dict[str, pl.Expr]:
+    """FOCUS `Tags` (JSON text) and the same tags as a list for the tag policy (`x_TagList`), parsed once per
+    distinct delivered value of `raw` (a day repeats a few thousand tag strings)."""
+    if not get.has("tags"):
+        return {"Tags": tags_json(pl.lit([], dtype=TAG_LIST)), "x_TagList": pl.lit([], dtype=TAG_LIST)}
+    return per_distinct_value(
+        raw,
+        AzureFields(get.schema).text("tags"),  # the delivered column: the distinct pass reads `raw` itself
+        {"Tags": lambda value: tags_json(tags_from_json(value)), "x_TagList": tags_from_json},
+    )
 
 
 def provider_extras(get: AzureFields, charge: AzureCharge) -> dict[str, pl.Expr]:
