@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -63,3 +64,9 @@ def build_definitions(config_path: str | os.PathLike[str] | None = None) -> Defi
 
 
 defs = build_definitions()
+
+# Everything imported so far (Dagster, polars, this package: about 300,000 objects) lives as long as the
+# process. Frozen, the collector no longer walks it: not at each full collection during a run, and not at
+# exit, where walking it took about 0.7 s of every `dagster job execute` (0.06 s frozen).
+gc.freeze()
+
