@@ -159,8 +159,8 @@ def _read_file_sums(
     size = local.stat().st_size
     frame = adapter.read(local, delivery.file_format)
     schema = frame.collect_schema()
-    if parsed is not None:  # a CSV is parsed once, to a local copy the raw read uses too
-        frame = parsed.keep(delivery, file_uri, frame, schema)
+    if parsed is not None:  # a text file is parsed once, to a local copy the raw read uses too
+        frame = parsed.keep(delivery, file_uri, frame)
     return FileSums(_day_sums(adapter, frame, schema), list(schema), size)
 
 
@@ -177,8 +177,8 @@ def compute_delivery_days(
     Rows whose usage start cannot be parsed, or (a delivery of one billing period) falls outside the
     period, count for the period's first day, where the builders quarantine them. With `lake_url`, the
     day sums of a file whose identity the delivery names are read from (and written to) the per-file
-    cache; a file that cannot be read is never cached. With `parsed`, text-only (CSV) files are parsed
-    once to local Parquet copies, which the raw read of the same build reads instead of the CSV.
+    cache; a file that cannot be read is never cached. With `parsed`, text files (CSV, JSON lines) are parsed
+    once to local Parquet copies, which the raw read of the same build reads instead of the text.
     """
     adapter = adapter_for(source.provider)
     result = DeliveryDays(version=delivery.version, delivery_fingerprint=delivery.fingerprint, file_days={})
@@ -229,7 +229,7 @@ def delivery_day_fingerprints(
     store: Store, source: SourceConfig, delivery: Delivery, lake_url: str, parsed: ParsedFiles | None = None
 ) -> DeliveryDays:
     """Per-day fingerprints of a delivery, computed once and cached in the lake under its identity
-    (`parsed`: where computing them keeps local copies of CSV files for the raw read, see `ParsedFiles`)."""
+    (`parsed`: where computing them keeps local copies of text files for the raw read, see `ParsedFiles`)."""
     url = delivery_cache_url(lake_url, source.name, delivery)
     cached = read_document(store, url)
     if cached and cached.get("scheme") == SCHEME:

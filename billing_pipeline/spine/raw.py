@@ -134,7 +134,7 @@ def _build_raw_slice_if_changed(
     operator: OperatorRun | None,
     state: dict[str, Any],
 ) -> RawSlice:
-    parsed = ParsedFiles(workdir)  # a CSV delivery new to the lake: parsed once for fingerprints and slice
+    parsed = ParsedFiles(workdir)  # a text delivery new to the lake: parsed once for fingerprints and slice
     try:
         return _build_from_listing(source, day, store, lake_url, workdir, guard, accepted_via, operator, state, parsed)
     finally:

@@ -50,6 +50,11 @@ TEXT_ROW_GROUP_ROWS = 25_000
 PARSED_ROW_GROUP_ROWS = 10_000
 
 
+def is_parquet_file(file_uri: str) -> bool:
+    """Delivered as Parquet (any compression): its frame is read from columns, not parsed from text."""
+    return file_uri.lower().rstrip("/").endswith((".parquet", ".parq", ".pq"))
+
+
 def raw_parquet_options(all_text: bool) -> dict[str, object]:
     """Parquet options of a raw slice: smaller row groups when every delivered column is text (CSV)."""
     return {**PARQUET_OPTIONS, "row_group_size": TEXT_ROW_GROUP_ROWS} if all_text else PARQUET_OPTIONS
@@ -57,19 +62,20 @@ def raw_parquet_options(all_text: bool) -> dict[str, object]:
 
 @dataclass
 class ParsedFiles:
-    """Local Parquet copies of one delivery's text-only (CSV) files, made by the fingerprint pass and read
-    by the raw read of the same build, so a CSV delivery new to the lake is parsed once, not twice.
+    """Local Parquet copies of one delivery's text files (CSV, JSON lines), made by the fingerprint pass and
+    read by the raw read of the same build, so a text delivery new to the lake is parsed once, not twice.
 
-    Text survives Parquet exactly (the copy is the same frame); typed files (Parquet, NDJSON) are not copied.
+    A copy is the same frame: Parquet keeps polars' types exactly (text, floats, timestamps with their zone,
+    GCP's nested records). Parquet files are not copied: reading them is not a parse.
     """
 
     workdir: Path
     files: dict[str, Path] = field(default_factory=dict)
     delivery: tuple[str, str] | None = None  # (version, fingerprint) of the delivery the copies are of
 
-    def keep(self, delivery: Delivery, file_uri: str, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
-        """A text-only file's frame, parsed once to a local copy and scanned from it; other frames unchanged."""
-        if not all(dtype == pl.String for dtype in schema.dtypes()):
+    def keep(self, delivery: Delivery, file_uri: str, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """A text file's frame, parsed once to a local copy and scanned from it; a Parquet file's unchanged."""
+        if is_parquet_file(file_uri):
             return frame
         if self.delivery != (delivery.version, delivery.fingerprint):
             self.clear()

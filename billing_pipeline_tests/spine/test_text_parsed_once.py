@@ -1,5 +1,6 @@
-"""A CSV delivery new to the lake is parsed once per raw build: the fingerprint pass parses it to a local
-Parquet copy and the raw read reads that copy; fingerprints and slice are those of two separate parses."""
+"""A text delivery (CSV, JSON lines) new to the lake is parsed once per raw build: the fingerprint pass parses
+it to a local Parquet copy and the raw read reads that copy; fingerprints and slice are those of two separate
+parses. A Parquet file is read as it is."""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -24,6 +25,27 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("landing")
     generate(["--out", str(out), "--only", "aws_cur", "--days", "2", "--rows-per-day", "300"])
     return out / "aws_cur" / "cur" / "legacy-cur"
+
+
+@pytest.fixture(scope="module")
+def gcp_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gcp-landing")
+    generate(["--out", str(out), "--only", "gcp", "--days", "2", "--rows-per-day", "300"])
+    return out / "gcp" / "billing-export"
+
+
+@pytest.fixture
+def json_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the JSON lines files polars is asked to scan, in order."""
+    scanned: list[str] = []
+    original = pl.scan_ndjson
+
+    def scan_ndjson(source: Path, **options: object) -> pl.LazyFrame:
+        scanned.append(Path(source).name)
+        return original(source, **options)
+
+    monkeypatch.setattr(pl, "scan_ndjson", scan_ndjson)
+    yield scanned
 
 
 @pytest.fixture
@@ -71,3 +93,25 @@ def test_a_new_csv_delivery_is_parsed_once_for_fingerprints_and_slice(
             == separate.days[day.isoformat()]
         )
         assert _slice(tmp_path / "lake", day, source.name).equals(_slice(tmp_path / "full", day, source.name))
+
+
+def test_a_new_json_delivery_is_parsed_once_and_its_parquet_files_are_not_copied(
+    gcp_landing: Path, tmp_path: Path, json_parses: list[str]
+) -> None:
+    source = SourceConfig(name="gcp", provider="gcp", url=str(gcp_landing))
+    store = Store()
+    day = DAYS[0]
+    delivery = list_deliveries(source, day, store)[0]
+    names = [Path(f).name for f in delivery.files]
+    json_files = [n for n in names if ".json" in n]
+    assert json_files and any(n.endswith(".parquet") for n in names)  # a mixed delivery
+    with scratch_dir() as workdir:
+        separate = compute_delivery_days(store, source, delivery)  # a parse of its own, no copy kept
+        build_raw_slice(source, day, store, str(tmp_path / "full"), workdir)  # parses the JSON again
+        json_parses.clear()
+        build_raw_slice_if_changed(source, day, store, str(tmp_path / "lake"), workdir)
+        assert sorted(json_parses) == sorted(json_files)  # once each, not once for each pass
+        assert not list(workdir.glob("parsed-*"))
+    state = read_state(store, str(tmp_path / "lake"), source.name, day)
+    assert state["raw"]["fingerprint"] == separate.days[day.isoformat()]
+    assert _slice(tmp_path / "lake", day, source.name).equals(_slice(tmp_path / "full", day, source.name))
