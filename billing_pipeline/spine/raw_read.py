@@ -144,11 +144,17 @@ class _DeliveryReader:
     parsed: ParsedFiles | None = None
 
     def open_file(self, file_uri: str, workdir: Path) -> pl.LazyFrame:
-        """The file's rows: from the local copy the fingerprint pass parsed, else read from the landing zone."""
+        """The file's rows: from the local copy the fingerprint pass parsed, else read from the landing zone.
+
+        On a period's first day a file is read twice (its rows of the day, its undated rows), and on a
+        delivery's first read its schema observation reads it too: a text file is then parsed once, to a copy."""
         copy = self.parsed.scan(self.delivery, file_uri) if self.parsed is not None else None
         if copy is not None:
             return copy
-        return self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
+        frame = self.adapter.read(self.store.stage(file_uri, workdir), self.delivery.file_format)
+        if self.parsed is not None and self.day.day == 1:
+            return self.parsed.keep(self.delivery, file_uri, frame)
+        return frame
 
     def quarantine_file(self, file_uri: str, error: Exception) -> None:
         """Copy an unreadable file to the quarantine and record it: the delivery is incomplete."""
@@ -232,28 +238,34 @@ def read_delivery(
 
     With the delivery's day `index`, only the files that may hold rows of the day are read; the others
     count as read (`files_read`: they were accounted for, and hold nothing of the day). A file `parsed`
-    holds a local copy of is read from that copy."""
+    holds a local copy of is read from that copy; without `parsed`, a text file the read would parse twice
+    gets a copy of the read's own (`_DeliveryReader.open_file`), removed when the read ends."""
     read = DeliveryRead(
         published=workdir / f"raw-{source.name}-{_short_digest(delivery.version)}.parquet",
         bad_dates=workdir / f"baddate-{source.name}-{_short_digest(delivery.version)}.parquet",
         schemas=SchemaObserver(source.provider, source.name, delivery, store, lake_url),
     )
-    reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read, parsed)
-    holding = index.files_for(delivery, day) if index is not None else delivery.files
-    parts = reader.plan_files(workdir, set(holding))
-    if read.unreadable:
-        return read
+    copies = parsed if parsed is not None else ParsedFiles(workdir)  # copies of this read's own: cleared below
+    reader = _DeliveryReader(adapter, source, delivery, day, store, lake_url, ingested_at, record, read, copies)
     try:
-        _write_local(read, parts)  # one streaming pass: every file read once
-    except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
-        read.published.unlink(missing_ok=True)
-        read.bad_dates.unlink(missing_ok=True)
-        parts = _isolate_unreadable(parts, workdir, source.name, reader.quarantine_file)
+        holding = index.files_for(delivery, day) if index is not None else delivery.files
+        parts = reader.plan_files(workdir, set(holding))
         if read.unreadable:
             return read
-        _write_local(read, parts)
-    read.files_read = len(parts.files) + parts.skipped
-    return read
+        try:
+            _write_local(read, parts)  # one streaming pass: every file read once
+        except Exception:  # noqa: BLE001 - a file broken past its footer: find it, file by file
+            read.published.unlink(missing_ok=True)
+            read.bad_dates.unlink(missing_ok=True)
+            parts = _isolate_unreadable(parts, workdir, source.name, reader.quarantine_file)
+            if read.unreadable:
+                return read
+            _write_local(read, parts)
+        read.files_read = len(parts.files) + parts.skipped
+        return read
+    finally:
+        if parsed is None:
+            copies.clear()
 
 
 def _lineage(

@@ -115,3 +115,57 @@ def test_a_new_json_delivery_is_parsed_once_and_its_parquet_files_are_not_copied
     state = read_state(store, str(tmp_path / "lake"), source.name, day)
     assert state["raw"]["fingerprint"] == separate.days[day.isoformat()]
     assert _slice(tmp_path / "lake", day, source.name).equals(_slice(tmp_path / "full", day, source.name))
+
+
+@pytest.fixture
+def rows_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """Per delivered file, how many rows the adapters' readers produced over every execution of their plans (a
+    frame read by two sinks counts its rows twice). The count rides on a filter that keeps every row, which no
+    optimisation drops."""
+    from billing_pipeline.adapters import adapter_for
+
+    counted: dict[str, int] = {}
+    for provider in ("gcp", "aws_cur"):
+        cls = type(adapter_for(provider))
+
+        def read(self: object, local_file: Path, file_format: str, _original=cls.read) -> pl.LazyFrame:
+            def count(batch: pl.Series, name: str = Path(local_file).name) -> pl.Series:
+                counted[name] = counted.get(name, 0) + batch.len()
+                return pl.Series(batch.name, [True] * batch.len(), dtype=pl.Boolean)
+
+            return _original(self, local_file, file_format).filter(
+                pl.first().map_batches(count, return_dtype=pl.Boolean)
+            )
+
+        monkeypatch.setattr(cls, "read", read)
+    yield counted
+
+
+def _rows(file: str) -> int:
+    """Rows of one delivered text file, read on its own."""
+    return pl.read_ndjson(file).height if ".json" in file else pl.read_csv(file, infer_schema=False).height
+
+
+def test_the_first_day_of_a_period_parses_each_text_file_once_without_fingerprints(
+    gcp_landing: Path, landing: Path, tmp_path: Path, rows_read: dict[str, int]
+) -> None:
+    """The first day reads each file for its rows and for its undated rows (and a first read observes its
+    schema): without the fingerprint pass's copies, the raw read parses each text file once, to a copy of
+    its own, and removes it; the slice is the one a build with the fingerprint pass publishes."""
+    store = Store()
+    for source in (
+        SourceConfig(name="gcp", provider="gcp", url=str(gcp_landing)),
+        SourceConfig(name="legacy", provider="aws_cur", url=str(landing)),
+    ):
+        delivery = list_deliveries(source, DAYS[0], store)[0]
+        text_files = [f for f in delivery.files if not f.endswith(".parquet")]
+        assert DAYS[0].day == 1 and text_files
+        with scratch_dir() as workdir:
+            rows_read.clear()
+            build_raw_slice(source, DAYS[0], store, str(tmp_path / "direct"), workdir)
+            parsed = {Path(f).name: rows_read.get(Path(f).name) for f in text_files}
+            assert parsed == {Path(f).name: _rows(f) for f in text_files}, source.name  # once, not once a sink
+            assert not list(workdir.glob("parsed-*"))
+        with scratch_dir() as workdir:
+            build_raw_slice_if_changed(source, DAYS[0], store, str(tmp_path / "job"), workdir)
+        assert _slice(tmp_path / "direct", DAYS[0], source.name).equals(_slice(tmp_path / "job", DAYS[0], source.name))
