@@ -52,7 +52,7 @@ PARSED_ROW_GROUP_ROWS = 10_000
 
 def is_parquet_file(file_uri: str) -> bool:
     """Delivered as Parquet (any compression): its frame is read from columns, not parsed from text."""
-    return file_uri.lower().rstrip("/").endswith((".parquet", ".parq", ".pq"))
+    return file_uri.lower().endswith((".parquet", ".parq", ".pq"))
 
 
 def raw_parquet_options(all_text: bool) -> dict[str, object]:
@@ -146,8 +146,8 @@ class _DeliveryReader:
     def open_file(self, file_uri: str, workdir: Path) -> pl.LazyFrame:
         """The file's rows: from the local copy the fingerprint pass parsed, else read from the landing zone.
 
-        On a period's first day a file is read twice (its rows of the day, its undated rows), and on a
-        delivery's first read its schema observation reads it too: a text file is then parsed once, to a copy."""
+        On a period's first day a file is read at least twice (its rows of the day, its undated rows; on a
+        delivery's first read its schema observation too): a text file is then parsed once, to a copy."""
         copy = self.parsed.scan(self.delivery, file_uri) if self.parsed is not None else None
         if copy is not None:
             return copy
