@@ -246,3 +246,24 @@ def test_rows_read_by_blocks_are_exactly_the_wanted_rows(tmp_path_factory, monke
     got = normalize._rows_in_blocks(raw, ids).collect()
     assert sorted(got["x_RawRow"].to_list()) == sorted(wanted)
     assert sorted(got["cost"].to_list()) == sorted(f"{i}.5" for i in wanted)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    keys=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), min_size=1, max_size=60),
+    buckets=st.integers(1, 7),
+)
+def test_keys_compared_bucket_by_bucket_find_the_rows_compared_at_once(
+    tmp_path_factory: pytest.TempPathFactory, keys: list[tuple[str | None, int]], buckets: int
+) -> None:
+    """More duplicate candidates than memory should hold are compared a bucket of the key's hash at a time:
+    the rows that repeat an earlier row's key are the same as when every key is compared at once."""
+    frame = pl.DataFrame(
+        {"x_RawRow": list(range(len(keys)))[::-1], "k": [k for k, _ in keys][::-1], "n": [n for _, n in keys][::-1]},
+        schema={"x_RawRow": pl.UInt32, "k": pl.String, "n": pl.Int64},
+    )
+    at_once = normalize._not_first_distinct(frame, ["k", "n"])
+    expected = [i for i, key in enumerate(keys) if key in keys[:i]]  # a second, plain computation
+    assert at_once.to_list() == expected
+    bucketed = normalize._first_distinct_by_bucket(frame.lazy(), ["k", "n"], buckets, tmp_path_factory.mktemp("b"))
+    assert bucketed.to_list() == expected
