@@ -6,17 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..conftest import write_config
 
 
-def _modules_after_loading(tmp_path: Path, roots: tuple[str, ...]) -> list[str]:
-    """The modules under `roots` that a fresh process has imported once it loaded the code location."""
+def _probe_loading(tmp_path: Path, probe: str) -> Any:
+    """What `probe` (Python that imports the code location) prints as JSON, run in a fresh process."""
     config = write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": str(tmp_path / "landing")}])
-    probe = (
-        "import json, sys; import billing_pipeline.definitions; "
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))"
-    )
     return json.loads(
         subprocess.run(
             [sys.executable, "-c", probe],
@@ -25,6 +22,15 @@ def _modules_after_loading(tmp_path: Path, roots: tuple[str, ...]) -> list[str]:
             text=True,
             env={"BILLING_CONFIG": str(config), "PATH": ""},
         ).stdout
+    )
+
+
+def _modules_after_loading(tmp_path: Path, roots: tuple[str, ...]) -> list[str]:
+    """The modules under `roots` that a fresh process has imported once it loaded the code location."""
+    return _probe_loading(
+        tmp_path,
+        "import json, sys; import billing_pipeline.definitions; "
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))",
     )
 
 
@@ -48,19 +54,10 @@ def test_loading_the_code_location_puts_what_it_imported_out_of_the_collectors_r
     """Every run process walked the ~200,000 objects of the imports at each full collection and at exit
     (`gc.freeze()` at the end of `definitions`): what is frozen is what the loading left alive, and a full
     collection then walks only what came after."""
-    config = write_config(tmp_path, [{"name": "c", "provider": "aws_cur2", "url": str(tmp_path / "landing")}])
-    probe = (
+    before, frozen, tracked = _probe_loading(
+        tmp_path,
         "import gc, json; before = len(gc.get_objects()); import billing_pipeline.definitions; "
-        "print(json.dumps([before, gc.get_freeze_count(), len(gc.get_objects())]))"
-    )
-    before, frozen, tracked = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", probe],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={"BILLING_CONFIG": str(config), "PATH": ""},
-        ).stdout
+        "print(json.dumps([before, gc.get_freeze_count(), len(gc.get_objects())]))",
     )
     assert frozen > 10 * before, (before, frozen)  # the imports, not the interpreter's own start-up objects
     assert tracked < frozen / 10, (tracked, frozen)

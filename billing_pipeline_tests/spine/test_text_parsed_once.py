@@ -34,32 +34,27 @@ def gcp_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "gcp" / "billing-export"
 
 
-@pytest.fixture
-def json_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The names of the JSON lines files polars is asked to scan, in order."""
+def _scans_of(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """The names of the files polars' `name` (`scan_csv`, `scan_ndjson`) is asked to scan, in order."""
     scanned: list[str] = []
-    original = pl.scan_ndjson
+    original = getattr(pl, name)
 
-    def scan_ndjson(source: Path, **options: object) -> pl.LazyFrame:
+    def scan(source: Path, **options: object) -> pl.LazyFrame:
         scanned.append(Path(source).name)
         return original(source, **options)
 
-    monkeypatch.setattr(pl, "scan_ndjson", scan_ndjson)
-    yield scanned
+    monkeypatch.setattr(pl, name, scan)
+    return scanned
 
 
 @pytest.fixture
-def csv_parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The names of the CSV files polars is asked to scan, in order."""
-    scanned: list[str] = []
-    original = pl.scan_csv
+def json_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _scans_of(monkeypatch, "scan_ndjson")
 
-    def scan_csv(source: Path, **options: object) -> pl.LazyFrame:
-        scanned.append(Path(source).name)
-        return original(source, **options)
 
-    monkeypatch.setattr(pl, "scan_csv", scan_csv)
-    yield scanned
+@pytest.fixture
+def csv_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _scans_of(monkeypatch, "scan_csv")
 
 
 def _slice(lake: Path, day: dt.date, source: str) -> pl.DataFrame:
