@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from billing_pipeline.adapters import Adapter, Delivery, FileProblem
-from billing_pipeline.adapters.base import EmptyExportFileError
+from billing_pipeline.adapters.base import EmptyExportFileError, detect_format
 from billing_pipeline.adapters.drift import SchemaObserver
 from billing_pipeline.platform.config import SourceConfig
 from billing_pipeline.platform.lake import quarantined_file_url
@@ -50,14 +50,18 @@ TEXT_ROW_GROUP_ROWS = 25_000
 PARSED_ROW_GROUP_ROWS = 10_000
 
 
-def is_parquet_file(file_uri: str) -> bool:
-    """Delivered as Parquet (any compression): its frame is read from columns, not parsed from text."""
-    return file_uri.lower().endswith((".parquet", ".parq", ".pq"))
-
-
 def raw_parquet_options(all_text: bool) -> dict[str, object]:
     """Parquet options of a raw slice: smaller row groups when every delivered column is text (CSV)."""
     return {**PARQUET_OPTIONS, "row_group_size": TEXT_ROW_GROUP_ROWS} if all_text else PARQUET_OPTIONS
+
+
+def _read_as_parquet(delivery: Delivery, file_uri: str) -> bool:
+    """Read from Parquet columns, not parsed from text: the adapters' own reading of a file's format (a name
+    no reader knows, such as GCP's `.json`, is text)."""
+    try:
+        return detect_format(file_uri, delivery.file_format) == "parquet"
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -75,7 +79,7 @@ class ParsedFiles:
 
     def keep(self, delivery: Delivery, file_uri: str, frame: pl.LazyFrame) -> pl.LazyFrame:
         """A text file's frame, parsed once to a local copy and scanned from it; a Parquet file's unchanged."""
-        if is_parquet_file(file_uri):
+        if _read_as_parquet(delivery, file_uri):
             return frame
         if self.delivery != (delivery.version, delivery.fingerprint):
             self.clear()
