@@ -170,12 +170,12 @@ class FocusAdapter:
 
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         """FOCUS has no row id, and identical rows are legitimate (several charges of one resource and
-        hour). A row's key is every delivered column (nulls equal), its occurrence among identical rows
-        of its file, and a digest of its file's content: repeats inside a file are kept, while a file
-        delivered twice (under another name, or listed twice) repeats all three and is dropped."""
-        derived = ("x_RawRow", "x_TagList")
-        delivered = [c for c in schema if c not in LINEAGE_COLUMNS and c not in derived and not c.startswith("_")]
-        return [*delivered, "_focus_occurrence", "_focus_file"]
+        hour). A row's key is the row as delivered (every column, nulls equal), its occurrence among
+        identical rows of its file, and a digest of its file's content: repeats inside a file are kept,
+        while a file delivered twice (under another name, or listed twice) repeats all three and is
+        dropped. As delivered, not as mapped: two rows of one file that differ only in spelling (`12.5` /
+        `12.50`, `usage` / `Usage`) map to equal values, yet were delivered as two charges (as Azure)."""
+        return ["_focus_row", "_focus_occurrence", "_focus_file"]
 
     def raw_totals(self, raw: pl.LazyFrame) -> pl.LazyFrame:
         schema = raw.collect_schema()
@@ -229,15 +229,16 @@ class FocusAdapter:
             separator="; ",
             ignore_nulls=True,
         )
-        row_hash = pl.struct([c for c in schema if c not in LINEAGE_COLUMNS and c != "x_RawRow"]).hash(seed=0)
+        delivered_row = pl.struct([c for c in schema if c not in LINEAGE_COLUMNS and c != "x_RawRow"])
         file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
-        identified = with_file_identity(raw, row_hash, file, "_focus_occurrence", "_focus_file")
+        identified = with_file_identity(raw, delivered_row.hash(seed=0), file, "_focus_occurrence", "_focus_file")
         frame = identified.select(
             *exprs,
             tag_list.alias("x_TagList"),
             *extras,
             *lineage,
             pl.when(bad != "").then(bad).alias("_bad_reason"),
+            delivered_row.alias("_focus_row"),
             pl.col("_focus_occurrence"),
             pl.col("_focus_file"),
         )

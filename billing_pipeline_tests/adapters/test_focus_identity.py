@@ -99,3 +99,32 @@ def test_focus_repeats_kept_a_reordered_copy_dropped_a_partial_overlap_kept(tmp_
     assert sum((Decimal(str(v)) for v in published["BilledCost"]), Decimal(0)) == expected
     files = Counter(uri.rsplit("/", 1)[-1] for uri in published["x_FileUri"])
     assert files in (Counter({"a.csv": original.height, "c.csv": 3}), Counter({"b.csv": original.height, "c.csv": 3}))
+
+
+def test_focus_rows_that_differ_only_in_spelling_are_two_charges(tmp_path: Path) -> None:
+    """Rows of one file that map to equal FOCUS values (`12.5` / `12.50`, `usage` / `Usage`) are charges
+    delivered separately: each is kept. Its identity is the row as delivered, as for Azure, so the same file
+    delivered again under another name still repeats every row and is dropped."""
+    sample = pl.read_csv(FOCUS_SAMPLE, infer_schema=False)
+    day = sample.filter(pl.col("ChargePeriodStart").str.starts_with(FOCUS_DAY.isoformat()))
+    row = day.filter(pl.col("BilledCost").cast(pl.Float64) != 0).head(1)
+    cost = row["BilledCost"].item()
+    assert cost is not None and Decimal(cost) != 0
+    respelled = row.with_columns(pl.lit(cost + "0" if "." in cost else cost + ".0").alias("BilledCost"))
+    recased = row.with_columns(pl.col("ChargeCategory").str.to_lowercase())
+    delivered = pl.concat([row, respelled, recased])
+    assert delivered.unique().height == 3
+    landing = tmp_path / "landing" / "focus"
+    landing.mkdir(parents=True)
+    delivered.write_csv(landing / "a.csv")
+    delivered.write_csv(landing / "a-again.csv")
+    config = load_config(
+        write_config(tmp_path, [{"name": "src", "provider": "focus", "url": str(landing)}], start_date="2024-09-01")
+    )
+
+    (stats,) = run_spine(config, FOCUS_DAY).normalized
+
+    assert (stats.raw_rows, stats.rows, stats.duplicate_rows) == (6, 3, 3)
+    published = pl.read_parquet(slice_url(config.lake_url, "normalized_line_items", FOCUS_DAY, "src"))
+    assert sum((Decimal(str(v)) for v in published["BilledCost"]), Decimal(0)) == 3 * Decimal(cost)
+    assert published["x_FileUri"].n_unique() == 1
