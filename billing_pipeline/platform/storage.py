@@ -250,18 +250,25 @@ class Store:
             os.replace(tmp, dest_url)
             local_file.unlink(missing_ok=True)
 
-    def write_parquet(self, frame: pl.LazyFrame | pl.DataFrame, dest_url: str, workdir: Path) -> None:
+    def write_parquet(
+        self,
+        frame: pl.LazyFrame | pl.DataFrame,
+        dest_url: str,
+        workdir: Path,
+        optimizations: pl.QueryOptFlags | None = None,
+    ) -> None:
         """Stream `frame` to Parquet in `workdir` (scratch, outside the lake), then publish it atomically.
 
         Writing outside the lake means a failed or killed write never leaves a partial file beside
         the slice it would have replaced (polars may still be creating the file when it raises).
+        `optimizations`: polars' query optimizations for the sink, when the frame needs other than the default.
         """
         tmp = workdir / f".tmp-{uuid.uuid4().hex}.partial"
         try:
             if isinstance(frame, pl.DataFrame):
                 frame.write_parquet(tmp, **PARQUET_OPTIONS)
             else:
-                frame.sink_parquet(tmp, **PARQUET_OPTIONS)
+                frame.sink_parquet(tmp, **PARQUET_OPTIONS, optimizations=optimizations or pl.QueryOptFlags())
             self.publish_file(tmp, dest_url)
         finally:
             tmp.unlink(missing_ok=True)

@@ -72,3 +72,31 @@ def test_the_in_memory_and_the_streaming_mapping_give_the_same_slices(
                 assert other is None, (source, name)
             else:
                 assert other is not None and frame.sort("x_RawRow").equals(other.sort("x_RawRow")), (source, name)
+
+
+def test_plans_over_the_duplicate_candidates_hold_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GCP's mapping reads its input twice (charge rows, then credit rows); over the duplicate candidates (a
+    filter of the raw slice) polars cached that input whole: the 2.4M candidates of a 10M-row day held 1.3 GiB
+    more. Every sink other than the published slice's (over a plain scan, which streams) runs without a cache."""
+    landing = tmp_path / "landing"
+    generate_landing_zone(landing, month="2026-10", rows_per_day=200, days=3, providers=("gcp",))
+    sources = [{"name": n, "provider": p, "url": str(landing / path)} for n, (p, path) in GENERATOR_SOURCES.items()]
+    config = load_config(write_config(tmp_path, [s for s in sources if s["provider"] == "gcp"]))
+    run_spine(config, DAY)
+    monkeypatch.setattr(normalize, "CANDIDATES_IN_MEMORY", 0)  # the streamed comparison of a big day
+    plans: list[tuple[str, str]] = []
+    sink_parquet = pl.LazyFrame.sink_parquet
+
+    def recorded(self: pl.LazyFrame, path: object, *args: object, **kwargs: object) -> object:
+        plans.append((str(path), self.explain(optimizations=kwargs.get("optimizations", pl.QueryOptFlags()))))
+        return sink_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LazyFrame, "sink_parquet", recorded)
+    (source,) = config.sources
+    with scratch_dir() as workdir:
+        result = normalize.build_normalized_slice(source, DAY, config.store(), config.lake_url, workdir)
+
+    assert result.duplicate_rows > 0
+    candidates = [plan for path, plan in plans if "normalized-" not in path]
+    assert len(candidates) >= 2  # the keys' buckets and the duplicates quarantine
+    assert all("CACHE" not in plan for plan in candidates)
