@@ -64,9 +64,11 @@ PROVIDERS ?= aws_cur2
 bench: install
 	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --providers $(PROVIDERS) --out bench_results --compare
 
-# every provider's generator and pipeline at one size: make bench-providers SIZES=10000000
+# every provider's generator and pipeline at one size: make bench-providers SIZES=10000000 [PROVIDERS=gcp,focus]
+EVERY_PROVIDER := aws_cur2,gcp,azure,focus
 bench-providers: install
-	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --providers aws_cur2,gcp,azure,focus --out bench_results
+	$(PY) -m billing_pipeline.tools.bench --sizes $(SIZES) --out bench_results \
+		--providers $(if $(filter command line environment,$(origin PROVIDERS)),$(PROVIDERS),$(EVERY_PROVIDER))
 
 # the side-by-side alone: the AWS sample replicated to 640,500 rows, three pairs
 bench-compare: install

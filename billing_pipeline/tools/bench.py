@@ -185,12 +185,13 @@ def _own_peak_mib() -> float:
 
 
 def pipeline_step(landing: Path, lake: Path, stages_out: Path, provider: str = "aws_cur2") -> None:
-    """raw -> normalized -> tag-enriched in one process, as the `billing_daily` job runs them."""
+    """raw -> normalized -> tag-enriched in one process, as the `billing_daily` job runs them: through the
+    functions its assets call (a new delivery's fingerprint pass, each layer's state recorded)."""
     from billing_pipeline.platform.config import SourceConfig, TagPolicy, load_config
     from billing_pipeline.platform.storage import Store, scratch_dir
-    from billing_pipeline.spine.enrich import build_enriched_slice
-    from billing_pipeline.spine.normalize import build_normalized_slice
-    from billing_pipeline.spine.raw import build_raw_slice
+    from billing_pipeline.spine.enrich import build_enriched_slice_if_stale
+    from billing_pipeline.spine.normalize import build_normalized_slice_if_stale
+    from billing_pipeline.spine.raw import build_raw_slice_if_changed
 
     source = SourceConfig(name=source_name(provider), provider=provider, url=str(export_root(landing, provider)))
     policy: TagPolicy = load_config(Path(__file__).resolve().parents[2] / "billing.yaml").tag_policy
@@ -199,9 +200,9 @@ def pipeline_step(landing: Path, lake: Path, stages_out: Path, provider: str = "
     peaks: dict[str, float] = {}
     with scratch_dir(prefix="bench-") as workdir:
         for name, build in (
-            ("raw", lambda: build_raw_slice(source, DAY, store, str(lake), workdir)),
-            ("normalized", lambda: build_normalized_slice(source, DAY, store, str(lake), workdir)),
-            ("enriched", lambda: build_enriched_slice(source, DAY, store, str(lake), policy, workdir)),
+            ("raw", lambda: build_raw_slice_if_changed(source, DAY, store, str(lake), workdir)),
+            ("normalized", lambda: build_normalized_slice_if_stale(source, DAY, store, str(lake), workdir)),
+            ("enriched", lambda: build_enriched_slice_if_stale(source, DAY, store, str(lake), policy, workdir)),
         ):
             started = time.perf_counter()
             build()
