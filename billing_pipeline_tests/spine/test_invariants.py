@@ -252,12 +252,14 @@ def test_rows_read_by_blocks_are_exactly_the_wanted_rows(tmp_path_factory, monke
 @given(
     keys=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 3)), min_size=1, max_size=60),
     buckets=st.integers(1, 7),
+    rows_per_file=st.integers(1, 20),
 )
 def test_keys_compared_bucket_by_bucket_find_the_rows_compared_at_once(
-    tmp_path_factory: pytest.TempPathFactory, keys: list[tuple[str | None, int]], buckets: int
+    tmp_path_factory: pytest.TempPathFactory, keys: list[tuple[str | None, int]], buckets: int, rows_per_file: int
 ) -> None:
-    """More duplicate candidates than memory should hold are compared a bucket of the key's hash at a time:
-    the rows that repeat an earlier row's key are the same as when every key is compared at once."""
+    """More duplicate candidates than memory should hold are compared a bucket of the key's hash at a time
+    (a bucket written as several files of `rows_per_file` rows): the rows that repeat an earlier row's key
+    are the same as when every key is compared at once."""
     frame = pl.DataFrame(
         {"x_RawRow": list(range(len(keys)))[::-1], "k": [k for k, _ in keys][::-1], "n": [n for _, n in keys][::-1]},
         schema={"x_RawRow": pl.UInt32, "k": pl.String, "n": pl.Int64},
@@ -265,5 +267,6 @@ def test_keys_compared_bucket_by_bucket_find_the_rows_compared_at_once(
     at_once = normalize._not_first_distinct(frame, ["k", "n"])
     expected = [i for i, key in enumerate(keys) if key in keys[:i]]  # a second, plain computation
     assert at_once.to_list() == expected
-    bucketed = normalize._first_distinct_by_bucket(frame.lazy(), ["k", "n"], buckets, tmp_path_factory.mktemp("b"))
+    folder = tmp_path_factory.mktemp("b")
+    bucketed = normalize._first_distinct_by_bucket(frame.lazy(), ["k", "n"], buckets, folder, rows_per_file)
     assert bucketed.to_list() == expected
