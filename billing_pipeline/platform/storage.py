@@ -268,7 +268,8 @@ class Store:
             if isinstance(frame, pl.DataFrame):
                 frame.write_parquet(tmp, **PARQUET_OPTIONS)
             else:
-                frame.sink_parquet(tmp, **PARQUET_OPTIONS, optimizations=optimizations or pl.QueryOptFlags())
+                flags = pl.QueryOptFlags() if optimizations is None else optimizations
+                frame.sink_parquet(tmp, **PARQUET_OPTIONS, optimizations=flags)
             self.publish_file(tmp, dest_url)
         finally:
             tmp.unlink(missing_ok=True)
