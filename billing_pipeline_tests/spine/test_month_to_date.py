@@ -36,7 +36,12 @@ def _write_slice(lake: Path, day: dt.date, day_rows: list[tuple[int, Decimal]], 
             "BilledCost": [str(amount) for _, amount in day_rows],
             "BillingPeriodStart": [dt.datetime.combine(period, dt.time(), tzinfo=dt.UTC)] * len(day_rows),
         },
-        schema_overrides={"BillingPeriodStart": pl.Datetime("us", "UTC")},
+        # typed as a published slice is (`conform`): a day whose every account id is null is still String
+        schema_overrides={
+            "BillingAccountId": pl.String,
+            "BillingCurrency": pl.String,
+            "BillingPeriodStart": pl.Datetime("us", "UTC"),
+        },
     ).with_columns(pl.col("BilledCost").cast(MONEY)).write_parquet(path)
 
 
