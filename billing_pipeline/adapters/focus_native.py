@@ -230,19 +230,24 @@ class FocusAdapter:
             ignore_nulls=True,
         )
         delivered_row = pl.struct([c for c in schema if c not in LINEAGE_COLUMNS and c != "x_RawRow"])
-        file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
-        identified = with_file_identity(raw, delivered_row.hash(seed=0), file, "_focus_occurrence", "_focus_file")
-        frame = identified.select(
+        frame = raw.select(
             *exprs,
             tag_list.alias("x_TagList"),
             *extras,
             *lineage,
             pl.when(bad != "").then(bad).alias("_bad_reason"),
             delivered_row.alias("_focus_row"),
-            pl.col("_focus_occurrence"),
-            pl.col("_focus_file"),
         )
         return derive_focus_12_columns(frame)
+
+    def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
+        """Each row's occurrence among identical delivered rows of its file (`_focus_occurrence`) and what its
+        file holds (`_focus_file`): `with_file_identity` over the delivered rows (`_focus_row`)."""
+        schema = focus.collect_schema()
+        if "_focus_row" not in schema:
+            return focus
+        file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
+        return with_file_identity(focus, pl.col("_focus_row").hash(seed=0), file, "_focus_occurrence", "_focus_file")
 
 
 # Account types a row's own id spells out (`/subscriptions/<guid>` is an Azure subscription).

@@ -254,9 +254,10 @@ def build_normalized_slice(
         return result
     raw = pl.scan_parquet(store.stage(raw_url, workdir)).with_row_index("x_RawRow")
     focus = _mapped_once_if_small(adapter.to_focus(raw), raw)
-    focus_schema = focus.drop("_bad_reason").collect_schema()
+    identified = adapter.identify(focus)  # the decisions' plan only: the published slice needs no identity
+    focus_schema = identified.drop("_bad_reason").collect_schema()
     key, row_key = adapter.dedup_key(focus_schema), whole_row_key(focus_schema)
-    decisions = _with_out_of_period_reasons(adapter, raw, day, _row_decisions(focus, key, row_key))
+    decisions = _with_out_of_period_reasons(adapter, raw, day, _row_decisions(identified, key, row_key))
     result.raw_rows = decisions.height
 
     bad_ids = decisions.filter(pl.col("_bad_reason").is_not_null()).select("x_RawRow", "_bad_reason")
@@ -269,7 +270,9 @@ def build_normalized_slice(
         store.remove(rows_url)
 
     clean = decisions.filter(pl.col("_bad_reason").is_null())
-    duplicate_ids, dropped = _duplicates(raw, adapter.to_focus, key, row_key, clean, workdir)
+    duplicate_ids, dropped = _duplicates(
+        raw, lambda rows: adapter.identify(adapter.to_focus(rows)), key, row_key, clean, workdir
+    )
     excluded = pl.concat([bad_ids.get_column("x_RawRow"), duplicate_ids]).implode()
     result.duplicate_rows = duplicate_ids.len()
     if result.duplicate_rows:

@@ -115,6 +115,10 @@ class AwsCurAdapter:
                 return parse_datetime(pl.col(name), schema[name])
         raise ValueError("no usage start date column (line_item_usage_start_date / lineItem/UsageStartDate)")
 
+    def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
+        """A line item's key is its own columns."""
+        return focus
+
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         """Within one delivery a line item is (LineItemId, TimeInterval); across deliveries it is not."""
         return ["x_LineItemId", "x_TimeInterval"]

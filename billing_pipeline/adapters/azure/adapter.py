@@ -16,6 +16,7 @@ from billing_pipeline.adapters.azure.columns import (
     pricing_columns,
 )
 from billing_pipeline.adapters.azure.dimensions import (
+    delivered_row,
     location_columns,
     provider_extras,
     row_problems,
@@ -38,7 +39,7 @@ from billing_pipeline.adapters.focus_native import FocusAdapter
 from billing_pipeline.adapters.shared_columns import SharedColumns
 from billing_pipeline.platform.storage import Store
 
-# The Azure adapter's output columns, in order (delivered `x_` columns, `_bad_reason` and the row identity follow).
+# The Azure adapter's output columns, in order (delivered `x_` columns, `_bad_reason` and `_az_row` follow).
 COLUMN_ORDER: tuple[str, ...] = (
     "BilledCost",
     "BillingAccountId",
@@ -131,6 +132,12 @@ class AzureAdapter:
             raise ValueError("not an Azure cost export: no Date / UsageDateTime column")
         return parse_datetime(pl.col(columns["date"]), schema[columns["date"]])
 
+    def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
+        """Each row's occurrence among identical rows of its file and what its file holds (`with_row_identity`)."""
+        if "_az_row" not in focus.collect_schema():
+            return self._focus.identify(focus)
+        return with_row_identity(focus)
+
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         if "_az_row" not in schema:
             return self._focus.dedup_key(schema)
@@ -149,7 +156,8 @@ class AzureAdapter:
         )
 
     def to_focus(self, raw: pl.LazyFrame) -> pl.LazyFrame:
-        """FOCUS columns of every delivered row, the delivery's `x_` columns, `_bad_reason` and row identity."""
+        """FOCUS columns of every delivered row, the delivery's `x_` columns, `_bad_reason` and the row as delivered
+        (`_az_row`, the first column of its identity: `identify`)."""
         schema = raw.collect_schema()
         if is_focus_export(schema):
             return self._focus.to_focus(raw)
@@ -167,11 +175,10 @@ class AzureAdapter:
             **tag_columns(get, raw),
             **provider_extras(get, charge),
         }
-        frame, identity = with_row_identity(raw, get)
         problems = row_problems(get, charge)
-        return get.shared.apply(frame).select(
+        return get.shared.apply(raw).select(
             *in_column_order(columns, COLUMN_ORDER),
             *[pl.col(c) for c in schema if c.startswith("x_")],
             problems.alias("_bad_reason"),
-            *identity,
+            delivered_row(get).alias("_az_row"),
         )

@@ -124,11 +124,14 @@ def row_problems(get: AzureFields, charge: AzureCharge) -> pl.Expr:
     return pl.when(reasons != "").then(reasons)
 
 
-def with_row_identity(raw: pl.LazyFrame, get: AzureFields) -> tuple[pl.LazyFrame, list[pl.Expr]]:
-    """The frame with each row's delivered columns as `_az_row` and its identity, and the identity columns
-    to select: the occurrence among identical rows of its file, and what the file holds whatever its row
-    order (rows of two files are duplicates only if the files are), streamed by `with_file_identity`."""
-    frame = raw.with_columns(pl.struct([c for c in get.schema if not c.startswith("x_")]).alias("_az_row"))
-    file = pl.col("x_FileUri") if "x_FileUri" in get.schema else pl.lit("")
-    frame = with_file_identity(frame, pl.col("_az_row").hash(seed=0), file, "_az_occurrence", "_az_file")
-    return frame, [pl.col("_az_row"), pl.col("_az_occurrence"), pl.col("_az_file")]
+def delivered_row(get: AzureFields) -> pl.Expr:
+    """A row's delivered columns (lineage aside), as one value: the first column of its identity."""
+    return pl.struct([c for c in get.schema if not c.startswith("x_")])
+
+
+def with_row_identity(focus: pl.LazyFrame) -> pl.LazyFrame:
+    """The mapped frame with each row's identity beside its delivered columns (`_az_row`): the occurrence among
+    identical rows of its file, and what the file holds whatever its row order (rows of two files are
+    duplicates only if the files are), streamed by `with_file_identity`."""
+    file = pl.col("x_FileUri") if "x_FileUri" in focus.collect_schema() else pl.lit("")
+    return with_file_identity(focus, pl.col("_az_row").hash(seed=0), file, "_az_occurrence", "_az_file")

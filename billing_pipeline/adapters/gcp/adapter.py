@@ -133,6 +133,10 @@ class GcpAdapter:
             raise ValueError("not a GCP billing export: no usage_start_time column")
         return gcp_time(pl.col("usage_start_time"), schema["usage_start_time"])
 
+    def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
+        """A row's key is its own columns."""
+        return focus
+
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         """Every delivered column (export_time included) and which FOCUS row of it: see module doc."""
         return ["_gcp_row", "_gcp_part"]
