@@ -145,6 +145,17 @@ def with_file_identity(
     )
 
 
+def with_delivered_identity(focus: pl.LazyFrame, row: str, occurrence: str, content: str) -> pl.LazyFrame:
+    """`with_file_identity` of a mapped frame whose column `row` holds each row as delivered, per file of
+    `x_FileUri` (one file when there is none); the frame unchanged when it has no such column. Shared by the
+    FOCUS and Azure adapters' `identify`."""
+    schema = focus.collect_schema()
+    if row not in schema:
+        return focus
+    file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
+    return with_file_identity(focus, pl.col(row).hash(seed=0), file, occurrence, content)
+
+
 class FocusAdapter:
     """FOCUS exports: the AWS Data Exports layout when it has manifests, else every file under the root."""
 
@@ -243,11 +254,7 @@ class FocusAdapter:
     def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
         """Each row's occurrence among identical delivered rows of its file (`_focus_occurrence`) and what its
         file holds (`_focus_file`): `with_file_identity` over the delivered rows (`_focus_row`)."""
-        schema = focus.collect_schema()
-        if "_focus_row" not in schema:
-            return focus
-        file = pl.col("x_FileUri") if "x_FileUri" in schema else pl.lit("")
-        return with_file_identity(focus, pl.col("_focus_row").hash(seed=0), file, "_focus_occurrence", "_focus_file")
+        return with_delivered_identity(focus, "_focus_row", "_focus_occurrence", "_focus_file")
 
 
 # Account types a row's own id spells out (`/subscriptions/<guid>` is an Azure subscription).

@@ -22,7 +22,6 @@ from billing_pipeline.adapters.azure.dimensions import (
     row_problems,
     service_columns,
     tag_columns,
-    with_row_identity,
 )
 from billing_pipeline.adapters.azure.discover import discover_exports
 from billing_pipeline.adapters.azure.headers import (
@@ -35,7 +34,7 @@ from billing_pipeline.adapters.azure.headers import (
 from billing_pipeline.adapters.base import in_column_order, read_export_file
 from billing_pipeline.adapters.cells import parse_datetime
 from billing_pipeline.adapters.deliveries import Delivery
-from billing_pipeline.adapters.focus_native import FocusAdapter
+from billing_pipeline.adapters.focus_native import FocusAdapter, with_delivered_identity
 from billing_pipeline.adapters.shared_columns import SharedColumns
 from billing_pipeline.platform.storage import Store
 
@@ -133,10 +132,11 @@ class AzureAdapter:
         return parse_datetime(pl.col(columns["date"]), schema[columns["date"]])
 
     def identify(self, focus: pl.LazyFrame) -> pl.LazyFrame:
-        """Each row's occurrence among identical rows of its file and what its file holds (`with_row_identity`)."""
+        """Each row's occurrence among identical rows of its file and what the file holds whatever its row order
+        (rows of two files are duplicates only if the files are); a FocusCost export's by the FOCUS adapter."""
         if "_az_row" not in focus.collect_schema():
             return self._focus.identify(focus)
-        return with_row_identity(focus)
+        return with_delivered_identity(focus, "_az_row", "_az_occurrence", "_az_file")
 
     def dedup_key(self, schema: pl.Schema) -> list[str]:
         if "_az_row" not in schema:

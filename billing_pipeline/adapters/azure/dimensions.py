@@ -20,7 +20,7 @@ from billing_pipeline.adapters.azure.headers import (
     export_version,
 )
 from billing_pipeline.adapters.cells import money_is_missing, money_problem
-from billing_pipeline.adapters.focus_native import tags_from_json, with_file_identity
+from billing_pipeline.adapters.focus_native import tags_from_json
 from billing_pipeline.adapters.tags import TAG_LIST, tags_json
 from billing_pipeline.platform.lookup import lookup, per_distinct_value
 
@@ -127,11 +127,3 @@ def row_problems(get: AzureFields, charge: AzureCharge) -> pl.Expr:
 def delivered_row(get: AzureFields) -> pl.Expr:
     """A row's delivered columns (lineage aside), as one value: the first column of its identity."""
     return pl.struct([c for c in get.schema if not c.startswith("x_")])
-
-
-def with_row_identity(focus: pl.LazyFrame) -> pl.LazyFrame:
-    """The mapped frame with each row's identity beside its delivered columns (`_az_row`): the occurrence among
-    identical rows of its file, and what the file holds whatever its row order (rows of two files are
-    duplicates only if the files are), streamed by `with_file_identity`."""
-    file = pl.col("x_FileUri") if "x_FileUri" in focus.collect_schema() else pl.lit("")
-    return with_file_identity(focus, pl.col("_az_row").hash(seed=0), file, "_az_occurrence", "_az_file")
